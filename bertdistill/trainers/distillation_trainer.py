@@ -1,0 +1,144 @@
+"""`DistillationTrainer`: a `transformers.Trainer` that distills a fine-tuned teacher into a student."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
+
+from ..losses import hard_label_loss, logit_mse, soft_target_kl
+from ..model_card import ModelCardMixin
+from ..modeling import DistillationModel, LossTerm
+from ..student import check_same_vocabulary
+from .distillation_config import DistillationTrainingConfig
+
+
+class DistillationTrainer(ModelCardMixin, Trainer):
+    """Trains `model` (the student) to match `teacher_model`, with the loss of `args`.
+
+    The student is wrapped in a [`DistillationModel`] together with any trainable extras, so `trainer.model` is that
+    wrapper and `trainer.student` the student. The teacher is trainer state: frozen, in eval mode, prepared by
+    accelerate for evaluation only, never in the optimizer, never saved. Evaluation and prediction run the student
+    alone. Checkpoints and `save_model` write a plain student checkpoint that `from_pretrained` loads.
+
+    Args:
+        model (`PreTrainedModel`): the student (`*ForSequenceClassification`).
+        teacher_model (`PreTrainedModel`): the fine-tuned teacher, same vocabulary and label space as the student.
+        args (`DistillationTrainingConfig`): training and loss configuration.
+        **kwargs: everything else `Trainer` takes (`train_dataset`, `eval_dataset`, `processing_class`, ...).
+    """
+
+    method_name = "kd"
+    # Every loss here is a per-batch mean: let the Trainer divide by the accumulation steps (see transformers'
+    # `loss_is_scaled_for_ga`; our wrapper's forward has no **kwargs, but saying it keeps this independent of that).
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DistillationTrainingConfig, **kwargs):
+        if not isinstance(args, DistillationTrainingConfig):
+            raise TypeError(f"args must be a DistillationTrainingConfig, got {type(args).__name__}")
+        check_same_vocabulary(teacher_model.config, model.config)
+        if teacher_model.config.num_labels != model.config.num_labels:
+            raise ValueError(
+                f"Teacher predicts {teacher_model.config.num_labels} labels but the student {model.config.num_labels}"
+            )
+        self.args = args
+        wrapped = DistillationModel(model, self.build_loss_terms(model, teacher_model), self.build_extras(model, teacher_model))
+        super().__init__(model=wrapped, args=args, **kwargs)
+
+        for parameter in teacher_model.parameters():
+            parameter.requires_grad_(False)
+        teacher_model.eval()
+        self.teacher = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
+        self._loss_sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.args.device))
+        self._loss_count = 0
+
+    # ---- what subclasses extend ---------------------------------------------------------------------------------
+
+    def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
+        """The weighted terms of the loss; subclasses append theirs to `super().build_loss_terms(...)`."""
+        args = self.args
+        regression = student.config.num_labels == 1
+        if regression:
+            def kd(s, t, labels, extras):
+                return logit_mse(s.logits, t.logits)
+        else:
+            def kd(s, t, labels, extras):
+                return soft_target_kl(s.logits, t.logits, args.temperature)
+
+        def ce(s, t, labels, extras):
+            return hard_label_loss(s.logits, labels)
+
+        return [LossTerm("ce", args.alpha_ce, ce, needs_labels=True), LossTerm("kd", args.alpha_kd, kd)]
+
+    def build_extras(self, student: PreTrainedModel, teacher: PreTrainedModel) -> nn.ModuleDict:
+        """Trainable modules besides the student (projections); none for logit distillation."""
+        return nn.ModuleDict()
+
+    # ---- training -----------------------------------------------------------------------------------------------
+
+    @property
+    def student(self) -> PreTrainedModel:
+        return self.accelerator.unwrap_model(self.model).student
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        wrapper = self.accelerator.unwrap_model(model)
+        teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        with torch.no_grad():
+            teacher_outputs = self.teacher(
+                **teacher_inputs,
+                output_hidden_states=wrapper.needs_hidden_states,
+                output_attentions=wrapper.needs_attentions,
+            )
+        outputs = model(**inputs, teacher_outputs=teacher_outputs)
+        for name, value in outputs.loss_components.items():
+            self._loss_sums[name] += value.detach()
+        self._loss_count += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # Training logs carry "loss": add each component's mean since the last log, averaged over processes.
+        if "loss" in logs and self._loss_count:
+            for name, total in self._loss_sums.items():
+                mean = self.accelerator.reduce(total / self._loss_count, reduction="mean")
+                logs[f"loss_{name}"] = round(mean.item(), 4)
+            self._loss_sums.clear()
+            self._loss_count = 0
+        super().log(logs, start_time)
+
+    # ---- saving and loading: a plain student checkpoint -----------------------------------------------------------
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, state_dict=state_dict)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        model = self.accelerator.unwrap_model(model if model is not None else self.model)
+        model.load_checkpoint(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        self.accelerator.unwrap_model(self.model).load_checkpoint(self.state.best_model_checkpoint)
+
+    # ---- model card ---------------------------------------------------------------------------------------------
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"alpha_ce": self.args.alpha_ce, "alpha_kd": self.args.alpha_kd, "temperature": self.args.temperature}
+
+    def card_model(self) -> PreTrainedModel:
+        return self.student
+
+    def card_base(self) -> tuple[str | None, PreTrainedModel | None]:
+        teacher = self.accelerator.unwrap_model(self.teacher)
+        return teacher.name_or_path, teacher

@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Distill a fine-tuned teacher into a smaller student on a GLUE task.
+
+    accelerate launch scripts/distill_glue.py --method kd --task_name rte \
+        --teacher_model_name_or_path teacher-rte --student_num_layers 3 \
+        --glue_dir ../shared/glue_data --output_dir student-rte
+
+Writes a plain student checkpoint, eval_results.json and a model card (README.md) into --output_dir. Runs unchanged
+under `accelerate launch` with any number of processes; a single .json/.yaml argument holds the same options.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+import yaml
+from transformers import AutoTokenizer, HfArgumentParser
+from transformers.trainer_utils import set_seed
+
+from bertdistill import build_student, get_method
+from bertdistill.glue_run import (
+    GlueRunArguments,
+    compute_metrics_for,
+    evaluate_glue,
+    load_glue_datasets,
+    load_teacher,
+    parse_args,
+    preflight,
+)
+from bertdistill.trainers import METHODS
+from glue_tasks import get_task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DistillArguments:
+    """Method, teacher and how the student is made (exactly one of the four `student_*` options).
+
+    Args:
+        method (`str`, *optional*, defaults to `"kd"`): distillation method.
+        teacher_model_name_or_path (`str`): teacher fine-tuned on the task (see scripts/finetune_teacher.py).
+        student_num_layers (`int`, *optional*): student takes this many teacher layers, spread evenly and ending
+            with the top one (6 -> 3: layers 1, 3, 5).
+        student_layers (`str`, *optional*): student takes these 0-based teacher layers, e.g. `"0,2,5"`.
+        student_config (`str`, *optional*): random-init student from this config.json (teacher's vocabulary).
+        student_model_name_or_path (`str`, *optional*): student from this checkpoint (teacher's vocabulary).
+    """
+
+    teacher_model_name_or_path: str = field(metadata={"help": "Teacher fine-tuned on the task."})
+    method: str = field(default="kd", metadata={"help": f"Distillation method: {', '.join(METHODS)}."})
+    student_num_layers: int | None = field(
+        default=None, metadata={"help": "Take this many teacher layers, evenly spread, top layer included."}
+    )
+    student_layers: str | None = field(default=None, metadata={"help": "Take these 0-based teacher layers: '1,3,5'."})
+    student_config: str | None = field(default=None, metadata={"help": "Random-init student from this config.json."})
+    student_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Student from this checkpoint (same vocabulary as the teacher)."}
+    )
+
+
+def method_from_argv(argv: list[str]) -> str:
+    """`--method` must be known before parsing, since it picks the config class (and so the valid flags)."""
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        with open(argv[0], encoding="utf-8") as f:
+            return (yaml.safe_load(f) or {}).get("method", "kd")
+    for i, arg in enumerate(argv):
+        if arg == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--method="):
+            return arg.split("=", 1)[1]
+    return "kd"
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    argv = sys.argv[1:] if argv is None else argv
+    method = get_method(method_from_argv(argv))
+    parser = HfArgumentParser((DistillArguments, GlueRunArguments, method.config_class))
+    args, run_args, config = parse_args(parser, argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+
+    task = get_task(run_args.task_name)
+    resume = preflight(task, run_args, config.output_dir, config.resume_from_checkpoint)
+    teacher = load_teacher(args.teacher_model_name_or_path, task)
+    set_seed(config.seed)
+    student = build_student(
+        teacher,
+        num_layers=args.student_num_layers,
+        layers=args.student_layers,
+        config=args.student_config,
+        pretrained=args.student_model_name_or_path,
+    )
+    student.config.finetuning_task = task.name
+    tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
+
+    train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
+    if config.load_best_model_at_end and config.metric_for_best_model is None:
+        config.metric_for_best_model = task.main_metric
+    trainer = method.trainer_class(
+        model=student,
+        teacher_model=teacher,
+        args=config,
+        train_dataset=train_dataset,
+        eval_dataset=next(iter(eval_datasets.values())),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics_for(task),
+    )
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+    trainer.save_metrics("train", train_result.metrics, combined=False)
+    metrics = evaluate_glue(trainer, task, eval_datasets)
+    trainer.create_model_card(task_name=task.name, metrics=metrics)
+    if config.push_to_hub:
+        trainer.push_to_hub(task_name=task.name, metrics=metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

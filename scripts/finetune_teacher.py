@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""Fine-tune a pre-trained BERT-style checkpoint on a GLUE task: the teacher that distill_glue.py distills.
+
+    python scripts/finetune_teacher.py --task_name rte --glue_dir ../shared/glue_data --output_dir teacher-rte
+
+Without --model_name_or_path it starts from the MiniLM-L6 BERT of the `demo` extra. --lora_r trains LoRA adapters
+(peft) instead of every weight and merges them before saving, so the output is a plain checkpoint either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import set_seed
+
+from bertdistill import FineTuneTrainer
+from bertdistill.glue_run import (
+    GlueRunArguments,
+    check_model_path,
+    compute_metrics_for,
+    evaluate_glue,
+    load_glue_datasets,
+    packaged_minilm_path,
+    parse_args,
+    preflight,
+)
+from glue_tasks import get_task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TeacherArguments:
+    """Which checkpoint to fine-tune, and how.
+
+    Args:
+        model_name_or_path (`str`, *optional*): pre-trained checkpoint; defaults to the packaged MiniLM-L6.
+        lora_r (`int`, *optional*): LoRA rank; unset trains every weight.
+        lora_alpha (`int`, *optional*, defaults to 16): LoRA scaling numerator.
+        lora_dropout (`float`, *optional*, defaults to 0.1): dropout on the LoRA input.
+    """
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pre-trained checkpoint (default: the packaged MiniLM-L6 of the demo extra)."}
+    )
+    lora_r: int | None = field(default=None, metadata={"help": "Train LoRA adapters of this rank, merged at the end."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
+
+    def __post_init__(self):
+        if self.lora_r is not None and self.lora_r <= 0:
+            raise ValueError(f"--lora_r must be positive, got {self.lora_r}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = HfArgumentParser((TeacherArguments, GlueRunArguments, TrainingArguments))
+    model_args, run_args, training_args = parse_args(parser, argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+
+    task = get_task(run_args.task_name)
+    resume = preflight(task, run_args, training_args.output_dir, training_args.resume_from_checkpoint)
+    model_path = model_args.model_name_or_path or packaged_minilm_path()
+    check_model_path(model_path, "--model_name_or_path")
+    set_seed(training_args.seed)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path,
+        num_labels=task.num_labels,
+        id2label=task.id2label,
+        label2id={label: i for i, label in task.id2label.items()},
+        problem_type="regression" if task.is_regression else "single_label_classification",
+    )
+    model.config.finetuning_task = task.name
+    if model_args.lora_r is not None:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=model_args.lora_r,
+            lora_alpha=model_args.lora_alpha,
+            lora_dropout=model_args.lora_dropout,
+            target_modules=["query", "key", "value", "dense"],
+        )
+        model = get_peft_model(model, lora)
+        model.print_trainable_parameters()
+
+    train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
+    if training_args.load_best_model_at_end and training_args.metric_for_best_model is None:
+        training_args.metric_for_best_model = task.main_metric
+    trainer = FineTuneTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=next(iter(eval_datasets.values())),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics_for(task),
+        base_model_name=model_args.model_name_or_path or "nreimers/MiniLM-L6-H384-uncased",
+    )
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    if model_args.lora_r is not None:
+        merged = trainer.model.merge_and_unload()
+        trainer.model = trainer.model_wrapped = merged
+    trainer.save_model()
+    trainer.save_metrics("train", train_result.metrics, combined=False)
+    metrics = evaluate_glue(trainer, task, eval_datasets)
+    trainer.create_model_card(task_name=task.name, metrics=metrics)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(task_name=task.name, metrics=metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
