@@ -107,7 +107,7 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         if "loss" in logs and self._loss_count:
             for name, total in self._loss_sums.items():
                 mean = self.accelerator.reduce(total / self._loss_count, reduction="mean")
-                logs[f"loss_{name}"] = round(mean.item(), 4)
+                logs[f"loss_{name}"] = mean.item()
             self._loss_sums.clear()
             self._loss_count = 0
         super().log(logs, start_time)

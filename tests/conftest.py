@@ -1,0 +1,80 @@
+"""Shared fixtures: a tiny WordPiece tokenizer and tiny BERT teachers built from `BertConfig` (no Hub access)."""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+REPO = Path(__file__).resolve().parents[1]
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = ["the", "a", "is", "not", "and", "of", "to", "in", "it", "was", "good", "bad", "movie", "film"]
+
+
+def find_glue_dir() -> Path | None:
+    for candidate in (os.environ.get("GLUE_DIR"), REPO.parent / "shared" / "glue_data", "/work/shared/glue_data"):
+        if candidate and (Path(candidate) / "SOURCES.md").is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    found = find_glue_dir()
+    if found is None:
+        pytest.skip("real GLUE data not found: set GLUE_DIR or place it at ../shared/glue_data")
+    return found
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """A character-level WordPiece vocabulary: every English text tokenizes, ids stay below 200."""
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    vocab = SPECIAL + WORDS + list(chars) + [f"##{c}" for c in chars]
+    path = tmp_path_factory.mktemp("tokenizer")
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir):
+    return BertTokenizerFast.from_pretrained(tokenizer_dir)
+
+
+def tiny_config(vocab_size: int, num_labels: int = 2, layers: int = 4, dropout: float = 0.1, **kwargs) -> BertConfig:
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        num_labels=num_labels,
+        **kwargs,
+    )
+
+
+def make_teacher(tokenizer, num_labels: int = 2, layers: int = 4, dropout: float = 0.1, seed: int = 0):
+    torch.manual_seed(seed)
+    config = tiny_config(len(tokenizer), num_labels=num_labels, layers=layers, dropout=dropout)
+    if num_labels == 1:
+        config.problem_type = "regression"
+    return BertForSequenceClassification(config)
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory, tokenizer):
+    """A saved tiny 4-layer 2-label teacher with tokenizer (stands in for a fine-tuned RTE teacher)."""
+    path = tmp_path_factory.mktemp("teacher")
+    make_teacher(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

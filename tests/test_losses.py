@@ -1,0 +1,59 @@
+"""Each loss against an independent reference written from the formula (plain Python/NumPy, no torch losses)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bertdistill import get_loss, hard_label_loss, logit_mse, register_loss, soft_target_kl
+
+
+def softmax(row, temperature):
+    exps = [math.exp(v / temperature) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def reference_kd(student, teacher, temperature):
+    """Hinton et al. 2015: T^2 * mean_i sum_c p_T(c) * (log p_T(c) - log p_S(c)), with p = softmax(z / T)."""
+    total = 0.0
+    for s_row, t_row in zip(student, teacher):
+        p_s, p_t = softmax(s_row, temperature), softmax(t_row, temperature)
+        total += sum(pt * (math.log(pt) - math.log(ps)) for ps, pt in zip(p_s, p_t))
+    return temperature**2 * total / len(student)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 4.5])
+def test_soft_target_kl_matches_the_formula(temperature):
+    rng = np.random.default_rng(0)
+    student, teacher = rng.normal(size=(5, 3)) * 3, rng.normal(size=(5, 3)) * 3
+    got = soft_target_kl(torch.tensor(student), torch.tensor(teacher), temperature)
+    assert got.item() == pytest.approx(reference_kd(student, teacher, temperature), rel=1e-5)
+
+
+def test_soft_target_kl_is_zero_for_equal_logits_and_has_gradient():
+    logits = torch.randn(4, 3, requires_grad=True)
+    assert soft_target_kl(logits, logits.detach(), 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    soft_target_kl(logits, torch.randn(4, 3), 2.0).backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_logit_mse_and_hard_label_loss_match_the_formula():
+    student = np.array([[0.5], [1.5], [-2.0]])
+    teacher = np.array([[1.0], [1.0], [0.0]])
+    assert logit_mse(torch.tensor(student), torch.tensor(teacher)).item() == pytest.approx((0.25 + 0.25 + 4) / 3)
+    # Regression (one output): squared error against the float target.
+    assert hard_label_loss(torch.tensor(student), torch.tensor([1.0, 1.0, 0.0])).item() == pytest.approx(4.5 / 3)
+    # Classification: -log softmax(z)[y], averaged.
+    logits = [[2.0, 0.0, -1.0], [0.1, 0.2, 0.3]]
+    labels = [0, 2]
+    expected = -sum(math.log(softmax(row, 1.0)[y]) for row, y in zip(logits, labels)) / 2
+    assert hard_label_loss(torch.tensor(logits), torch.tensor(labels)).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_registry():
+    assert get_loss("kl") is soft_target_kl
+    with pytest.raises(ValueError, match="Registered losses: hard, kl, mse"):
+        get_loss("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        register_loss("kl", soft_target_kl)
