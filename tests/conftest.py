@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import string
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,14 @@ def teacher_dir(tmp_path_factory, tokenizer):
     make_teacher(tokenizer).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def load_script(name: str):
+    """Import `scripts/<name>.py` as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the script is executing
+    spec.loader.exec_module(module)
+    return module
