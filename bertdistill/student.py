@@ -1,4 +1,4 @@
-"""Build a student from a teacher: take some of its layers, or start from a config, sharing the teacher's vocabulary."""
+"""Build a student from a teacher: take some of its layers, or start from a config; always the teacher's vocabulary."""
 
 from __future__ import annotations
 
@@ -129,15 +129,25 @@ def build_student(
         config (`str` or `PretrainedConfig`, *optional*): random init from this config (same vocabulary).
         pretrained (`str`, *optional*): load this checkpoint (same vocabulary), new task head if it has none.
     """
-    chosen = [name for name, value in (("student_num_layers", num_layers), ("student_layers", layers),
-              ("student_config", config), ("student_model_name_or_path", pretrained)) if value is not None]
+    chosen = [
+        name
+        for name, value in (
+            ("student_num_layers", num_layers),
+            ("student_layers", layers),
+            ("student_config", config),
+            ("student_model_name_or_path", pretrained),
+        )
+        if value is not None
+    ]
     if len(chosen) != 1:
         raise ValueError(
             "Give exactly one of --student_num_layers, --student_layers, --student_config, "
             f"--student_model_name_or_path (got {chosen or 'none'})"
         )
     if num_layers is not None:
-        return student_from_teacher_layers(teacher, default_student_layers(teacher.config.num_hidden_layers, num_layers))
+        return student_from_teacher_layers(
+            teacher, default_student_layers(teacher.config.num_hidden_layers, num_layers)
+        )
     if layers is not None:
         return student_from_teacher_layers(teacher, parse_layer_list(layers, teacher.config.num_hidden_layers))
     if config is not None:

@@ -71,9 +71,15 @@ def read_glue_tsv(task: GlueTask | str, split: str, glue_dir: str | os.PathLike)
     if skipped:
         logger.warning("%s: skipped %d malformed row(s) with fewer than %d fields", path, skipped, needed)
 
-    label_feature = datasets.Value("float32") if task.is_regression else datasets.ClassLabel(names=list(task.label_list))
+    label_feature = (
+        datasets.Value("float32") if task.is_regression else datasets.ClassLabel(names=list(task.label_list))
+    )
     features = datasets.Features(
-        {**{col: datasets.Value("string") for col in task.text_columns}, "label": label_feature, "idx": datasets.Value("int32")}
+        {
+            **{col: datasets.Value("string") for col in task.text_columns},
+            "label": label_feature,
+            "idx": datasets.Value("int32"),
+        }
     )
     return datasets.Dataset.from_dict(data, features=features)
 

@@ -1,4 +1,4 @@
-"""GLUE's official metrics, computed offline with scikit-learn and SciPy under the names `evaluate`'s glue module uses."""
+"""GLUE's official metrics, computed offline (scikit-learn, SciPy) under the names of `evaluate`'s glue module."""
 
 from __future__ import annotations
 

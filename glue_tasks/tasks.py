@@ -122,7 +122,9 @@ register_task(
         label_list=("negative", "positive"),
         metrics=("accuracy",),
         main_metric="accuracy",
-        tsv=TsvLayout("SST-2", {"train": "train.tsv", "validation": "dev.tsv"}, {"sentence": "sentence", "label": "label"}),
+        tsv=TsvLayout(
+            "SST-2", {"train": "train.tsv", "validation": "dev.tsv"}, {"sentence": "sentence", "label": "label"}
+        ),
     )
 )
 register_task(

@@ -96,8 +96,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
 
     train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
-    if config.load_best_model_at_end and config.metric_for_best_model is None:
-        config.metric_for_best_model = task.main_metric
     trainer = method.trainer_class(
         model=student,
         teacher_model=teacher,

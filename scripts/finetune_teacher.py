@@ -17,11 +17,12 @@ from transformers.trainer_utils import set_seed
 
 from bertdistill import FineTuneTrainer
 from bertdistill.glue_run import (
+    PACKAGED_MINILM_HUB_ID,
     GlueRunArguments,
-    check_model_path,
     compute_metrics_for,
     evaluate_glue,
     load_glue_datasets,
+    load_pretrained,
     packaged_minilm_path,
     parse_args,
     preflight,
@@ -62,12 +63,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     task = get_task(run_args.task_name)
     resume = preflight(task, run_args, training_args.output_dir, training_args.resume_from_checkpoint)
     model_path = model_args.model_name_or_path or packaged_minilm_path()
-    check_model_path(model_path, "--model_name_or_path")
     set_seed(training_args.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    tokenizer = load_pretrained(AutoTokenizer, model_path, "--model_name_or_path")
+    model = load_pretrained(
+        AutoModelForSequenceClassification,
         model_path,
+        "--model_name_or_path",
         num_labels=task.num_labels,
         id2label=task.id2label,
         label2id={label: i for i, label in task.id2label.items()},
@@ -88,8 +90,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model.print_trainable_parameters()
 
     train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
-    if training_args.load_best_model_at_end and training_args.metric_for_best_model is None:
-        training_args.metric_for_best_model = task.main_metric
     trainer = FineTuneTrainer(
         model=model,
         args=training_args,
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eval_dataset=next(iter(eval_datasets.values())),
         processing_class=tokenizer,
         compute_metrics=compute_metrics_for(task),
-        base_model_name=model_args.model_name_or_path or "nreimers/MiniLM-L6-H384-uncased",
+        base_model_name=model_args.model_name_or_path or PACKAGED_MINILM_HUB_ID,
     )
     train_result = trainer.train(resume_from_checkpoint=resume)
     if model_args.lora_r is not None:

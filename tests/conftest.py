@@ -90,3 +90,15 @@ def load_script(name: str):
     sys.modules[spec.name] = module  # dataclasses look their module up while the script is executing
     spec.loader.exec_module(module)
     return module
+
+
+def accelerate_launch(*args, cwd, timeout: int = 900):
+    """Run `accelerate launch <args>` (launcher flags first, then the script and its flags); fail with its output."""
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    fixed = "--num_machines 1 --mixed_precision no --dynamo_backend no".split()
+    command = [sys.executable, "-m", "accelerate.commands.launch", *fixed, *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result

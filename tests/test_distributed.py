@@ -5,28 +5,18 @@ MPI), so two real CPU ranks are launched with `--multi_gpu --num_processes 2` (t
 """
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from conftest import REPO
+from conftest import REPO, accelerate_launch
 
-
-def launch(*args, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
+TWO_RANKS = ["--multi_gpu", "--num_processes", "2"]
 
 
 def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir):
-    launch(Path(__file__).parent / "two_rank_worker.py", tokenizer_dir, tmp_path, cwd=tmp_path)
+    accelerate_launch(*TWO_RANKS, Path(__file__).parent / "two_rank_worker.py", tokenizer_dir, tmp_path, cwd=tmp_path)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert rank0["world"] == rank1["world"] == 2
     moved = [k for k, v in rank0["final"].items() if not torch.equal(v, rank0["initial"][k])]
@@ -37,11 +27,13 @@ def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir):
 
 def test_distill_glue_runs_under_two_processes(teacher_dir, glue_dir, tmp_path):
     out = tmp_path / "student"
-    launch(REPO / "scripts" / "distill_glue.py", "--method", "kd", "--task_name", "rte",
-           "--teacher_model_name_or_path", teacher_dir, "--glue_dir", glue_dir, "--output_dir", out,
-           "--student_num_layers", "2", "--max_steps", "3", "--max_train_samples", "32", "--max_eval_samples", "16",
-           "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true",
-           "--logging_steps", "1", cwd=tmp_path)
+    flags = "--method kd --task_name rte --student_num_layers 2 --max_steps 3 --max_train_samples 32"
+    flags += " --max_eval_samples 16 --max_seq_length 32 --per_device_train_batch_size 4 --report_to none"
+    flags += " --use_cpu true --logging_steps 1"
+    accelerate_launch(
+        *TWO_RANKS, REPO / "scripts" / "distill_glue.py", *flags.split(), "--teacher_model_name_or_path", teacher_dir,
+        "--glue_dir", glue_dir, "--output_dir", out, cwd=tmp_path,
+    )  # fmt: skip
     assert AutoModelForSequenceClassification.from_pretrained(out).config.num_hidden_layers == 2
     assert (out / "eval_results.json").is_file() and (out / "README.md").is_file()
     # 3 steps x 4 rows x 2 ranks = 24 of 32 rows: both processes took part.

@@ -12,7 +12,9 @@ SPLIT_OF_FILE = {"train.tsv": "train", "dev.tsv": "validation"}
 
 def sources_row_counts(glue_dir):
     """{(folder, file): rows} from the table in SOURCES.md."""
-    lines = [line for line in (glue_dir / "SOURCES.md").read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+    lines = [
+        line for line in (glue_dir / "SOURCES.md").read_text(encoding="utf-8").splitlines() if line.startswith("|")
+    ]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     counts = {}
     for line in lines[2:]:
@@ -45,6 +47,8 @@ def test_registry_refuses_duplicates():
 def test_every_local_file_loads_with_the_row_counts_of_sources_md(glue_dir):
     counts = sources_row_counts(glue_dir)
     assert len(counts) == 13
+    on_disk = {(path.parent.name, path.name) for path in glue_dir.glob("*/*.tsv")}
+    assert on_disk == set(counts), "every TSV under the GLUE folder is listed in SOURCES.md, and vice versa"
     folder_to_task = {task.tsv.folder: task for task in GLUE_TASKS.values()}
     for (folder, file), rows in counts.items():
         task = folder_to_task[folder]
@@ -72,8 +76,10 @@ def test_mnli_layout_and_label_names(tmp_path):
     header = "index\tpromptID\tpairID\tgenre\ts1bp\ts2bp\ts1p\ts2p\tsentence1\tsentence2\tlabel1\tgold_label\n"
     (tmp_path / "MNLI").mkdir()
     for name in ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"):
-        rows = [f"{i}\tp\tq\tfiction\tx\tx\tx\tx\tPremise {i} \"x\tHypothesis {i}\tneutral\t{label}\n"
-                for i, label in enumerate(["contradiction", "entailment", "neutral"])]
+        rows = [
+            f'{i}\tp\tq\tfiction\tx\tx\tx\tx\tPremise {i} "x\tHypothesis {i}\tneutral\t{label}\n'
+            for i, label in enumerate(["contradiction", "entailment", "neutral"])
+        ]
         (tmp_path / "MNLI" / name).write_text(header + "".join(rows), encoding="utf-8")
     dataset = load_glue_split("mnli", "validation_mismatched", tmp_path)
     assert dataset["label"] == [2, 0, 1]

@@ -12,13 +12,39 @@ from conftest import load_script, make_teacher, tiny_config
 distill_glue = load_script("distill_glue")
 finetune_teacher = load_script("finetune_teacher")
 
-FAST = ["--max_train_samples", "24", "--max_eval_samples", "16", "--max_seq_length", "32", "--max_steps", "3",
-        "--per_device_train_batch_size", "8", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true"]
+FAST = [
+    "--max_train_samples",
+    "24",
+    "--max_eval_samples",
+    "16",
+    "--max_seq_length",
+    "32",
+    "--max_steps",
+    "3",
+    "--per_device_train_batch_size",
+    "8",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+    "--use_cpu",
+    "true",
+]
 
 
 def distill_args(teacher, glue_dir, out, task="rte", *extra):
-    return ["--task_name", task, "--teacher_model_name_or_path", str(teacher), "--glue_dir", str(glue_dir),
-            "--output_dir", str(out), *FAST, *extra]
+    return [
+        "--task_name",
+        task,
+        "--teacher_model_name_or_path",
+        str(teacher),
+        "--glue_dir",
+        str(glue_dir),
+        "--output_dir",
+        str(out),
+        *FAST,
+        *extra,
+    ]
 
 
 def test_distill_glue_writes_student_metrics_and_card(teacher_dir, glue_dir, tmp_path):
@@ -35,18 +61,30 @@ def test_regression_task_end_to_end(tokenizer, glue_dir, tmp_path):
     teacher = make_teacher(tokenizer, num_labels=1)
     teacher.save_pretrained(tmp_path / "teacher")
     tokenizer.save_pretrained(tmp_path / "teacher")
-    metrics = distill_glue.main(distill_args(tmp_path / "teacher", glue_dir, tmp_path / "out", "stsb",
-                                             "--student_layers", "0,3"))
+    metrics = distill_glue.main(
+        distill_args(tmp_path / "teacher", glue_dir, tmp_path / "out", "stsb", "--student_layers", "0,3")
+    )
     assert {"eval_pearson", "eval_spearmanr", "eval_combined_score"} <= set(metrics)
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_single_config_file_argument(teacher_dir, glue_dir, tmp_path, suffix):
     out = tmp_path / "student"
-    options = {"method": "kd", "task_name": "wnli", "teacher_model_name_or_path": str(teacher_dir),
-               "glue_dir": str(glue_dir), "output_dir": str(out), "student_num_layers": 1, "max_steps": 2,
-               "max_train_samples": 16, "max_eval_samples": 8, "max_seq_length": 32, "report_to": "none",
-               "temperature": 3.0, "use_cpu": True}
+    options = {
+        "method": "kd",
+        "task_name": "wnli",
+        "teacher_model_name_or_path": str(teacher_dir),
+        "glue_dir": str(glue_dir),
+        "output_dir": str(out),
+        "student_num_layers": 1,
+        "max_steps": 2,
+        "max_train_samples": 16,
+        "max_eval_samples": 8,
+        "max_seq_length": 32,
+        "report_to": "none",
+        "temperature": 3.0,
+        "use_cpu": True,
+    }
     path = tmp_path / f"args{suffix}"
     path.write_text(json.dumps(options) if suffix == ".json" else yaml.safe_dump(options))
     distill_glue.main([str(path)])
@@ -70,15 +108,39 @@ def test_bad_input_fails_before_training_and_writes_nothing(teacher_dir, glue_di
     headless, three, other_vocab = bad_teachers
     out = tmp_path / "never-written"
     cases = [
-        (ValueError, "Valid task names", distill_args(teacher_dir, glue_dir, out, "imdb", "--student_num_layers", "2")),
-        (FileNotFoundError, "RTE/train.tsv", distill_args(teacher_dir, tmp_path, out, "rte", "--student_num_layers", "2")),
-        (ValueError, "no sequence-classification head", distill_args(headless, glue_dir, out, "rte", "--student_num_layers", "2")),
+        (
+            ValueError,
+            "Valid task names",
+            distill_args(teacher_dir, glue_dir, out, "imdb", "--student_num_layers", "2"),
+        ),
+        (
+            FileNotFoundError,
+            "RTE/train.tsv",
+            distill_args(teacher_dir, tmp_path, out, "rte", "--student_num_layers", "2"),
+        ),
+        (
+            ValueError,
+            "no sequence-classification head",
+            distill_args(headless, glue_dir, out, "rte", "--student_num_layers", "2"),
+        ),
         (ValueError, "predicts 3 label", distill_args(three, glue_dir, out, "rte", "--student_num_layers", "2")),
         (ValueError, "out of range", distill_args(teacher_dir, glue_dir, out, "rte", "--student_layers", "0,7")),
-        (ValueError, "student_num_layers=9 is out of range", distill_args(teacher_dir, glue_dir, out, "rte", "--student_num_layers", "9")),
-        (ValueError, "vocabularies differ", distill_args(teacher_dir, glue_dir, out, "rte", "--student_config", str(other_vocab))),
+        (
+            ValueError,
+            "student_num_layers=9 is out of range",
+            distill_args(teacher_dir, glue_dir, out, "rte", "--student_num_layers", "9"),
+        ),
+        (
+            ValueError,
+            "vocabularies differ",
+            distill_args(teacher_dir, glue_dir, out, "rte", "--student_config", str(other_vocab)),
+        ),
         (ValueError, "Valid methods: kd", distill_args(teacher_dir, glue_dir, out, "rte", "--method", "magic")),
-        (FileNotFoundError, "teacher_model_name_or_path not found", distill_args(tmp_path / "nope", glue_dir, out, "rte", "--student_num_layers", "2")),
+        (
+            FileNotFoundError,
+            "teacher_model_name_or_path not found",
+            distill_args(tmp_path / "nope", glue_dir, out, "rte", "--student_num_layers", "2"),
+        ),
     ]
     for error, message, argv in cases:
         with pytest.raises(error, match=message):
@@ -86,7 +148,9 @@ def test_bad_input_fails_before_training_and_writes_nothing(teacher_dir, glue_di
         assert not out.exists(), message
 
 
-def test_non_empty_output_dir_is_refused_without_overwrite_and_resumed_with_checkpoints(teacher_dir, glue_dir, tmp_path):
+def test_non_empty_output_dir_is_refused_without_overwrite_and_resumed_with_checkpoints(
+    teacher_dir, glue_dir, tmp_path
+):
     out = tmp_path / "student"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
@@ -104,9 +168,23 @@ def test_non_empty_output_dir_is_refused_without_overwrite_and_resumed_with_chec
 
 def test_finetune_teacher_with_lora_saves_a_merged_plain_checkpoint(teacher_dir, glue_dir, tmp_path):
     out = tmp_path / "teacher"
-    metrics = finetune_teacher.main(["--task_name", "mrpc", "--model_name_or_path", str(teacher_dir),
-                                     "--glue_dir", str(glue_dir), "--output_dir", str(out), "--lora_r", "4",
-                                     "--learning_rate", "1e-2", *FAST])
+    metrics = finetune_teacher.main(
+        [
+            "--task_name",
+            "mrpc",
+            "--model_name_or_path",
+            str(teacher_dir),
+            "--glue_dir",
+            str(glue_dir),
+            "--output_dir",
+            str(out),
+            "--lora_r",
+            "4",
+            "--learning_rate",
+            "1e-2",
+            *FAST,
+        ]
+    )
     assert {"eval_f1", "eval_accuracy"} <= set(metrics)
     assert not list(out.glob("adapter_*")), "LoRA adapters must be merged, not saved separately"
     tuned = AutoModelForSequenceClassification.from_pretrained(out)

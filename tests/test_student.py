@@ -3,6 +3,7 @@ import torch
 from transformers import BertConfig
 
 from bertdistill import build_student, default_student_layers
+
 from conftest import make_teacher, tiny_config
 
 
@@ -24,7 +25,10 @@ def test_student_copies_embeddings_chosen_layers_pooler_and_head(tokenizer):
         assert torch.equal(value, t[source]), key
     assert student.config.id2label == teacher.config.id2label
     # Copies, not shared storage: training the student leaves the teacher alone.
-    assert s["bert.embeddings.word_embeddings.weight"].data_ptr() != t["bert.embeddings.word_embeddings.weight"].data_ptr()
+    assert (
+        s["bert.embeddings.word_embeddings.weight"].data_ptr()
+        != t["bert.embeddings.word_embeddings.weight"].data_ptr()
+    )
 
 
 def test_layer_errors_name_the_problem(tokenizer):

@@ -12,13 +12,27 @@ from transformers import TrainerCallback
 
 from bertdistill import DistillationTrainer, DistillationTrainingConfig, build_student
 from bertdistill.glue_run import compute_metrics_for
-from conftest import make_teacher
 from glue_tasks import get_task
 
+from conftest import make_teacher
+
 SENTENCES = [
-    "the movie was good", "the film is bad", "a good film", "not a good movie", "it was bad and not good",
-    "the film was good and the movie is good", "bad", "good good good", "a bad bad movie", "it is not bad",
-    "to the movie", "in the film it was", "of the good", "and it is", "was it good", "the bad film of it",
+    "the movie was good",
+    "the film is bad",
+    "a good film",
+    "not a good movie",
+    "it was bad and not good",
+    "the film was good and the movie is good",
+    "bad",
+    "good good good",
+    "a bad bad movie",
+    "it is not bad",
+    "to the movie",
+    "in the film it was",
+    "of the good",
+    "and it is",
+    "was it good",
+    "the bad film of it",
 ]
 
 
@@ -30,19 +44,37 @@ def tiny_dataset(tokenizer, n=16, num_labels=2, seed=0):
     return datasets.Dataset.from_dict({**encoded, "label": labels})
 
 
-def make_trainer(tmp_path, tokenizer, teacher=None, student=None, num_labels=2, dropout=0.1, n=16, callbacks=None,
-                 **config):
+def make_trainer(
+    tmp_path, tokenizer, teacher=None, student=None, num_labels=2, dropout=0.1, n=16, callbacks=None, **config
+):
     teacher = teacher if teacher is not None else make_teacher(tokenizer, num_labels=num_labels, dropout=dropout)
     torch.manual_seed(1)
     student = student if student is not None else build_student(teacher, num_layers=2)
-    defaults = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=8,
-                    learning_rate=1e-3, max_steps=4, logging_steps=1, save_strategy="no", report_to=[],
-                    disable_tqdm=True, seed=3, use_cpu=True)
+    defaults = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        learning_rate=1e-3,
+        max_steps=4,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=3,
+        use_cpu=True,
+    )
     args = DistillationTrainingConfig(**{**defaults, **config})
     data = tiny_dataset(tokenizer, n=n, num_labels=num_labels)
-    return DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data, eval_dataset=data,
-                               processing_class=tokenizer, compute_metrics=compute_metrics_for(get_task("rte")),
-                               callbacks=callbacks)
+    return DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=args,
+        train_dataset=data,
+        eval_dataset=data,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics_for(get_task("rte")),
+        callbacks=callbacks,
+    )
 
 
 def state(model):
@@ -79,10 +111,19 @@ def test_batch_times_accumulation_invariance(tmp_path, tokenizer):
     for batch, accumulation in ((4, 1), (2, 2)):
         torch.manual_seed(1)
         student = build_student(teacher, num_layers=2)
-        trainer = make_trainer(tmp_path / f"{batch}x{accumulation}", tokenizer, teacher=teacher, student=student,
-                               per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
-                               max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0,
-                               lr_scheduler_type="constant")
+        trainer = make_trainer(
+            tmp_path / f"{batch}x{accumulation}",
+            tokenizer,
+            teacher=teacher,
+            student=student,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            optim="sgd",
+            learning_rate=0.5,
+            max_grad_norm=0.0,
+            lr_scheduler_type="constant",
+        )
         before = state(trainer.student)
         trainer.train()
         results.append({k: v - before[k] for k, v in state(trainer.student).items()})
@@ -115,8 +156,8 @@ texts, labels = json.loads(sys.argv[2])
 with torch.no_grad():
     logits = np.concatenate([model(**tokenizer([t], return_tensors="pt")).logits.numpy() for t in texts])
 assert not [m for m in sys.modules if m.startswith(("bertdistill", "glue_tasks"))]
-print(json.dumps({"accuracy": float((logits.argmax(-1) == np.array(labels)).mean()), "layers": model.config.num_hidden_layers,
-                  "logits": logits.tolist()}))
+accuracy = float((logits.argmax(-1) == np.array(labels)).mean())
+print(json.dumps({"accuracy": accuracy, "layers": model.config.num_hidden_layers, "logits": logits.tolist()}))
 """
 
 
@@ -127,8 +168,13 @@ def test_output_dir_is_a_plain_checkpoint_reproducing_eval_metrics(tmp_path, tok
     metrics = trainer.evaluate()
     texts = [SENTENCES[i % len(SENTENCES)] for i in range(16)]
     labels = list(trainer.eval_dataset["label"])
-    result = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "out"), json.dumps([texts, labels])],
-                            capture_output=True, text=True, check=True, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "out"), json.dumps([texts, labels])],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["layers"] == 2
     assert loaded["accuracy"] == pytest.approx(metrics["eval_accuracy"])
@@ -152,8 +198,11 @@ def test_resume_after_interruption_reaches_the_same_weights(tmp_path, tokenizer)
     interrupted = make_trainer(tmp_path / "cut", tokenizer, teacher=teacher, callbacks=[StopAt(3)], **common)
     interrupted.train()
     assert interrupted.state.global_step == 3
-    assert not any(torch.equal(v, full.student.state_dict()[k]) for k, v in state(interrupted.student).items()
-                   if "encoder.layer.0.attention.self.query.weight" in k)
+    assert not any(
+        torch.equal(v, full.student.state_dict()[k])
+        for k, v in state(interrupted.student).items()
+        if "encoder.layer.0.attention.self.query.weight" in k
+    )
     resumed = make_trainer(tmp_path / "cut", tokenizer, teacher=teacher, **common)
     resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
     for key, value in state(full.student).items():
@@ -161,9 +210,18 @@ def test_resume_after_interruption_reaches_the_same_weights(tmp_path, tokenizer)
 
 
 def test_best_model_is_loaded_at_the_end(tmp_path, tokenizer):
-    trainer = make_trainer(tmp_path, tokenizer, max_steps=6, eval_strategy="steps", eval_steps=2, save_steps=2,
-                           save_strategy="steps", load_best_model_at_end=True, metric_for_best_model="accuracy",
-                           learning_rate=5e-3)
+    trainer = make_trainer(
+        tmp_path,
+        tokenizer,
+        max_steps=6,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_steps=2,
+        save_strategy="steps",
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        learning_rate=5e-3,
+    )
     trainer.train()
     best = trainer.state.best_model_checkpoint
     assert best is not None
@@ -189,8 +247,14 @@ def test_model_card_and_push_to_hub_at_the_hfapi_boundary(tmp_path, tokenizer, m
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     teacher = make_teacher(tokenizer)
     teacher.name_or_path = "someone/minilm-rte"
-    trainer = make_trainer(tmp_path / "out", tokenizer, teacher=teacher, max_steps=2, push_to_hub=True,
-                           hub_model_id="someone/tiny-student")
+    trainer = make_trainer(
+        tmp_path / "out",
+        tokenizer,
+        teacher=teacher,
+        max_steps=2,
+        push_to_hub=True,
+        hub_model_id="someone/tiny-student",
+    )
     trainer.train()
     trainer.push_to_hub(task_name="rte", metrics={"eval_accuracy": 0.625, "eval_loss": 0.7})
     assert calls["create_repo"] == "someone/tiny-student"
@@ -212,4 +276,6 @@ def test_config_and_pairing_errors(tmp_path, tokenizer):
         make_trainer(tmp_path, tokenizer, alpha_ce=0.0, alpha_kd=0.0)
     teacher = make_teacher(tokenizer, num_labels=3)
     with pytest.raises(ValueError, match="Teacher predicts 3 labels but the student 2"):
-        make_trainer(tmp_path, tokenizer, teacher=teacher, student=build_student(make_teacher(tokenizer), num_layers=1))
+        make_trainer(
+            tmp_path, tokenizer, teacher=teacher, student=build_student(make_teacher(tokenizer), num_layers=1)
+        )

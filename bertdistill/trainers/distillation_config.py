@@ -25,7 +25,9 @@ class DistillationTrainingConfig(TrainingArguments):
             Softmax temperature of the soft-target loss; must be positive.
     """
 
-    alpha_ce: float = field(default=0.5, metadata={"help": "Weight of the loss on the gold labels (CE, MSE for stsb)."})
+    alpha_ce: float = field(
+        default=0.5, metadata={"help": "Weight of the loss on the gold labels (CE, MSE for stsb)."}
+    )
     alpha_kd: float = field(
         default=0.5, metadata={"help": "Weight of the soft-target loss T^2 * KL(teacher/T || student/T)."}
     )

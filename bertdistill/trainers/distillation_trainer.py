@@ -38,7 +38,9 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     # `loss_is_scaled_for_ga`; our wrapper's forward has no **kwargs, but saying it keeps this independent of that).
     loss_is_scaled_for_ga = False
 
-    def __init__(self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DistillationTrainingConfig, **kwargs):
+    def __init__(
+        self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DistillationTrainingConfig, **kwargs
+    ):
         if not isinstance(args, DistillationTrainingConfig):
             raise TypeError(f"args must be a DistillationTrainingConfig, got {type(args).__name__}")
         check_same_vocabulary(teacher_model.config, model.config)
@@ -47,7 +49,9 @@ class DistillationTrainer(ModelCardMixin, Trainer):
                 f"Teacher predicts {teacher_model.config.num_labels} labels but the student {model.config.num_labels}"
             )
         self.args = args
-        wrapped = DistillationModel(model, self.build_loss_terms(model, teacher_model), self.build_extras(model, teacher_model))
+        wrapped = DistillationModel(
+            model, self.build_loss_terms(model, teacher_model), self.build_extras(model, teacher_model)
+        )
         super().__init__(model=wrapped, args=args, **kwargs)
 
         for parameter in teacher_model.parameters():
@@ -64,9 +68,11 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         args = self.args
         regression = student.config.num_labels == 1
         if regression:
+
             def kd(s, t, labels, extras):
                 return logit_mse(s.logits, t.logits)
         else:
+
             def kd(s, t, labels, extras):
                 return soft_target_kl(s.logits, t.logits, args.temperature)
 

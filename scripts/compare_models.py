@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Teacher vs student(s): GLUE dev metrics, parameters, size on disk and CPU latency, side by side.
+
+    python scripts/compare_models.py --task_name sst2 --glue_dir ../shared/glue_data runs/teacher runs/student
+
+Metrics come from each folder's eval_results.json (written by finetune_teacher.py / distill_glue.py). Latency is the
+median forward time on real dev sentences at batch 1 and batch 32, models interleaved in one run; speedups are
+relative to the first model. Prints a markdown table and writes it, with the raw numbers, next to --output_json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from bertdistill.benchmark import count_parameters, interleaved_latency, size_on_disk
+from glue_tasks import get_task, load_glue_split
+
+
+def _read_metrics(folder: str) -> dict[str, float]:
+    results_file = Path(folder) / "eval_results.json"
+    return json.loads(results_file.read_text()) if results_file.is_file() else {}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="Checkpoint folders; the first is the reference (the teacher).")
+    parser.add_argument("--task_name", required=True)
+    parser.add_argument("--glue_dir", default=None, help="Classic GLUE folder (default: $GLUE_DIR, else the Hub).")
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--output_json", default=None, help="Also write the rows to this JSON file.")
+    args = parser.parse_args(argv)
+
+    task = get_task(args.task_name)
+    for folder in args.models:
+        if not (Path(folder) / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json)")
+    models = {folder: AutoModelForSequenceClassification.from_pretrained(folder) for folder in args.models}
+    tokenizer = AutoTokenizer.from_pretrained(args.models[0])
+    dev = load_glue_split(task, task.eval_splits[0], args.glue_dir).select(range(32))
+    texts = [dev[col] for col in task.text_columns]
+
+    def batch(n):
+        return tokenizer(
+            *(list(column[:n]) for column in texts),
+            truncation=True,
+            max_length=args.max_seq_length,
+            padding=True,
+            return_tensors="pt",
+        )
+
+    latency = {n: interleaved_latency(models, batch(n), repeats=args.repeats) for n in (1, 32)}
+    reference = args.models[0]
+    reference_score = _read_metrics(reference).get(f"eval_{task.main_metric}")
+    rows = []
+    for folder, model in models.items():
+        metrics = _read_metrics(folder)
+        score = metrics.get(f"eval_{task.main_metric}")
+        rows.append(
+            {
+                "model": folder,
+                "layers": model.config.num_hidden_layers,
+                "hidden": model.config.hidden_size,
+                "parameters": count_parameters(model),
+                "size_mb": size_on_disk(folder) / 2**20,
+                **{m: metrics.get(f"eval_{m}") for m in task.metrics},
+                # Share of the reference's main metric that this model keeps.
+                "retention": score / reference_score if score is not None and reference_score else None,
+                "latency_b1_ms": latency[1][folder] * 1e3,
+                "latency_b32_ms": latency[32][folder] * 1e3,
+                "speedup_b1": latency[1][reference] / latency[1][folder],
+                "speedup_b32": latency[32][reference] / latency[32][folder],
+            }
+        )
+
+    metric_cols = list(task.metrics)
+    header = [
+        "model",
+        "layers",
+        "hidden",
+        "params (M)",
+        "size (MB)",
+        *metric_cols,
+        "retention",
+        "b1 ms",
+        "b32 ms",
+        "speedup b1",
+        "speedup b32",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [
+            row["model"],
+            row["layers"],
+            row["hidden"],
+            f"{row['parameters'] / 1e6:.1f}",
+            f"{row['size_mb']:.1f}",
+            *(f"{row[m]:.4f}" if row[m] is not None else "n/a" for m in metric_cols),
+            f"{row['retention']:.1%}" if row["retention"] is not None else "n/a",
+            f"{row['latency_b1_ms']:.1f}",
+            f"{row['latency_b32_ms']:.1f}",
+            f"{row['speedup_b1']:.2f}x",
+            f"{row['speedup_b32']:.2f}x",
+        ]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    print(f"\nGLUE {task.name} dev; CPU latency on {machine}, median of {args.repeats} interleaved runs\n")
+    print("\n".join(lines))
+    if args.output_json:
+        Path(args.output_json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
