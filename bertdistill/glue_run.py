@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import yaml
 from transformers import AutoModelForSequenceClassification, EvalPrediction, HfArgumentParser, PreTrainedModel
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -60,6 +61,19 @@ def parse_args(parser: HfArgumentParser, argv: list[str] | None = None) -> tuple
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
         return parser.parse_yaml_file(os.path.abspath(argv[0]))
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def method_from_argv(argv: list[str], default: str) -> str:
+    """`--method` must be known before parsing, since it picks the config class (and so the valid flags)."""
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        with open(argv[0], encoding="utf-8") as f:
+            return (yaml.safe_load(f) or {}).get("method", default)
+    for i, arg in enumerate(argv):
+        if arg == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--method="):
+            return arg.split("=", 1)[1]
+    return default
 
 
 def resolve_resume(output_dir: str, overwrite: bool, resume_from_checkpoint: str | None) -> str | None:

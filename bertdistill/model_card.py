@@ -15,6 +15,10 @@ from .benchmark import count_parameters
 METHOD_DESCRIPTIONS = {
     "fine-tuning": "fine-tuned on the task's gold labels (no teacher)",
     "kd": "distilled from the teacher's logits (Hinton et al. 2015): temperature soft-target KL plus the task loss",
+    "pkd": "Patient Knowledge Distillation (Sun et al. 2019): soft targets, task loss and normalised intermediate "
+    "[CLS] vectors following the teacher's",
+    "distilbert": "DistilBERT's triple loss (Sanh et al. 2019): soft targets, task loss and cosine alignment of "
+    "hidden states",
 }
 
 

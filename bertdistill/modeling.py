@@ -27,19 +27,23 @@ class LossTerm:
     Args:
         name (`str`): logged as `loss_<name>`.
         weight (`float`): multiplier in the total loss; terms with weight 0 are not computed.
-        fn (`Callable`): `fn(student_outputs, teacher_outputs, labels, extras) -> scalar tensor`, where `extras` is
-            the model's `nn.ModuleDict` of trainable extras (projections).
+        fn (`Callable`): `fn(student_outputs, teacher_outputs, batch, extras) -> scalar tensor`, where `batch` holds
+            the forward's inputs (`input_ids`, `attention_mask`, `token_type_ids`, `labels`) and `extras` is the
+            model's `nn.ModuleDict` of trainable extras (projections).
         needs_hidden_states (`bool`, *optional*, defaults to `False`): ask both models for hidden states.
         needs_attentions (`bool`, *optional*, defaults to `False`): ask both models for attentions.
         needs_labels (`bool`, *optional*, defaults to `False`): the term reads the gold labels.
+        needs_teacher (`bool`, *optional*, defaults to `True`): the term reads the teacher's outputs; when no active
+            term does, the teacher is not run at all.
     """
 
     name: str
     weight: float
-    fn: Callable[[ModelOutput, ModelOutput, torch.Tensor | None, nn.ModuleDict], torch.Tensor]
+    fn: Callable[[ModelOutput, ModelOutput | None, dict[str, torch.Tensor | None], nn.ModuleDict], torch.Tensor]
     needs_hidden_states: bool = False
     needs_attentions: bool = False
     needs_labels: bool = False
+    needs_teacher: bool = True
 
 
 @dataclass
@@ -80,6 +84,10 @@ class DistillationModel(nn.Module):
     def needs_attentions(self) -> bool:
         return any(term.needs_attentions for term in self.loss_terms)
 
+    @property
+    def needs_teacher(self) -> bool:
+        return any(term.needs_teacher for term in self.loss_terms)
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -87,22 +95,25 @@ class DistillationModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         teacher_outputs: ModelOutput | None = None,
+        distill: bool = False,
     ) -> ModelOutput:
+        """With `distill=False` (evaluation, prediction): the plain student, its logits and task loss. With
+        `distill=True` (training): the weighted distillation loss against `teacher_outputs`."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        if teacher_outputs is None:
-            # Evaluation and prediction: the plain student, logits (and its task loss when labels are given).
+        if not distill:
             return self.student(**inputs, labels=labels)
 
         outputs = self.student(
             **inputs, output_hidden_states=self.needs_hidden_states, output_attentions=self.needs_attentions
         )
+        batch = {**inputs, "labels": labels}
         components = {}
         for term in self.loss_terms:
             if term.needs_labels and labels is None:
                 raise ValueError(f"Loss term {term.name!r} needs labels but the batch has none")
-            components[term.name] = term.fn(outputs, teacher_outputs, labels, self.extras)
+            components[term.name] = term.fn(outputs, teacher_outputs, batch, self.extras)
         loss = sum(term.weight * components[term.name] for term in self.loss_terms)
         return DistillationOutput(loss=loss, logits=outputs.logits, loss_components=components)
 

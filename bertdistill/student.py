@@ -6,7 +6,13 @@ import copy
 import os
 import re
 
-from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 _LAYER_KEY = re.compile(r"^(.*\bencoder\.layer\.)(\d+)(\..*)$")
 
@@ -15,19 +21,44 @@ _HEAD_ATTRIBUTES = ("num_labels", "id2label", "label2id", "problem_type", "finet
 
 
 def default_student_layers(num_teacher_layers: int, num_student_layers: int) -> list[int]:
-    """Teacher layers (0-based) that initialise a student of `num_student_layers` layers.
+    """Teacher layers (0-based) that initialise a student of `num_student_layers` layers by default ("uniform").
 
     The default spreads the student evenly over the teacher and always keeps the top layer: student layer `i` takes
     teacher layer `(i + 1) * L // N - 1` (6 -> 3: layers 1, 3, 5; 12 -> 6: 1, 3, 5, 7, 9, 11). Each student layer then
     starts from the teacher layer that TinyBERT's uniform map g(m) = m * L / N pairs it with, and the classifier keeps
     reading the representation it was trained on.
     """
+    return select_teacher_layers(num_teacher_layers, num_student_layers, "uniform")
+
+
+def select_teacher_layers(num_teacher_layers: int, num_student_layers: int, selection: str = "uniform") -> list[int]:
+    """Teacher layers (0-based) for a student of `num_student_layers` layers, by a named rule.
+
+    - `"uniform"`: evenly spread, top layer kept (`(i + 1) * L // N - 1`; 6 -> 3: 1, 3, 5).
+    - `"first"`: the bottom N layers (Patient-KD's initialisation; 6 -> 3: 0, 1, 2).
+    - `"alternate"`: one layer out of two from the bottom (DistilBERT; 6 -> 3: 0, 2, 4). Hugging Face's released
+      DistilBERT took 0, 2, 4, 7, 9, 11 of BERT-base: pass that with `--student_layers` to reproduce it exactly.
+    """
+    if selection not in LAYER_SELECTIONS:
+        raise ValueError(f"Unknown layer selection {selection!r}; valid: {', '.join(LAYER_SELECTIONS)}")
     if not 1 <= num_student_layers <= num_teacher_layers:
         raise ValueError(
             f"student_num_layers={num_student_layers} is out of range: the teacher has {num_teacher_layers} layers, "
             f"so choose 1..{num_teacher_layers}"
         )
+    if selection == "first":
+        return list(range(num_student_layers))
+    if selection == "alternate":
+        if 2 * num_student_layers - 1 > num_teacher_layers:
+            raise ValueError(
+                f"'alternate' takes every other teacher layer: {num_student_layers} student layers need at least "
+                f"{2 * num_student_layers - 1} teacher layers, the teacher has {num_teacher_layers}"
+            )
+        return [2 * i for i in range(num_student_layers)]
     return [(i + 1) * num_teacher_layers // num_student_layers - 1 for i in range(num_student_layers)]
+
+
+LAYER_SELECTIONS = ("uniform", "first", "alternate")
 
 
 def parse_layer_list(value: str | list[int], num_teacher_layers: int) -> list[int]:
@@ -60,6 +91,11 @@ def check_same_vocabulary(teacher_config: PretrainedConfig, student_config: Pret
             f"{student_config.vocab_size}). Both models read the same token ids: give the student the teacher's "
             "vocab_size and tokenizer."
         )
+
+
+def _auto_class_like(teacher: PreTrainedModel):
+    """The Auto class with the teacher's head: masked LM for general distillation, else sequence classification."""
+    return AutoModelForMaskedLM if "ForMaskedLM" in type(teacher).__name__ else AutoModelForSequenceClassification
 
 
 def _copy_head_attributes(source: PretrainedConfig, target: PretrainedConfig) -> None:
@@ -102,7 +138,7 @@ def student_from_config(teacher: PreTrainedModel, config: str | os.PathLike | Pr
     config = copy.deepcopy(config)
     check_same_vocabulary(teacher.config, config)
     _copy_head_attributes(teacher.config, config)
-    return AutoModelForSequenceClassification.from_config(config)
+    return _auto_class_like(teacher).from_config(config)
 
 
 def student_from_pretrained(teacher: PreTrainedModel, path: str | os.PathLike) -> PreTrainedModel:
@@ -110,7 +146,7 @@ def student_from_pretrained(teacher: PreTrainedModel, path: str | os.PathLike) -
     config = AutoConfig.from_pretrained(path)
     check_same_vocabulary(teacher.config, config)
     _copy_head_attributes(teacher.config, config)
-    return AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    return _auto_class_like(teacher).from_pretrained(path, config=config)
 
 
 def build_student(
@@ -119,15 +155,18 @@ def build_student(
     layers: str | list[int] | None = None,
     config: str | os.PathLike | PretrainedConfig | None = None,
     pretrained: str | os.PathLike | None = None,
+    selection: str = "uniform",
 ) -> PreTrainedModel:
     """Build a student by exactly one of four routes.
 
     Args:
         teacher (`PreTrainedModel`): the fine-tuned teacher (`*ForSequenceClassification`).
-        num_layers (`int`, *optional*): take this many teacher layers, chosen by [`default_student_layers`].
+        num_layers (`int`, *optional*): take this many teacher layers, chosen by `selection`.
         layers (`str` or `list[int]`, *optional*): take these 0-based teacher layers, e.g. `"1,3,5"`.
         config (`str` or `PretrainedConfig`, *optional*): random init from this config (same vocabulary).
         pretrained (`str`, *optional*): load this checkpoint (same vocabulary), new task head if it has none.
+        selection (`str`, *optional*, defaults to `"uniform"`): how `num_layers` picks teacher layers, see
+            [`select_teacher_layers`].
     """
     chosen = [
         name
@@ -145,9 +184,8 @@ def build_student(
             f"--student_model_name_or_path (got {chosen or 'none'})"
         )
     if num_layers is not None:
-        return student_from_teacher_layers(
-            teacher, default_student_layers(teacher.config.num_hidden_layers, num_layers)
-        )
+        layers = select_teacher_layers(teacher.config.num_hidden_layers, num_layers, selection)
+        return student_from_teacher_layers(teacher, layers)
     if layers is not None:
         return student_from_teacher_layers(teacher, parse_layer_list(layers, teacher.config.num_hidden_layers))
     if config is not None:

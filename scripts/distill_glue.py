@@ -15,7 +15,6 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-import yaml
 from transformers import AutoTokenizer, HfArgumentParser
 from transformers.trainer_utils import set_seed
 
@@ -26,6 +25,7 @@ from bertdistill.glue_run import (
     evaluate_glue,
     load_glue_datasets,
     load_teacher,
+    method_from_argv,
     parse_args,
     preflight,
 )
@@ -42,17 +42,27 @@ class DistillArguments:
     Args:
         method (`str`, *optional*, defaults to `"kd"`): distillation method.
         teacher_model_name_or_path (`str`): teacher fine-tuned on the task (see scripts/finetune_teacher.py).
-        student_num_layers (`int`, *optional*): student takes this many teacher layers, spread evenly and ending
-            with the top one (6 -> 3: layers 1, 3, 5).
+        student_num_layers (`int`, *optional*): student takes this many teacher layers, picked by
+            `student_layer_selection`.
+        student_layer_selection (`str`, *optional*): `uniform` (evenly spread, top kept; 6 -> 3: 1, 3, 5),
+            `first` (0, 1, 2) or `alternate` (0, 2, 4). Defaults to the method's own: `first` for pkd (the paper),
+            `alternate` for distilbert (the paper), `uniform` otherwise.
         student_layers (`str`, *optional*): student takes these 0-based teacher layers, e.g. `"0,2,5"`.
         student_config (`str`, *optional*): random-init student from this config.json (teacher's vocabulary).
         student_model_name_or_path (`str`, *optional*): student from this checkpoint (teacher's vocabulary).
     """
 
     teacher_model_name_or_path: str = field(metadata={"help": "Teacher fine-tuned on the task."})
-    method: str = field(default="kd", metadata={"help": f"Distillation method: {', '.join(METHODS)}."})
+    method: str = field(
+        default="kd",
+        metadata={"help": f"Distillation method: {', '.join(METHODS)} (finetune = no teacher, the baseline)."},
+    )
     student_num_layers: int | None = field(
-        default=None, metadata={"help": "Take this many teacher layers, evenly spread, top layer included."}
+        default=None, metadata={"help": "Take this many teacher layers, picked by --student_layer_selection."}
+    )
+    student_layer_selection: str | None = field(
+        default=None,
+        metadata={"help": "uniform (6->3: 1,3,5), first (0,1,2) or alternate (0,2,4); default: the method's own."},
     )
     student_layers: str | None = field(default=None, metadata={"help": "Take these 0-based teacher layers: '1,3,5'."})
     student_config: str | None = field(default=None, metadata={"help": "Random-init student from this config.json."})
@@ -61,22 +71,9 @@ class DistillArguments:
     )
 
 
-def method_from_argv(argv: list[str]) -> str:
-    """`--method` must be known before parsing, since it picks the config class (and so the valid flags)."""
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        with open(argv[0], encoding="utf-8") as f:
-            return (yaml.safe_load(f) or {}).get("method", "kd")
-    for i, arg in enumerate(argv):
-        if arg == "--method" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--method="):
-            return arg.split("=", 1)[1]
-    return "kd"
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     argv = sys.argv[1:] if argv is None else argv
-    method = get_method(method_from_argv(argv))
+    method = get_method(method_from_argv(argv, default="kd"))
     parser = HfArgumentParser((DistillArguments, GlueRunArguments, method.config_class))
     args, run_args, config = parse_args(parser, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -91,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         layers=args.student_layers,
         config=args.student_config,
         pretrained=args.student_model_name_or_path,
+        selection=args.student_layer_selection or method.layer_selection,
     )
     student.config.finetuning_task = task.name
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
@@ -108,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_metrics("train", train_result.metrics, combined=False)
+    trainer.save_state()
     metrics = evaluate_glue(trainer, task, eval_datasets)
     trainer.create_model_card(task_name=task.name, metrics=metrics)
     if config.push_to_hub:

@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.model = trainer.model_wrapped = merged
     trainer.save_model()
     trainer.save_metrics("train", train_result.metrics, combined=False)
+    trainer.save_state()
     metrics = evaluate_glue(trainer, task, eval_datasets)
     trainer.create_model_card(task_name=task.name, metrics=metrics)
     if training_args.push_to_hub:

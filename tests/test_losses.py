@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from bertdistill import get_loss, hard_label_loss, logit_mse, register_loss, soft_target_kl
+from bertdistill import (
+    cosine_embedding_loss,
+    get_loss,
+    hard_label_loss,
+    logit_mse,
+    pkd_hidden_distance,
+    register_loss,
+    soft_target_kl,
+)
 
 
 def softmax(row, temperature):
@@ -53,7 +61,50 @@ def test_logit_mse_and_hard_label_loss_match_the_formula():
 
 def test_registry():
     assert get_loss("kl") is soft_target_kl
-    with pytest.raises(ValueError, match="Registered losses: hard, kl, mse"):
+    with pytest.raises(ValueError, match="Registered losses: cosine, hard, kl, mse, pkd"):
         get_loss("nope")
     with pytest.raises(ValueError, match="already registered"):
         register_loss("kl", soft_target_kl)
+
+
+def test_pkd_distance_matches_the_formula():
+    rng = np.random.default_rng(1)
+    student, teacher = rng.normal(size=(4, 6)), rng.normal(size=(4, 6)) * 5
+    expected = [
+        sum((s / math.sqrt(sum(v * v for v in s_row)) - t / math.sqrt(sum(v * v for v in t_row))) ** 2
+            for s, t in zip(s_row, t_row))
+        for s_row, t_row in zip(student.tolist(), teacher.tolist())
+    ]  # fmt: skip
+    got = pkd_hidden_distance(torch.tensor(student), torch.tensor(teacher))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+    # Scale-free: multiplying a vector does not change the distance.
+    torch.testing.assert_close(pkd_hidden_distance(torch.tensor(student) * 7, torch.tensor(teacher)), got)
+
+
+def test_cosine_loss_matches_the_formula_over_unpadded_tokens():
+    rng = np.random.default_rng(2)
+    student, teacher = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    mask = np.array([[1, 1, 0], [1, 0, 0]])
+    terms = []
+    for b in range(2):
+        for i in range(3):
+            if mask[b, i]:
+                s, t = student[b, i], teacher[b, i]
+                terms.append(1 - float(s @ t) / math.sqrt(float(s @ s) * float(t @ t)))
+    got = cosine_embedding_loss(torch.tensor(student), torch.tensor(teacher), torch.tensor(mask))
+    assert got.item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    with pytest.raises(ValueError, match="equal widths"):
+        cosine_embedding_loss(torch.zeros(1, 2, 4), torch.zeros(1, 2, 8))
+
+
+def test_masked_kl_and_mlm_loss_use_the_masked_positions_only():
+    rng = np.random.default_rng(3)
+    student, teacher = rng.normal(size=(2, 3, 5)), rng.normal(size=(2, 3, 5))
+    labels = np.array([[-100, 4, -100], [0, -100, -100]])
+    rows = [(0, 1), (1, 0)]
+    expected_kd = reference_kd([student[r] for r in rows], [teacher[r] for r in rows], 2.0)
+    mask = torch.tensor(labels != -100)
+    got = soft_target_kl(torch.tensor(student), torch.tensor(teacher), 2.0, mask=mask)
+    assert got.item() == pytest.approx(expected_kd, rel=1e-5)
+    expected_mlm = -sum(math.log(softmax(student[r].tolist(), 1.0)[labels[r]]) for r in rows) / 2
+    assert hard_label_loss(torch.tensor(student), torch.tensor(labels)).item() == pytest.approx(expected_mlm, rel=1e-5)

@@ -192,3 +192,24 @@ def test_finetune_teacher_with_lora_saves_a_merged_plain_checkpoint(teacher_dir,
     assert tuned.config.id2label == {0: "not_equivalent", 1: "equivalent"}
     query = "bert.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(tuned.state_dict()[query], base.state_dict()[query])
+
+
+@pytest.mark.parametrize(
+    "method, components, layers",
+    [("pkd", {"loss_ce", "loss_kd", "loss_pt"}, [0, 1]), ("distilbert", {"loss_ce", "loss_kd", "loss_cos"}, [0, 2]),
+     ("finetune", {"loss_ce"}, [1, 3])],
+)  # fmt: skip
+def test_layer_methods_through_distill_glue(teacher_dir, glue_dir, tmp_path, method, components, layers):
+    out = tmp_path / method
+    argv = distill_args(teacher_dir, glue_dir, out, "rte", "--student_num_layers", "2", "--method", method)
+    # Learning rate 0 keeps the initial weights, so the method's default choice of teacher layers can be read off.
+    distill_glue.main([*argv, "--logging_steps", "1", "--learning_rate", "0"])
+    logged = [log for log in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in log]
+    assert components <= set(logged[0]) and not ({"loss_pt", "loss_cos", "loss_kd"} - components) & set(logged[0])
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).state_dict()
+    student = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
+    for i, source in enumerate(layers):
+        key = "bert.encoder.layer.{}.attention.self.query.weight"
+        assert torch.equal(student[key.format(i)], teacher[key.format(source)]), (method, i, source)
+    card = (out / "README.md").read_text()
+    assert f"- {method}" in card or method == "finetune"

@@ -60,3 +60,28 @@ def test_student_from_config_shares_vocab_and_takes_the_teacher_labels(tokenizer
         build_student(teacher, config=bad)
     with pytest.raises(FileNotFoundError, match="student_config not found"):
         build_student(teacher, config=str(tmp_path / "missing.json"))
+
+
+def test_layer_selections_and_their_init(tokenizer):
+    from bertdistill import select_teacher_layers
+
+    assert select_teacher_layers(12, 6, "first") == [0, 1, 2, 3, 4, 5]
+    assert select_teacher_layers(12, 6, "alternate") == [0, 2, 4, 6, 8, 10]
+    assert select_teacher_layers(6, 3, "alternate") == [0, 2, 4]
+    with pytest.raises(ValueError, match="need at least 7 teacher layers"):
+        select_teacher_layers(6, 4, "alternate")
+    with pytest.raises(ValueError, match="Unknown layer selection 'random'"):
+        select_teacher_layers(6, 3, "random")
+
+    teacher = make_teacher(tokenizer, layers=4)
+    for selection, chosen in (("first", [0, 1]), ("alternate", [0, 2])):
+        student = build_student(teacher, num_layers=2, selection=selection)
+        t = teacher.state_dict()
+        for key, value in student.state_dict().items():
+            for i, source in enumerate(chosen):
+                key_t = key.replace(f"encoder.layer.{i}.", f"encoder.layer.{source}.")
+                if f"encoder.layer.{i}." in key:
+                    break
+            else:
+                key_t = key
+            assert torch.equal(value, t[key_t]), (selection, key)

@@ -10,7 +10,7 @@ import torch
 from huggingface_hub import HfApi
 from transformers import TrainerCallback
 
-from bertdistill import DistillationTrainer, DistillationTrainingConfig, build_student
+from bertdistill import DistillationTrainingConfig, build_student, get_method
 from bertdistill.glue_run import compute_metrics_for
 from glue_tasks import get_task
 
@@ -45,7 +45,16 @@ def tiny_dataset(tokenizer, n=16, num_labels=2, seed=0):
 
 
 def make_trainer(
-    tmp_path, tokenizer, teacher=None, student=None, num_labels=2, dropout=0.1, n=16, callbacks=None, **config
+    tmp_path,
+    tokenizer,
+    teacher=None,
+    student=None,
+    num_labels=2,
+    dropout=0.1,
+    n=16,
+    callbacks=None,
+    method="kd",
+    **config,
 ):
     teacher = teacher if teacher is not None else make_teacher(tokenizer, num_labels=num_labels, dropout=dropout)
     torch.manual_seed(1)
@@ -63,9 +72,10 @@ def make_trainer(
         seed=3,
         use_cpu=True,
     )
-    args = DistillationTrainingConfig(**{**defaults, **config})
+    method = get_method(method)
+    args = method.config_class(**{**defaults, **config})
     data = tiny_dataset(tokenizer, n=n, num_labels=num_labels)
-    return DistillationTrainer(
+    return method.trainer_class(
         model=student,
         teacher_model=teacher,
         args=args,

@@ -4,30 +4,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .baseline_trainer import StudentFineTuneTrainer
+from .distilbert_config import DistilBertConfig
+from .distilbert_trainer import DistilBertTrainer
 from .distillation_config import DistillationTrainingConfig
 from .distillation_trainer import DistillationTrainer
 from .finetune_trainer import FineTuneTrainer
+from .pkd_config import PatientKDConfig
+from .pkd_trainer import PatientKDTrainer
 
 
 @dataclass(frozen=True)
 class Method:
-    """A distillation method: its `--method` name, config class and trainer class."""
+    """A distillation method: its `--method` name, config and trainer classes, and how `--student_num_layers`
+    picks teacher layers by default (see `bertdistill.student.select_teacher_layers`)."""
 
     name: str
     config_class: type[DistillationTrainingConfig]
     trainer_class: type[DistillationTrainer]
+    layer_selection: str = "uniform"
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, config_class: type, trainer_class: type) -> Method:
+def register_method(name: str, trainer_class: type, layer_selection: str = "uniform") -> Method:
     """Make a method selectable by name; names are unique and the config must extend `DistillationTrainingConfig`."""
     if name in METHODS:
         raise ValueError(f"Method {name!r} is already registered")
-    if not issubclass(config_class, DistillationTrainingConfig) or not issubclass(trainer_class, DistillationTrainer):
-        raise TypeError("config_class must extend DistillationTrainingConfig and trainer_class DistillationTrainer")
-    METHODS[name] = Method(name, config_class, trainer_class)
+    if not issubclass(trainer_class, DistillationTrainer):
+        raise TypeError(f"{trainer_class.__name__} must extend DistillationTrainer")
+    METHODS[name] = Method(name, trainer_class.config_class, trainer_class, layer_selection)
     return METHODS[name]
 
 
@@ -37,13 +44,21 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-register_method("kd", DistillationTrainingConfig, DistillationTrainer)
+register_method("kd", DistillationTrainer)
+register_method("pkd", PatientKDTrainer, layer_selection="first")
+register_method("distilbert", DistilBertTrainer, layer_selection="alternate")
+register_method("finetune", StudentFineTuneTrainer)
 
 __all__ = [
     "METHODS",
+    "DistilBertConfig",
+    "DistilBertTrainer",
     "DistillationTrainer",
     "DistillationTrainingConfig",
     "FineTuneTrainer",
+    "PatientKDConfig",
+    "PatientKDTrainer",
+    "StudentFineTuneTrainer",
     "Method",
     "get_method",
     "register_method",

@@ -34,6 +34,7 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     """
 
     method_name = "kd"
+    config_class = DistillationTrainingConfig
     # Every loss here is a per-batch mean: let the Trainer divide by the accumulation steps (see transformers'
     # `loss_is_scaled_for_ga`; our wrapper's forward has no **kwargs, but saying it keeps this independent of that).
     loss_is_scaled_for_ga = False
@@ -41,8 +42,8 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     def __init__(
         self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DistillationTrainingConfig, **kwargs
     ):
-        if not isinstance(args, DistillationTrainingConfig):
-            raise TypeError(f"args must be a DistillationTrainingConfig, got {type(args).__name__}")
+        if not isinstance(args, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(args).__name__}")
         check_same_vocabulary(teacher_model.config, model.config)
         if teacher_model.config.num_labels != model.config.num_labels:
             raise ValueError(
@@ -64,22 +65,32 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     # ---- what subclasses extend ---------------------------------------------------------------------------------
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
-        """The weighted terms of the loss; subclasses append theirs to `super().build_loss_terms(...)`."""
+        """The weighted terms of the loss; subclasses append theirs to `super().build_loss_terms(...)`.
+
+        `ce` is the loss on the gold labels, `kd` the soft-target loss on the logits. For token-level logits (masked
+        language modelling) both are taken over the positions whose label is not -100 only.
+        """
         args = self.args
-        regression = student.config.num_labels == 1
-        if regression:
 
-            def kd(s, t, labels, extras):
+        def kd(s, t, batch, extras):
+            mask = batch["labels"] != -100 if s.logits.dim() == 3 else None
+            if s.logits.shape[-1] == 1:
                 return logit_mse(s.logits, t.logits)
-        else:
+            return soft_target_kl(s.logits, t.logits, args.temperature, mask=mask)
 
-            def kd(s, t, labels, extras):
-                return soft_target_kl(s.logits, t.logits, args.temperature)
+        return [
+            self.task_loss_term(args.alpha_ce),
+            LossTerm("kd", args.alpha_kd, kd, needs_labels=student.config.num_labels != 1),
+        ]
 
-        def ce(s, t, labels, extras):
-            return hard_label_loss(s.logits, labels)
+    @staticmethod
+    def task_loss_term(weight: float) -> LossTerm:
+        """`ce`: the loss on the gold labels (cross-entropy, MSE for regression, masked-LM loss for token logits)."""
 
-        return [LossTerm("ce", args.alpha_ce, ce, needs_labels=True), LossTerm("kd", args.alpha_kd, kd)]
+        def ce(s, t, batch, extras):
+            return hard_label_loss(s.logits, batch["labels"])
+
+        return LossTerm("ce", weight, ce, needs_labels=True, needs_teacher=False)
 
     def build_extras(self, student: PreTrainedModel, teacher: PreTrainedModel) -> nn.ModuleDict:
         """Trainable modules besides the student (projections); none for logit distillation."""
@@ -95,14 +106,16 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         wrapper = self.accelerator.unwrap_model(model)
-        teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-        with torch.no_grad():
-            teacher_outputs = self.teacher(
-                **teacher_inputs,
-                output_hidden_states=wrapper.needs_hidden_states,
-                output_attentions=wrapper.needs_attentions,
-            )
-        outputs = model(**inputs, teacher_outputs=teacher_outputs)
+        teacher_outputs = None
+        if wrapper.needs_teacher:
+            teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+            with torch.no_grad():
+                teacher_outputs = self.teacher(
+                    **teacher_inputs,
+                    output_hidden_states=wrapper.needs_hidden_states,
+                    output_attentions=wrapper.needs_attentions,
+                )
+        outputs = model(**inputs, teacher_outputs=teacher_outputs, distill=True)
         for name, value in outputs.loss_components.items():
             self._loss_sums[name] += value.detach()
         self._loss_count += 1
