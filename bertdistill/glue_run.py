@@ -15,6 +15,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from glue_tasks import GlueTask, check_glue_dir, glue_metrics, load_glue_split
 
+from .student import build_student
+
 logger = logging.getLogger(__name__)
 
 
@@ -148,6 +150,18 @@ def load_teacher(path: str, task: GlueTask) -> PreTrainedModel:
             "it was fine-tuned on another task"
         )
     return model
+
+
+def build_student_from_args(teacher: PreTrainedModel, args, default_selection: str) -> PreTrainedModel:
+    """`build_student` from a script's `student_*` arguments (`student_model_name_or_path` only where it exists)."""
+    return build_student(
+        teacher,
+        num_layers=args.student_num_layers,
+        layers=args.student_layers,
+        config=args.student_config,
+        pretrained=getattr(args, "student_model_name_or_path", None),
+        selection=args.student_layer_selection or default_selection,
+    )
 
 
 def tokenize_split(dataset: datasets.Dataset, task: GlueTask, tokenizer, max_seq_length: int) -> datasets.Dataset:

@@ -160,6 +160,21 @@ def resolve_layer_map(
     return matches
 
 
+def resolve_hidden_state_map(spec, teacher_config, student_config, method: str) -> list[LayerMatch]:
+    """A layer map for methods that compare hidden states directly (Patient-KD, DistilBERT): same width required,
+    hidden-state matches only."""
+    if teacher_config.hidden_size != student_config.hidden_size:
+        raise ValueError(
+            f"{method} compares hidden states directly, so the student needs the teacher's hidden size "
+            f"({teacher_config.hidden_size}, got {student_config.hidden_size}); use --method tinybert for narrower "
+            "students"
+        )
+    matches = resolve_layer_map(spec, teacher_config.num_hidden_layers, student_config.num_hidden_layers)
+    if any(m.feature != "hidden" for m in matches):
+        raise ValueError(f"{method} matches hidden states only; remove the attention matches from --layer_map")
+    return matches
+
+
 def describe(matches: list[LayerMatch]) -> str:
     """Short text for logs and model cards, e.g. `"hidden 1<-2, 2<-4"` (student <- teacher)."""
     return ", ".join(f"{m.feature} {m.student_layer}<-{m.teacher_layer}" for m in matches)

@@ -23,8 +23,8 @@ import datasets
 from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, HfArgumentParser
 from transformers.trainer_utils import set_seed
 
-from bertdistill import build_student, get_method
-from bertdistill.glue_run import load_pretrained, method_from_argv, parse_args, resolve_resume
+from bertdistill import get_method
+from bertdistill.glue_run import build_student_from_args, load_pretrained, method_from_argv, parse_args, resolve_resume
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_text, validation_text = load_text(args)
     teacher = load_mlm_teacher(args.teacher_model_name_or_path)
     set_seed(config.seed)
-    student = build_student(
-        teacher,
-        num_layers=args.student_num_layers,
-        layers=args.student_layers,
-        config=args.student_config,
-        selection=args.student_layer_selection or method.layer_selection,
-    )
+    student = build_student_from_args(teacher, args, method.layer_selection)
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
 
     def encode(batch):

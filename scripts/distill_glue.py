@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from transformers import AutoTokenizer, HfArgumentParser
 from transformers.trainer_utils import set_seed
 
-from bertdistill import build_student, get_method
+from bertdistill import get_method
 from bertdistill.glue_run import (
     GlueRunArguments,
+    build_student_from_args,
     compute_metrics_for,
     evaluate_glue,
     load_glue_datasets,
@@ -82,14 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     resume = preflight(task, run_args, config.output_dir, config.resume_from_checkpoint)
     teacher = load_teacher(args.teacher_model_name_or_path, task)
     set_seed(config.seed)
-    student = build_student(
-        teacher,
-        num_layers=args.student_num_layers,
-        layers=args.student_layers,
-        config=args.student_config,
-        pretrained=args.student_model_name_or_path,
-        selection=args.student_layer_selection or method.layer_selection,
-    )
+    student = build_student_from_args(teacher, args, method.layer_selection)
     student.config.finetuning_task = task.name
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
 

@@ -7,12 +7,11 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from ..layer_maps import describe, resolve_layer_map
+from ..layer_maps import describe, resolve_hidden_state_map
 from ..losses import cosine_embedding_loss
 from ..modeling import LossTerm
 from .distilbert_config import DistilBertConfig
 from .distillation_trainer import DistillationTrainer
-from .pkd_trainer import check_same_width
 
 
 class DistilBertTrainer(DistillationTrainer):
@@ -31,11 +30,9 @@ class DistilBertTrainer(DistillationTrainer):
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
         args = self.args
-        check_same_width(teacher, student, "DistilBERT's cosine loss")
-        self.layer_map = resolve_layer_map(
-            args.layer_map, teacher.config.num_hidden_layers, student.config.num_hidden_layers
+        self.layer_map = matches = resolve_hidden_state_map(
+            args.layer_map, teacher.config, student.config, "DistilBERT's cosine loss"
         )
-        matches = self.layer_map
 
         def cosine(s, t, batch, extras):
             mask = batch["attention_mask"]

@@ -7,20 +7,11 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from ..layer_maps import describe, resolve_layer_map
+from ..layer_maps import describe, resolve_hidden_state_map
 from ..losses import pkd_hidden_distance
 from ..modeling import LossTerm
 from .distillation_trainer import DistillationTrainer
 from .pkd_config import PatientKDConfig
-
-
-def check_same_width(teacher: PreTrainedModel, student: PreTrainedModel, method: str) -> None:
-    if teacher.config.hidden_size != student.config.hidden_size:
-        raise ValueError(
-            f"{method} compares hidden states directly, so the student needs the teacher's hidden size "
-            f"({teacher.config.hidden_size}, got {student.config.hidden_size}); use --method tinybert for narrower "
-            "students"
-        )
 
 
 class PatientKDTrainer(DistillationTrainer):
@@ -38,13 +29,9 @@ class PatientKDTrainer(DistillationTrainer):
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
         args = self.args
-        check_same_width(teacher, student, "Patient-KD")
-        self.layer_map = resolve_layer_map(
-            args.layer_map, teacher.config.num_hidden_layers, student.config.num_hidden_layers
+        self.layer_map = matches = resolve_hidden_state_map(
+            args.layer_map, teacher.config, student.config, "Patient-KD"
         )
-        if any(m.feature != "hidden" for m in self.layer_map):
-            raise ValueError("Patient-KD matches hidden states only; remove the attention matches from --layer_map")
-        matches = self.layer_map
 
         def patient(s, t, batch, extras):
             per_layer = torch.stack(
