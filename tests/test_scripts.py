@@ -213,3 +213,16 @@ def test_layer_methods_through_distill_glue(teacher_dir, glue_dir, tmp_path, met
         assert torch.equal(student[key.format(i)], teacher[key.format(source)]), (method, i, source)
     card = (out / "README.md").read_text()
     assert f"- {method}" in card or method == "finetune"
+
+
+def test_kd_into_a_narrower_random_student_from_a_config(teacher_dir, glue_dir, tmp_path, tokenizer):
+    config = tiny_config(len(tokenizer), layers=1)
+    config.hidden_size, config.num_attention_heads, config.intermediate_size = 16, 2, 32
+    config.to_json_file(tmp_path / "student.json")
+    out = tmp_path / "narrow"
+    distill_glue.main(
+        distill_args(teacher_dir, glue_dir, out, "sst2", "--student_config", str(tmp_path / "student.json"))
+    )
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert (student.config.hidden_size, student.config.num_hidden_layers) == (16, 1)
+    assert student.config.num_labels == 2
