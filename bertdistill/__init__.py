@@ -29,6 +29,8 @@ from .trainers import (
     PatientKDConfig,
     PatientKDTrainer,
     StudentFineTuneTrainer,
+    TinyBertConfig,
+    TinyBertTrainer,
     get_method,
     register_method,
 )
@@ -51,6 +53,8 @@ __all__ = [
     "PatientKDConfig",
     "PatientKDTrainer",
     "StudentFineTuneTrainer",
+    "TinyBertConfig",
+    "TinyBertTrainer",
     "build_student",
     "cosine_embedding_loss",
     "default_student_layers",

@@ -139,3 +139,79 @@ def cosine_embedding_loss(
         return (1 - cosine).mean()
     mask = mask.to(cosine.dtype)
     return ((1 - cosine) * mask).sum() / mask.sum().clamp_min(1)
+
+
+@register_loss("soft_ce")
+def soft_cross_entropy(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """TinyBERT's prediction-layer loss: `-softmax(z_T / t) . log_softmax(z_S / t)`, mean over the batch.
+
+    Unlike [`soft_target_kl`] it keeps the teacher's entropy (a constant) and has no `t^2` factor, as in the paper.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(B, C)`): student logits.
+        teacher_logits (`torch.Tensor` of shape `(B, C)`): teacher logits.
+        temperature (`float`, *optional*, defaults to 1.0): softmax temperature `t > 0`.
+
+    Returns:
+        `torch.Tensor`: scalar loss.
+    """
+    teacher_probs = F.softmax(teacher_logits.float() / temperature, dim=-1)
+    student_log_probs = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    return -(teacher_probs * student_log_probs).sum(dim=-1).mean()
+
+
+@register_loss("hidden_mse")
+def hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
+    """TinyBERT's embedding and hidden-state loss `MSE(H_S W, H_T)`: the caller applies the projection `W`.
+
+    Args:
+        student_hidden (`torch.Tensor` of shape `(B, L, H_T)`): projected student states.
+        teacher_hidden (`torch.Tensor` of shape `(B, L, H_T)`): teacher states.
+
+    Returns:
+        `torch.Tensor`: scalar, the mean over every element.
+    """
+    return F.mse_loss(student_hidden.float(), teacher_hidden.float())
+
+
+@register_loss("attention_mse")
+def attention_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
+    """TinyBERT's attention loss `(1/h) sum_i MSE(A_i^S, A_i^T)` on pre-softmax scores with masked positions zeroed
+    (see `bertdistill.attention`); with equal head counts this is the mean over every element.
+
+    Args:
+        student_scores (`torch.Tensor` of shape `(B, h, L, L)`): student scores.
+        teacher_scores (`torch.Tensor` of shape `(B, h, L, L)`): teacher scores.
+
+    Returns:
+        `torch.Tensor`: scalar loss.
+    """
+    if student_scores.shape != teacher_scores.shape:
+        raise ValueError(
+            f"Attention shapes differ: student {tuple(student_scores.shape)}, teacher {tuple(teacher_scores.shape)}; "
+            "TinyBERT's attention loss needs the same number of heads"
+        )
+    return F.mse_loss(student_scores.float(), teacher_scores.float())
+
+
+@register_loss("attention_kl")
+def attention_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Alternative attention loss on probabilities: `KL(softmax(A^T) || softmax(A^S))` per query row, over the keys
+    that are not padding, averaged over the real query rows and heads.
+
+    Args:
+        student_scores (`torch.Tensor` of shape `(B, h, L, L)`): student pre-softmax scores.
+        teacher_scores (`torch.Tensor` of shape `(B, h, L, L)`): teacher pre-softmax scores.
+        mask (`torch.Tensor` of shape `(B, L)`): 1 for real tokens, 0 for padding.
+
+    Returns:
+        `torch.Tensor`: scalar loss.
+    """
+    keys = mask[:, None, None, :].bool()
+    student = student_scores.float().masked_fill(~keys, float("-inf")).log_softmax(-1)
+    teacher = teacher_scores.float().masked_fill(~keys, float("-inf")).log_softmax(-1)
+    per_row = (teacher.exp() * (teacher - student)).masked_fill(~keys, 0.0).sum(-1)  # (B, h, L)
+    rows = mask[:, None, :].to(per_row.dtype).expand_as(per_row)
+    return (per_row * rows).sum() / rows.sum().clamp_min(1)

@@ -61,7 +61,7 @@ def test_logit_mse_and_hard_label_loss_match_the_formula():
 
 def test_registry():
     assert get_loss("kl") is soft_target_kl
-    with pytest.raises(ValueError, match="Registered losses: cosine, hard, kl, mse, pkd"):
+    with pytest.raises(ValueError, match="Registered losses: attention_kl, attention_mse, cosine, hard"):
         get_loss("nope")
     with pytest.raises(ValueError, match="already registered"):
         register_loss("kl", soft_target_kl)
@@ -108,3 +108,45 @@ def test_masked_kl_and_mlm_loss_use_the_masked_positions_only():
     assert got.item() == pytest.approx(expected_kd, rel=1e-5)
     expected_mlm = -sum(math.log(softmax(student[r].tolist(), 1.0)[labels[r]]) for r in rows) / 2
     assert hard_label_loss(torch.tensor(student), torch.tensor(labels)).item() == pytest.approx(expected_mlm, rel=1e-5)
+
+
+def test_tinybert_prediction_loss_is_soft_cross_entropy_without_t_squared():
+    from bertdistill.losses import soft_cross_entropy
+
+    rng = np.random.default_rng(4)
+    student, teacher = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    t = 2.0
+    expected = (
+        -sum(
+            sum(pt * math.log(ps) for pt, ps in zip(softmax(t_row, t), softmax(s_row, t)))
+            for s_row, t_row in zip(student.tolist(), teacher.tolist())
+        )
+        / 3
+    )
+    got = soft_cross_entropy(torch.tensor(student), torch.tensor(teacher), t)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_tinybert_hidden_and_attention_mse_match_the_formula():
+    from bertdistill.losses import attention_kl, attention_mse, hidden_mse
+
+    rng = np.random.default_rng(5)
+    s, t = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    assert hidden_mse(torch.tensor(s), torch.tensor(t)).item() == pytest.approx(((s - t) ** 2).mean())
+    a_s, a_t = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 3, 4, 4))
+    per_head = [((a_s[:, h] - a_t[:, h]) ** 2).mean() for h in range(3)]
+    assert attention_mse(torch.tensor(a_s), torch.tensor(a_t)).item() == pytest.approx(sum(per_head) / 3)
+    with pytest.raises(ValueError, match="same number of heads"):
+        attention_mse(torch.zeros(1, 2, 3, 3), torch.zeros(1, 4, 3, 3))
+
+    mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])
+    total, rows = 0.0, 0
+    for b in range(2):
+        n = int(mask[b].sum())
+        for h in range(3):
+            for q in range(n):
+                p_t, p_s = softmax(a_t[b, h, q, :n].tolist(), 1.0), softmax(a_s[b, h, q, :n].tolist(), 1.0)
+                total += sum(pt * (math.log(pt) - math.log(ps)) for pt, ps in zip(p_t, p_s))
+                rows += 1
+    got = attention_kl(torch.tensor(a_s), torch.tensor(a_t), torch.tensor(mask))
+    assert got.item() == pytest.approx(total / rows, rel=1e-5)

@@ -12,6 +12,8 @@ from .distillation_trainer import DistillationTrainer
 from .finetune_trainer import FineTuneTrainer
 from .pkd_config import PatientKDConfig
 from .pkd_trainer import PatientKDTrainer
+from .tinybert_config import TinyBertConfig
+from .tinybert_trainer import TinyBertTrainer
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ def get_method(name: str) -> Method:
 register_method("kd", DistillationTrainer)
 register_method("pkd", PatientKDTrainer, layer_selection="first")
 register_method("distilbert", DistilBertTrainer, layer_selection="alternate")
+register_method("tinybert", TinyBertTrainer)
 register_method("finetune", StudentFineTuneTrainer)
 
 __all__ = [
@@ -59,6 +62,8 @@ __all__ = [
     "PatientKDConfig",
     "PatientKDTrainer",
     "StudentFineTuneTrainer",
+    "TinyBertConfig",
+    "TinyBertTrainer",
     "Method",
     "get_method",
     "register_method",

@@ -1,0 +1,57 @@
+"""Configuration of TinyBERT task distillation (Jiao et al. 2020, arXiv 1909.10351)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .distillation_config import DistillationTrainingConfig
+
+STAGES = ("intermediate", "prediction")
+ATTENTION_LOSSES = ("mse", "kl")
+
+
+@dataclass
+class TinyBertConfig(DistillationTrainingConfig):
+    r"""
+    Configuration for [`TinyBertTrainer`], one stage of TinyBERT's task distillation.
+
+    `stage="intermediate"`: `alpha_emb * MSE(E_S W_e, E_T) + alpha_hidden * sum_m MSE(H_S,m W_h, H_T,g(m))
+    + alpha_attn * sum_m MSE(A_S,m, A_T,g(m))`, with `A` the pre-softmax attention scores (masked positions zero) and
+    `W` learnable projections when the student is narrower. `stage="prediction"`: `alpha_kd * soft cross-entropy
+    (temperature t, no t^2; MSE for regression) + alpha_ce * task loss`.
+
+    Args:
+        stage (`str`, *optional*, defaults to `"intermediate"`): `"intermediate"` or `"prediction"`.
+        layer_map (`str`, *optional*, defaults to `"uniform"`): g(m) = m * N / M, embeddings 0 -> 0 always added;
+            any preset, `"s:t,..."` pairs or JSON (JSON may also list attention matches explicitly).
+        alpha_emb (`float`, *optional*, defaults to 1.0): weight of the embedding loss.
+        alpha_hidden (`float`, *optional*, defaults to 1.0): weight of the hidden-state loss.
+        alpha_attn (`float`, *optional*, defaults to 1.0): weight of the attention loss.
+        attention_loss (`str`, *optional*, defaults to `"mse"`): `"mse"` on scores (the paper) or `"kl"` on
+            probabilities.
+        shared_projection (`bool`, *optional*, defaults to `True`): one projection for every layer (TinyBERT's code)
+            or one per matched layer.
+        alpha_ce (`float`, *optional*, defaults to 0.0) / alpha_kd (defaults to 1.0) / temperature (defaults to 1.0):
+            the prediction stage's weights; TinyBERT uses the soft loss only.
+    """
+
+    stage: str = field(default="intermediate", metadata={"help": "intermediate or prediction."})
+    layer_map: str = field(default="uniform", metadata={"help": "uniform (g(m) = m N / M), a preset, pairs or JSON."})
+    alpha_emb: float = field(default=1.0, metadata={"help": "Weight of the embedding loss."})
+    alpha_hidden: float = field(default=1.0, metadata={"help": "Weight of the hidden-state loss."})
+    alpha_attn: float = field(default=1.0, metadata={"help": "Weight of the attention loss."})
+    attention_loss: str = field(default="mse", metadata={"help": "mse on pre-softmax scores, or kl on probabilities."})
+    shared_projection: bool = field(default=True, metadata={"help": "One projection for all layers, or one each."})
+    alpha_ce: float = field(default=0.0, metadata={"help": "Prediction stage: weight of the task loss."})
+    alpha_kd: float = field(default=1.0, metadata={"help": "Prediction stage: weight of the soft cross-entropy."})
+    temperature: float = field(default=1.0, metadata={"help": "Prediction stage: softmax temperature."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.attention_loss not in ATTENTION_LOSSES:
+            raise ValueError(f"attention_loss must be one of {ATTENTION_LOSSES}, got {self.attention_loss!r}")
+        for name in ("alpha_emb", "alpha_hidden", "alpha_attn"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -1,0 +1,105 @@
+"""TinyBERT inside the Trainer: narrow students with projections, recorded attention scores, stages, resume."""
+
+import copy
+
+import pytest
+import torch
+from test_attention import reference_scores
+from test_methods import one_batch
+from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
+
+from conftest import make_teacher, tiny_config
+from test_trainer import StopAt, make_trainer, state
+
+
+def narrow_student(tokenizer, heads=4):
+    config = tiny_config(len(tokenizer), layers=2, dropout=0.0)
+    config.hidden_size, config.num_attention_heads, config.intermediate_size = 16, heads, 32
+    torch.manual_seed(2)
+    return BertForSequenceClassification(config)
+
+
+def test_intermediate_losses_match_references_through_projections(tmp_path, tokenizer):
+    teacher = make_teacher(tokenizer, layers=4, dropout=0.0)
+    eager_teacher = copy.deepcopy(teacher)
+    trainer = make_trainer(tmp_path, tokenizer, teacher=teacher, student=narrow_student(tokenizer), method="tinybert")
+    assert set(trainer.model.extras) == {"proj"}
+    batch = one_batch(trainer)
+    wrapper = trainer.model
+    wrapper.train()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        t = trainer.teacher(**inputs, output_hidden_states=True, output_attentions=True)
+        out = wrapper(**batch, teacher_outputs=t, distill=True)
+        ref_t = eager_teacher(**inputs, output_hidden_states=True)
+        s = trainer.student(**inputs, output_hidden_states=True)
+    proj = wrapper.extras["proj"]
+    mask = batch["attention_mask"]
+    # Uniform 4 -> 2: embeddings 0<-0, hidden 1<-2 and 2<-4, attention 1<-2 and 2<-4.
+    expected_emb = torch.mean((proj(s.hidden_states[0]) - ref_t.hidden_states[0]) ** 2)
+    expected_hidden = sum(torch.mean((proj(s.hidden_states[m]) - ref_t.hidden_states[2 * m]) ** 2) for m in (1, 2))
+    torch.testing.assert_close(out.loss_components["emb"], expected_emb, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(out.loss_components["hidden"], expected_hidden, rtol=1e-4, atol=1e-6)
+    student_ref = copy.deepcopy(trainer.student)
+    student_ref.set_attn_implementation("eager")
+    expected_attn = 0.0
+    for m in (1, 2):
+        scores_t = reference_scores(eager_teacher.bert, ref_t.hidden_states[2 * m - 1], 2 * m, mask)
+        scores_s = reference_scores(student_ref.bert, s.hidden_states[m - 1], m, mask)
+        expected_attn = expected_attn + torch.mean((scores_s - scores_t) ** 2)
+    torch.testing.assert_close(out.loss_components["attn"], expected_attn, rtol=1e-4, atol=1e-6)
+
+
+def test_training_moves_projections_and_the_student_loads_plainly(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path / "out", tokenizer, student=narrow_student(tokenizer), method="tinybert",
+                           shared_projection=False, max_steps=3, save_strategy="steps", save_steps=3)  # fmt: skip
+    assert set(trainer.model.extras) == {"proj_0_0", "proj_1_2", "proj_2_4"}
+    before = state(trainer.model.extras)
+    trainer.train()
+    assert all(not torch.equal(v, state(trainer.model.extras)[k]) for k, v in before.items())
+    logged = [log for log in trainer.state.log_history if "loss" in log]
+    assert {"loss_emb", "loss_hidden", "loss_attn"} <= set(logged[0]) and "loss_pred" not in logged[0]
+    assert (tmp_path / "out" / "checkpoint-3" / "distillation_extras.safetensors").is_file()
+    trainer.save_model()
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert loaded.config.hidden_size == 16 and loaded.config._attn_implementation != "bertdistill_scores"
+
+
+def test_prediction_stage_uses_only_the_soft_loss(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, method="tinybert", stage="prediction", max_steps=2)
+    assert len(trainer.model.extras) == 0
+    trainer.train()
+    logged = [log for log in trainer.state.log_history if "loss" in log]
+    assert all(set(log) & {"loss_pred", "loss_emb", "loss_hidden", "loss_attn"} == {"loss_pred"} for log in logged)
+    assert trainer.student.config._attn_implementation != "bertdistill_scores"
+
+
+def test_kl_attention_and_head_mismatch(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, method="tinybert", attention_loss="kl", max_steps=1)
+    trainer.train()
+    with pytest.raises(ValueError, match="the teacher has 4 heads, the student 2"):
+        make_trainer(tmp_path, tokenizer, student=narrow_student(tokenizer, heads=2), method="tinybert")
+    trainer = make_trainer(tmp_path, tokenizer, student=narrow_student(tokenizer, heads=2), method="tinybert",
+                           alpha_attn=0.0, max_steps=1)  # fmt: skip
+    trainer.train()
+    with pytest.raises(ValueError, match="stage must be one of"):
+        make_trainer(tmp_path, tokenizer, method="tinybert", stage="both")
+
+
+def test_a_checkpoint_with_projections_resumes_to_the_same_weights(tmp_path, tokenizer):
+    teacher = make_teacher(tokenizer, dropout=0.0)
+    common = dict(max_steps=4, save_strategy="steps", save_steps=2, method="tinybert")
+
+    def student():
+        return narrow_student(tokenizer)
+
+    full = make_trainer(tmp_path / "full", tokenizer, teacher=teacher, student=student(), **common)
+    full.train()
+    cut = make_trainer(
+        tmp_path / "cut", tokenizer, teacher=teacher, student=student(), callbacks=[StopAt(2)], **common
+    )
+    cut.train()
+    resumed = make_trainer(tmp_path / "cut", tokenizer, teacher=teacher, student=student(), **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-2"))
+    for key, value in state(full.model).items():
+        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-5, atol=1e-6)
