@@ -82,3 +82,12 @@ def record_attention_scores(model: PreTrainedModel, layers: list[int] | None = N
     model.set_attn_implementation(ATTENTION_SCORES)
     for index, module in enumerate(modules, start=1):
         setattr(module, _RECORD, index in chosen)
+
+
+def stop_recording_attention_scores(model: PreTrainedModel) -> None:
+    """Undo [`record_attention_scores`]: plain SDPA again (no-op for a model that never recorded)."""
+    if model.config._attn_implementation != ATTENTION_SCORES:
+        return
+    model.set_attn_implementation("sdpa")
+    for module in self_attention_modules(model):
+        setattr(module, _RECORD, False)

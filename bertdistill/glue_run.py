@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -153,7 +154,31 @@ def load_teacher(path: str, task: GlueTask) -> PreTrainedModel:
 
 
 def build_student_from_args(teacher: PreTrainedModel, args, default_selection: str) -> PreTrainedModel:
-    """`build_student` from a script's `student_*` arguments (`student_model_name_or_path` only where it exists)."""
+    """`build_student` from a script's `student_*` arguments (`student_model_name_or_path` only where it exists).
+
+    `student_hidden_size` / `student_num_attention_heads` / `student_intermediate_size` (where the script has them)
+    make a randomly initialised student of `student_num_layers` layers with the teacher's config otherwise."""
+    shape = {
+        name: getattr(args, f"student_{name}", None)
+        for name in ("hidden_size", "num_attention_heads", "intermediate_size")
+        if getattr(args, f"student_{name}", None) is not None
+    }
+    if shape:
+        if args.student_num_layers is None or args.student_layers or args.student_config:
+            raise ValueError(
+                "--student_hidden_size/--student_num_attention_heads/--student_intermediate_size make a random-init "
+                "student: give them with --student_num_layers only"
+            )
+        config = copy.deepcopy(teacher.config)
+        config.num_hidden_layers = args.student_num_layers
+        for name, value in shape.items():
+            setattr(config, name, value)
+        if config.hidden_size % config.num_attention_heads:
+            raise ValueError(
+                f"Student hidden size {config.hidden_size} is not a multiple of its {config.num_attention_heads} "
+                "attention heads"
+            )
+        return build_student(teacher, config=config)
     return build_student(
         teacher,
         num_layers=args.student_num_layers,

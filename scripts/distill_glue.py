@@ -12,6 +12,7 @@ under `accelerate launch` with any number of processes; a single .json/.yaml arg
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from transformers import AutoTokenizer, HfArgumentParser
 from transformers.trainer_utils import set_seed
 
 from bertdistill import get_method
+from bertdistill.attention import stop_recording_attention_scores
 from bertdistill.glue_run import (
     GlueRunArguments,
     build_student_from_args,
@@ -51,6 +53,8 @@ class DistillArguments:
         student_layers (`str`, *optional*): student takes these 0-based teacher layers, e.g. `"0,2,5"`.
         student_config (`str`, *optional*): random-init student from this config.json (teacher's vocabulary).
         student_model_name_or_path (`str`, *optional*): student from this checkpoint (teacher's vocabulary).
+        student_hidden_size, student_num_attention_heads, student_intermediate_size (`int`, *optional*): a narrower
+            random-init student of `student_num_layers` layers (the teacher's config otherwise), e.g. for TinyBERT.
     """
 
     teacher_model_name_or_path: str = field(metadata={"help": "Teacher fine-tuned on the task."})
@@ -70,6 +74,11 @@ class DistillArguments:
     student_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Student from this checkpoint (same vocabulary as the teacher)."}
     )
+    student_hidden_size: int | None = field(
+        default=None, metadata={"help": "Random-init student of --student_num_layers layers this wide."}
+    )
+    student_num_attention_heads: int | None = field(default=None, metadata={"help": "Its attention heads."})
+    student_intermediate_size: int | None = field(default=None, metadata={"help": "Its feed-forward size."})
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -80,7 +89,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
     task = get_task(run_args.task_name)
-    resume = preflight(task, run_args, config.output_dir, config.resume_from_checkpoint)
+    # Some methods run in stages (TinyBERT: intermediate, then prediction); every stage's folder is checked first.
+    stages = config.split_stages()
+    resumes = [
+        preflight(task, run_args, stage.output_dir, config.resume_from_checkpoint if stage is stages[-1] else None)
+        for stage in stages
+    ]
     teacher = load_teacher(args.teacher_model_name_or_path, task)
     set_seed(config.seed)
     student = build_student_from_args(teacher, args, method.layer_selection)
@@ -88,19 +102,27 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
 
     train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
-    trainer = method.trainer_class(
-        model=student,
-        teacher_model=teacher,
-        args=config,
-        train_dataset=train_dataset,
-        eval_dataset=next(iter(eval_datasets.values())),
-        processing_class=tokenizer,
-        compute_metrics=compute_metrics_for(task),
-    )
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
-    trainer.save_metrics("train", train_result.metrics, combined=False)
-    trainer.save_state()
+    for stage, resume in zip(stages, resumes):
+        finished = stage is not stages[-1] and os.path.isfile(os.path.join(stage.output_dir, "train_results.json"))
+        if finished:
+            logger.info("Stage %s finished before: loading its student from %s", stage.stage, stage.output_dir)
+            student = type(student).from_pretrained(stage.output_dir)
+            continue
+        stop_recording_attention_scores(student)
+        trainer = method.trainer_class(
+            model=student,
+            teacher_model=teacher,
+            args=stage,
+            train_dataset=train_dataset,
+            eval_dataset=next(iter(eval_datasets.values())),
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics_for(task),
+        )
+        train_result = trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model()
+        trainer.save_metrics("train", train_result.metrics, combined=False)
+        trainer.save_state()
+        student = trainer.student
     metrics = evaluate_glue(trainer, task, eval_datasets)
     trainer.create_model_card(task_name=task.name, metrics=metrics)
     if config.push_to_hub:

@@ -1,6 +1,7 @@
 """TinyBERT inside the Trainer: narrow students with projections, recorded attention scores, stages, resume."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -82,8 +83,10 @@ def test_kl_attention_and_head_mismatch(tmp_path, tokenizer):
     trainer = make_trainer(tmp_path, tokenizer, student=narrow_student(tokenizer, heads=2), method="tinybert",
                            alpha_attn=0.0, max_steps=1)  # fmt: skip
     trainer.train()
-    with pytest.raises(ValueError, match="stage must be one of"):
+    with pytest.raises(ValueError, match="runs one stage .* run the configs of args.split_stages"):
         make_trainer(tmp_path, tokenizer, method="tinybert", stage="both")
+    with pytest.raises(ValueError, match="stage must be one of"):
+        make_trainer(tmp_path, tokenizer, method="tinybert", stage="all")
 
 
 def test_a_checkpoint_with_projections_resumes_to_the_same_weights(tmp_path, tokenizer):
@@ -103,3 +106,25 @@ def test_a_checkpoint_with_projections_resumes_to_the_same_weights(tmp_path, tok
     resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-2"))
     for key, value in state(full.model).items():
         torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_distill_glue_tinybert_both_stages_with_a_narrow_student(teacher_dir, glue_dir, tmp_path):
+    from test_scripts import distill_args, distill_glue
+
+    out = tmp_path / "tiny"
+    narrow = ["--student_num_layers", "2", "--student_hidden_size", "16", "--student_intermediate_size", "32"]
+    argv = distill_args(teacher_dir, glue_dir, out, "rte", "--method", "tinybert", "--stage", "both", *narrow,
+                        "--intermediate_learning_rate", "1e-3", "--logging_steps", "1")  # fmt: skip
+    metrics = distill_glue.main(argv)
+    assert "eval_accuracy" in metrics
+    intermediate = tmp_path / "tiny-intermediate"
+    first = json.loads((intermediate / "trainer_state.json").read_text())["log_history"]
+    second = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert "loss_attn" in first[0] and "loss_pred" not in first[0]
+    assert "loss_pred" in second[0] and "loss_attn" not in second[0]
+    assert (intermediate / "distillation_extras.safetensors").is_file()
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert (student.config.hidden_size, student.config.num_hidden_layers) == (16, 2)
+    with pytest.raises(ValueError, match="not a multiple of its 4 attention heads"):
+        distill_glue.main(distill_args(teacher_dir, glue_dir, tmp_path / "bad", "rte", "--method", "tinybert",
+                                       "--student_num_layers", "2", "--student_hidden_size", "18"))  # fmt: skip

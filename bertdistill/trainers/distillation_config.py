@@ -40,3 +40,7 @@ class DistillationTrainingConfig(TrainingArguments):
         for name in ("alpha_ce", "alpha_kd"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def split_stages(self) -> list[DistillationTrainingConfig]:
+        """Configs to run one after the other on the same student; one stage unless a method says otherwise."""
+        return [self]

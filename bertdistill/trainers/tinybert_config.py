@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .distillation_config import DistillationTrainingConfig
 
 STAGES = ("intermediate", "prediction")
+SCRIPT_STAGES = (*STAGES, "both")
 ATTENTION_LOSSES = ("mse", "kl")
 
 
@@ -21,7 +23,12 @@ class TinyBertConfig(DistillationTrainingConfig):
     (temperature t, no t^2; MSE for regression) + alpha_ce * task loss`.
 
     Args:
-        stage (`str`, *optional*, defaults to `"intermediate"`): `"intermediate"` or `"prediction"`.
+        stage (`str`, *optional*, defaults to `"intermediate"`): `"intermediate"`, `"prediction"`, or `"both"`
+            (distill_glue.py runs the intermediate stage, then the prediction stage; see [`split_stages`]).
+        intermediate_num_train_epochs (`float`, *optional*): epochs of the intermediate stage of `"both"` (default:
+            `num_train_epochs`).
+        intermediate_learning_rate (`float`, *optional*): learning rate of the intermediate stage of `"both"`
+            (default: `learning_rate`).
         layer_map (`str`, *optional*, defaults to `"uniform"`): g(m) = m * N / M, embeddings 0 -> 0 always added;
             any preset, `"s:t,..."` pairs or JSON (JSON may also list attention matches explicitly).
         alpha_emb (`float`, *optional*, defaults to 1.0): weight of the embedding loss.
@@ -35,7 +42,14 @@ class TinyBertConfig(DistillationTrainingConfig):
             the prediction stage's weights; TinyBERT uses the soft loss only.
     """
 
-    stage: str = field(default="intermediate", metadata={"help": "intermediate or prediction."})
+    stage: str = field(default="intermediate", metadata={"help": "intermediate, prediction or both (in turn)."})
+    intermediate_num_train_epochs: float | None = field(
+        default=None,
+        metadata={"help": "With stage both: epochs of the intermediate stage (default num_train_epochs)."},
+    )
+    intermediate_learning_rate: float | None = field(
+        default=None, metadata={"help": "With stage both: learning rate of the intermediate stage."}
+    )
     layer_map: str = field(default="uniform", metadata={"help": "uniform (g(m) = m N / M), a preset, pairs or JSON."})
     alpha_emb: float = field(default=1.0, metadata={"help": "Weight of the embedding loss."})
     alpha_hidden: float = field(default=1.0, metadata={"help": "Weight of the hidden-state loss."})
@@ -48,10 +62,26 @@ class TinyBertConfig(DistillationTrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.stage not in SCRIPT_STAGES:
+            raise ValueError(f"stage must be one of {SCRIPT_STAGES}, got {self.stage!r}")
         if self.attention_loss not in ATTENTION_LOSSES:
             raise ValueError(f"attention_loss must be one of {ATTENTION_LOSSES}, got {self.attention_loss!r}")
         for name in ("alpha_emb", "alpha_hidden", "alpha_attn"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def split_stages(self) -> list[TinyBertConfig]:
+        """The configs to run in turn: `[self]` for one stage; for `"both"` the intermediate stage (its own epochs and
+        learning rate, output in `<output_dir>-intermediate`) and then the prediction stage in `output_dir`."""
+        if self.stage != "both":
+            return [self]
+        intermediate = dataclasses.replace(
+            self,
+            stage="intermediate",
+            output_dir=self.output_dir.rstrip("/\\") + "-intermediate",
+            num_train_epochs=self.intermediate_num_train_epochs or self.num_train_epochs,
+            learning_rate=self.intermediate_learning_rate or self.learning_rate,
+            push_to_hub=False,
+            load_best_model_at_end=False,
+        )
+        return [intermediate, dataclasses.replace(self, stage="prediction")]

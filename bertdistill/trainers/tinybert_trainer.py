@@ -12,7 +12,7 @@ from ..layer_maps import LayerMatch, describe, resolve_layer_map
 from ..losses import attention_kl, attention_mse, hidden_mse, logit_mse, soft_cross_entropy
 from ..modeling import LossTerm
 from .distillation_trainer import DistillationTrainer
-from .tinybert_config import TinyBertConfig
+from .tinybert_config import STAGES, TinyBertConfig
 
 
 def tinybert_matches(spec: str, teacher: PreTrainedModel, student: PreTrainedModel) -> list[LayerMatch]:
@@ -47,6 +47,11 @@ class TinyBertTrainer(DistillationTrainer):
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
         args = self.args
+        if args.stage not in STAGES:
+            raise ValueError(
+                f"TinyBertTrainer runs one stage ({' or '.join(STAGES)}); for stage {args.stage!r} run the configs of "
+                "args.split_stages() in turn, as distill_glue.py does"
+            )
         if args.stage == "prediction":
             return [self.task_loss_term(args.alpha_ce), self._prediction_term(student)]
 
