@@ -103,7 +103,8 @@ class DistillationModel(nn.Module):
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         if not distill:
-            return self.student(**inputs, labels=labels)
+            # A bare encoder (general distillation) has no task head and takes no labels.
+            return self.student(**inputs, labels=labels) if labels is not None else self.student(**inputs)
 
         outputs = self.student(
             **inputs, output_hidden_states=self.needs_hidden_states, output_attentions=self.needs_attentions
@@ -115,7 +116,7 @@ class DistillationModel(nn.Module):
                 raise ValueError(f"Loss term {term.name!r} needs labels but the batch has none")
             components[term.name] = term.fn(outputs, teacher_outputs, batch, self.extras)
         loss = sum(term.weight * components[term.name] for term in self.loss_terms)
-        return DistillationOutput(loss=loss, logits=outputs.logits, loss_components=components)
+        return DistillationOutput(loss=loss, logits=getattr(outputs, "logits", None), loss_components=components)
 
     def save_pretrained(self, output_dir: str | os.PathLike, state_dict: dict | None = None, **kwargs) -> None:
         """Write the student as a plain Hugging Face checkpoint, and the extras (if any) to their own file."""

@@ -8,6 +8,7 @@ import re
 
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     PretrainedConfig,
@@ -94,8 +95,12 @@ def check_same_vocabulary(teacher_config: PretrainedConfig, student_config: Pret
 
 
 def _auto_class_like(teacher: PreTrainedModel):
-    """The Auto class with the teacher's head: masked LM for general distillation, else sequence classification."""
-    return AutoModelForMaskedLM if "ForMaskedLM" in type(teacher).__name__ else AutoModelForSequenceClassification
+    """The Auto class with the teacher's head: sequence classification (task distillation), masked LM (DistilBERT's
+    general distillation) or none (TinyBERT's general distillation from a bare encoder)."""
+    name = type(teacher).__name__
+    if "ForSequenceClassification" in name:
+        return AutoModelForSequenceClassification
+    return AutoModelForMaskedLM if "ForMaskedLM" in name else AutoModel
 
 
 def _copy_head_attributes(source: PretrainedConfig, target: PretrainedConfig) -> None:

@@ -1,13 +1,20 @@
 #!/usr/bin/env python
-"""General (task-agnostic) distillation on raw text: a pre-trained teacher with a masked-LM head teaches a student.
+"""General (task-agnostic) distillation on raw text: a pre-trained teacher teaches a student, no labels involved.
 
     accelerate launch scripts/distill_general.py --method distilbert --teacher_model_name_or_path bert-base-uncased \
         --train_file corpus.txt --student_num_layers 6 --output_dir distil-general --max_seq_length 128
 
 DistilBERT's general mode: masked-LM loss on 15% of the tokens (80% [MASK], 10% random, 10% kept) weighted by
 --alpha_ce, soft-target KL over the vocabulary at the masked positions (--alpha_kd, --temperature) and the cosine
-loss between hidden states (--alpha_cos). Text comes from a plain text file (one example per line) or a dataset
-(--dataset_name, --text_column). The student is a plain *ForMaskedLM checkpoint; fine-tune or task-distill it with
+loss between hidden states (--alpha_cos); the teacher needs a masked-LM head.
+
+TinyBERT's general mode (--method tinybert): the intermediate-layer losses only (embeddings, hidden states through
+learnable projections, pre-softmax attention scores; no masking, no prediction layer), usually into a narrower
+student trained from scratch (--student_num_layers 4 --student_hidden_size 312 --student_intermediate_size 1200);
+any pre-trained BERT is a teacher, a bare encoder included (the packaged MiniLM works).
+
+Text comes from a plain text file (one example per line) or a dataset (--dataset_name, --text_column). The student
+is a plain checkpoint (*ForMaskedLM, or a bare encoder for TinyBERT); task-distill it with
 distill_glue.py --student_model_name_or_path.
 """
 
@@ -20,7 +27,13 @@ import sys
 from dataclasses import dataclass, field
 
 import datasets
-from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, HfArgumentParser
+from transformers import (
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    DataCollatorForLanguageModeling,
+    HfArgumentParser,
+)
 from transformers.trainer_utils import set_seed
 
 from bertdistill import get_method
@@ -28,7 +41,7 @@ from bertdistill.glue_run import build_student_from_args, load_pretrained, metho
 
 logger = logging.getLogger(__name__)
 
-GENERAL_METHODS = ("distilbert",)
+GENERAL_METHODS = ("distilbert", "tinybert")
 
 
 @dataclass
@@ -63,6 +76,9 @@ class GeneralDistillArguments:
     student_layer_selection: str | None = field(default=None, metadata={"help": "uniform, first or alternate."})
     student_layers: str | None = field(default=None, metadata={"help": "Take these 0-based teacher layers."})
     student_config: str | None = field(default=None, metadata={"help": "Random-init student from this config."})
+    student_hidden_size: int | None = field(default=None, metadata={"help": "Random-init student this wide."})
+    student_num_attention_heads: int | None = field(default=None, metadata={"help": "Its attention heads."})
+    student_intermediate_size: int | None = field(default=None, metadata={"help": "Its feed-forward size."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Write into a non-empty output_dir."})
 
     def __post_init__(self):
@@ -118,9 +134,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args, config = parse_args(parser, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
+    if method.name == "tinybert" and config.stage != "intermediate":
+        raise ValueError(
+            "TinyBERT's general distillation uses the intermediate-layer losses only: --stage intermediate"
+        )
     resume = resolve_resume(config.output_dir, args.overwrite_output_dir, config.resume_from_checkpoint)
     train_text, validation_text = load_text(args)
-    teacher = load_mlm_teacher(args.teacher_model_name_or_path)
+    teacher = load_mlm_teacher(args.teacher_model_name_or_path) if method.name == "distilbert" else (
+        load_pretrained(AutoModel, args.teacher_model_name_or_path, "--teacher_model_name_or_path")
+    )  # fmt: skip
     set_seed(config.seed)
     student = build_student_from_args(teacher, args, method.layer_selection)
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
@@ -130,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     train = train_text.map(encode, batched=True, remove_columns=["text"], desc="Tokenizing")
     validation = validation_text.map(encode, batched=True, remove_columns=["text"], desc="Tokenizing")
+    masked_lm = method.name == "distilbert"
     trainer = method.trainer_class(
         model=student,
         teacher_model=teacher,
@@ -137,15 +160,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_dataset=train,
         eval_dataset=validation,
         processing_class=tokenizer,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability),
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability)
+        if masked_lm
+        else None,
     )
-    before = trainer.evaluate(metric_key_prefix="eval_before")
+
+    def evaluate(prefix: str) -> dict[str, float]:
+        # The masked-LM loss for DistilBERT's student; the distillation loss itself for a bare TinyBERT encoder.
+        metrics = trainer.evaluate(metric_key_prefix=prefix) if masked_lm else {}
+        return {**metrics, **trainer.distillation_loss(validation, metric_key_prefix=prefix)}
+
+    before = evaluate("eval_before")
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_metrics("train", train_result.metrics, combined=False)
     trainer.save_state()
-    metrics = {**before, **trainer.evaluate()}
-    metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50))
+    metrics = {**before, **evaluate("eval")}
+    if masked_lm:
+        metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50))
     trainer.log_metrics("eval", metrics)
     trainer.save_metrics("eval", metrics, combined=False)
     trainer.create_model_card(metrics=metrics)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForMaskedLM, BertForMaskedLM
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, BertForMaskedLM
 
 from conftest import load_script, make_teacher, tiny_config
 
@@ -57,3 +57,31 @@ def test_general_distillation_refuses_a_teacher_without_mlm_head(tmp_path, token
         distill_general.main(["--teacher_model_name_or_path", str(path), "--train_file", str(tmp_path / "none.txt"),
                               "--output_dir", str(tmp_path / "out"), "--student_num_layers", "2"])  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+def test_tinybert_general_distillation_into_a_narrow_encoder(tmp_path, tokenizer, corpus, glue_dir, teacher_dir):
+    from test_scripts import distill_args, distill_glue
+    from transformers import AutoModel, BertModel
+
+    torch.manual_seed(0)
+    teacher = tmp_path / "encoder"
+    BertModel(tiny_config(len(tokenizer), dropout=0.0)).save_pretrained(teacher)  # a bare encoder, no heads
+    tokenizer.save_pretrained(teacher)
+    out = tmp_path / "general-tiny"
+    metrics = distill_general.main([
+        "--method", "tinybert", "--teacher_model_name_or_path", str(teacher), "--train_file", str(corpus),
+        "--output_dir", str(out), "--student_num_layers", "2", "--student_hidden_size", "16",
+        "--student_intermediate_size", "32", "--max_seq_length", "32", "--validation_rows", "64", "--max_steps", "30",
+        "--per_device_train_batch_size", "16", "--learning_rate", "3e-3", "--report_to", "none",
+        "--disable_tqdm", "true", "--use_cpu", "true", "--seed", "0",
+    ])  # fmt: skip
+    assert metrics["eval_distill_loss"] < 0.7 * metrics["eval_before_distill_loss"], metrics
+    assert {"eval_loss_emb", "eval_loss_hidden", "eval_loss_attn"} <= set(metrics)
+    encoder = AutoModel.from_pretrained(out)
+    assert (encoder.config.hidden_size, encoder.config.num_hidden_layers) == (16, 2)
+    assert (out / "distillation_extras.safetensors").is_file()
+    # The general student is the starting point of task distillation.
+    task_dir = tmp_path / "task"
+    distill_glue.main(distill_args(teacher_dir, glue_dir, task_dir, "rte", "--student_model_name_or_path", str(out)))
+    student = AutoModelForSequenceClassification.from_pretrained(task_dir)
+    assert student.config.hidden_size == 16 and student.config.num_labels == 2

@@ -102,24 +102,47 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     def student(self) -> PreTrainedModel:
         return self.accelerator.unwrap_model(self.model).student
 
+    def _teacher_outputs(self, wrapper: DistillationModel, inputs: dict[str, torch.Tensor]):
+        if not wrapper.needs_teacher:
+            return None
+        with torch.no_grad():
+            return self.teacher(
+                **{k: v for k, v in inputs.items() if k != "labels"},
+                output_hidden_states=wrapper.needs_hidden_states,
+                output_attentions=wrapper.needs_attentions,
+            )
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        wrapper = self.accelerator.unwrap_model(model)
-        teacher_outputs = None
-        if wrapper.needs_teacher:
-            teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-            with torch.no_grad():
-                teacher_outputs = self.teacher(
-                    **teacher_inputs,
-                    output_hidden_states=wrapper.needs_hidden_states,
-                    output_attentions=wrapper.needs_attentions,
-                )
+        teacher_outputs = self._teacher_outputs(self.accelerator.unwrap_model(model), inputs)
         outputs = model(**inputs, teacher_outputs=teacher_outputs, distill=True)
         for name, value in outputs.loss_components.items():
             self._loss_sums[name] += value.detach()
         self._loss_count += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    @torch.no_grad()
+    def distillation_loss(self, dataset, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """The distillation loss and its components on `dataset`, with dropout off: what general distillation
+        reports, since a bare encoder has no task metric. Averaged over batches and processes."""
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.args.device))
+        batches = 0
+        for inputs in self.get_eval_dataloader(dataset):
+            inputs = self._prepare_inputs(inputs)
+            outputs = model(**inputs, teacher_outputs=self._teacher_outputs(model, inputs), distill=True)
+            sums["distill_loss"] += outputs.loss.detach()
+            for name, value in outputs.loss_components.items():
+                sums[f"loss_{name}"] += value.detach()
+            batches += 1
+        model.train(was_training)
+        return {
+            f"{metric_key_prefix}_{name}": self.accelerator.reduce(total / max(batches, 1), reduction="mean").item()
+            for name, total in sums.items()
+        }
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # Training logs carry "loss": add each component's mean since the last log, averaged over processes.
