@@ -34,6 +34,8 @@ class GlueRunArguments:
         max_eval_samples (`int`, *optional*): keep the first N rows of each dev split.
         overwrite_output_dir (`bool`, *optional*, defaults to `False`): allow a non-empty `output_dir` that holds
             no checkpoint to resume from.
+        augmented_train_dir (`str`, *optional*): a training set saved by `scripts/augment_glue.py` to use instead
+            of the task's train split.
     """
 
     task_name: str = field(metadata={"help": "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli."})
@@ -47,6 +49,9 @@ class GlueRunArguments:
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Write into a non-empty output_dir that holds no checkpoint."}
+    )
+    augmented_train_dir: str | None = field(
+        default=None, metadata={"help": "Train on this augmented set (written by scripts/augment_glue.py)."}
     )
 
     def __post_init__(self):
@@ -210,7 +215,15 @@ def load_glue_datasets(
     """Tokenized train split (or `None`) and every dev split of the task, truncated to the `max_*_samples`."""
     train_dataset = None
     if train:
-        raw = load_glue_split(task, "train", run_args.glue_dir)
+        if run_args.augmented_train_dir:
+            if not os.path.isdir(run_args.augmented_train_dir):
+                raise FileNotFoundError(f"--augmented_train_dir not found: {run_args.augmented_train_dir}")
+            raw = datasets.load_from_disk(run_args.augmented_train_dir)
+            missing = set(task.text_columns) - set(raw.column_names)
+            if missing:
+                raise ValueError(f"{run_args.augmented_train_dir} lacks the {task.name} column(s) {sorted(missing)}")
+        else:
+            raw = load_glue_split(task, "train", run_args.glue_dir)
         if run_args.max_train_samples is not None:
             raw = raw.select(range(min(run_args.max_train_samples, len(raw))))
         train_dataset = tokenize_split(raw, task, tokenizer, run_args.max_seq_length)

@@ -1,0 +1,94 @@
+"""TinyBERT data augmentation with a tiny random BertForMaskedLM and a small word-vector file."""
+
+import random
+
+import datasets
+import pytest
+import torch
+from transformers import BertForMaskedLM
+
+from bertdistill.augmentation import AugmentationConfig, Augmenter, augment_dataset, load_word_vectors
+
+from conftest import tiny_config
+
+
+@pytest.fixture
+def mlm_dir(tmp_path, tokenizer):
+    torch.manual_seed(0)
+    path = tmp_path / "mlm"
+    BertForMaskedLM(tiny_config(len(tokenizer))).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def vectors(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text("splendid 1 0 0\nwonderful 0.9 0.1 0\nterrible 0 1 0\nawful 0 0.9 0.1\nthe 0 0 1\n")
+    return path
+
+
+def test_candidates_come_from_the_mlm_for_single_pieces_and_vectors_otherwise(mlm_dir, vectors):
+    augmenter = Augmenter(str(mlm_dir), str(vectors), AugmentationConfig(top_k=3))
+    # "the", "good", "film" are whole words of the tiny vocabulary; "splendid" is split into character pieces.
+    (candidates,) = augmenter.candidates(["the good splendid film"])
+    assert [len(c) for c in candidates] == [3, 3, 3, 3]
+    assert candidates[2][0] == "wonderful"  # nearest neighbour by cosine
+    assert set(candidates[2]) <= {"wonderful", "terrible", "awful", "the"}
+    vocab = set(augmenter.tokenizer.get_vocab())
+    for word, options in zip(["the", "good", "film"], [candidates[0], candidates[1], candidates[3]]):
+        assert word not in options and all(o in vocab and o.isalpha() for o in options)
+    assert Augmenter(str(mlm_dir)).candidates(["splendid"]) == [[[]]]  # no vectors: multi-piece words stay
+
+
+def test_copies_replace_words_with_the_given_probability(mlm_dir):
+    never = Augmenter(str(mlm_dir), config=AugmentationConfig(num_copies=3, replace_prob=0.0))
+    assert never.augment(["the good film"], random.Random(0)) == [["the good film"] * 3]
+    always = Augmenter(str(mlm_dir), config=AugmentationConfig(num_copies=4, replace_prob=1.0, top_k=5))
+    (copies,) = always.augment(["the good film"], random.Random(0))
+    assert len(copies) == 4 and all(len(c.split()) == 3 and c != "the good film" for c in copies)
+    with pytest.raises(ValueError, match="replace_prob"):
+        AugmentationConfig(replace_prob=1.5)
+    with pytest.raises(FileNotFoundError, match="Word-vector file not found"):
+        load_word_vectors("/nonexistent/glove.txt")
+
+
+def test_pairs_are_augmented_column_by_column_and_cached(mlm_dir, tmp_path, monkeypatch):
+    data = datasets.Dataset.from_dict(
+        {"sentence1": ["the good film", "a bad movie"], "sentence2": ["it was good", "not good"], "label": [0, 1],
+         "idx": [0, 1]}
+    )  # fmt: skip
+    config = AugmentationConfig(num_copies=2, replace_prob=0.5)
+    out = augment_dataset(data, ("sentence1", "sentence2"), str(mlm_dir), tmp_path / "cache", config=config)
+    assert len(out) == 2 + 2 * 2 * 2
+    extra = out.select(range(2, len(out)))
+    first, second = extra.select(range(4)), extra.select(range(4, 8))
+    assert list(first["sentence2"]) == ["it was good"] * 2 + ["not good"] * 2  # column 1 augmented, 2 kept
+    assert list(second["sentence1"]) == ["the good film"] * 2 + ["a bad movie"] * 2
+    assert list(extra["label"]) == [0, 0, 1, 1, 0, 0, 1, 1]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed instead of reusing the cache")
+
+    monkeypatch.setattr(Augmenter, "__init__", fail)
+    again = augment_dataset(data, ("sentence1", "sentence2"), str(mlm_dir), tmp_path / "cache", config=config)
+    assert list(again["sentence1"]) == list(out["sentence1"])
+    with pytest.raises(AssertionError, match="recomputed"):  # other settings: a new set
+        augment_dataset(data, ("sentence1", "sentence2"), str(mlm_dir), tmp_path / "cache",
+                        config=AugmentationConfig(num_copies=3))  # fmt: skip
+
+
+def test_augment_glue_then_distill_on_the_augmented_set(mlm_dir, teacher_dir, glue_dir, tmp_path):
+    from test_scripts import distill_args, distill_glue
+
+    from conftest import load_script
+
+    path = load_script("augment_glue").main([
+        "--task_name", "rte", "--glue_dir", str(glue_dir), "--mlm_model_name_or_path", str(mlm_dir),
+        "--output_dir", str(tmp_path / "aug"), "--num_copies", "2", "--max_train_samples", "8",
+    ])  # fmt: skip
+    assert len(datasets.load_from_disk(path)) == 8 + 8 * 2 * 2
+    out = tmp_path / "student"
+    distill_glue.main(distill_args(teacher_dir, glue_dir, out, "rte", "--student_num_layers", "2",
+                                   "--augmented_train_dir", path))  # fmt: skip
+    assert (out / "eval_results.json").is_file()
