@@ -19,6 +19,8 @@ METHOD_DESCRIPTIONS = {
     "[CLS] vectors following the teacher's",
     "distilbert": "DistilBERT's triple loss (Sanh et al. 2019): soft targets, task loss and cosine alignment of "
     "hidden states",
+    "tinybert": "TinyBERT (Jiao et al. 2020): embedding, hidden-state and attention-score distillation through "
+    "learned projections, then the prediction layer",
 }
 
 
