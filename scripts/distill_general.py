@@ -103,15 +103,21 @@ def load_text(args: GeneralDistillArguments) -> tuple[datasets.Dataset, datasets
             raise ValueError(f"--text_column {args.text_column!r} not in {train.column_names}")
         train = train.select_columns([args.text_column]).rename_column(args.text_column, "text")
         validation = None
-    train = train.filter(lambda row: bool(row["text"].strip()))
+
+    def non_empty(row):
+        return bool(row["text"].strip())
+
+    train = train.filter(non_empty)
     if validation is None:
         if len(train) <= args.validation_rows:
             raise ValueError(f"Only {len(train)} non-empty rows: too few to hold out {args.validation_rows}")
         split = train.train_test_split(test_size=args.validation_rows, seed=0)
         train, validation = split["train"], split["test"]
+    else:
+        validation = validation.filter(non_empty)
     if args.max_train_samples is not None:
         train = train.select(range(min(args.max_train_samples, len(train))))
-    return train, validation.filter(lambda row: bool(row["text"].strip()))
+    return train, validation
 
 
 def load_mlm_teacher(path: str):

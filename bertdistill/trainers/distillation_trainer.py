@@ -27,7 +27,8 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     alone. Checkpoints and `save_model` write a plain student checkpoint that `from_pretrained` loads.
 
     Args:
-        model (`PreTrainedModel`): the student (`*ForSequenceClassification`).
+        model (`PreTrainedModel`): the student: `*ForSequenceClassification` for task distillation, `*ForMaskedLM`
+            or a bare encoder for general distillation.
         teacher_model (`PreTrainedModel`): the fine-tuned teacher, same vocabulary and label space as the student.
         args (`DistillationTrainingConfig`): training and loss configuration.
         **kwargs: everything else `Trainer` takes (`train_dataset`, `eval_dataset`, `processing_class`, ...).
