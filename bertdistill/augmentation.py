@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,12 +71,26 @@ class Augmenter:
         mlm_model_name_or_path (`str`): any `*ForMaskedLM` checkpoint with its tokenizer.
         word_vectors (`str`, *optional*): GloVe-style text file for words of several word pieces.
         config (`AugmentationConfig`): settings.
+        fast_head (`bool`, defaults to `True`): run the masked-LM head only at the mask positions (when the head is
+            one module beside the encoder; else the model's full forward).
+        sort_by_length (`bool`, defaults to `True`): batch masked sentences of similar lengths together.
+        (Both only change speed, not the candidates; `scripts/benchmark_augmentation.py` measures each.)
     """
 
-    def __init__(self, mlm_model_name_or_path: str, word_vectors: str | None = None, config=AugmentationConfig()):
+    def __init__(
+        self,
+        mlm_model_name_or_path: str,
+        word_vectors: str | None = None,
+        config=AugmentationConfig(),
+        fast_head: bool = True,
+        sort_by_length: bool = True,
+    ):
         self.config = config
+        self.fast_head = fast_head
+        self.sort_by_length = sort_by_length
         self.tokenizer = AutoTokenizer.from_pretrained(mlm_model_name_or_path)
         self.model = AutoModelForMaskedLM.from_pretrained(mlm_model_name_or_path).eval()
+        self._head = self._find_head()
         # Only whole-word, non-special, alphabetic pieces are allowed as replacements.
         self.allowed = torch.zeros(self.model.config.vocab_size, dtype=torch.bool)
         special = set(self.tokenizer.all_special_tokens)
@@ -94,7 +109,31 @@ class Augmenter:
         best = np.argpartition(-similarity, min(self.config.top_k, len(similarity) - 1))[: self.config.top_k]
         return [self.vector_words[i] for i in best[np.argsort(-similarity[best])]]
 
-    @torch.no_grad()
+    def _find_head(self) -> torch.nn.Module | None:
+        """The masked-LM head when it is one module beside the encoder (BERT's `cls`, RoBERTa's `lm_head`)."""
+        base = self.model.base_model
+        heads = [m for m in self.model.children() if m is not base and any(True for _ in m.parameters())]
+        return heads[0] if len(heads) == 1 else None
+
+    @torch.inference_mode()
+    def mask_logits(self, texts: list[str]) -> torch.Tensor:
+        """Vocabulary scores at the (first) mask token of each text, `(len(texts), vocab)`; NaN rows where
+        truncation cut the mask off. The head runs only at the mask positions when the model allows it: the
+        vocabulary projection of every position would otherwise cost a BERT-base about a quarter of its time."""
+        batch = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt",
+                               max_length=self.model.config.max_position_embeddings)  # fmt: skip
+        is_mask = batch["input_ids"] == self.tokenizer.mask_token_id
+        found = is_mask.any(dim=1)
+        position = is_mask.int().argmax(dim=1)
+        rows = torch.arange(len(texts))
+        head = self._head if self.fast_head else None
+        if head is not None:
+            hidden = self.model.base_model(**batch).last_hidden_state[rows, position]
+            logits = head(hidden)
+        else:
+            logits = self.model(**batch).logits[rows, position]
+        return logits.float().masked_fill(~found[:, None], float("nan"))
+
     def candidates(self, sentences: list[str]) -> list[list[list[str]]]:
         """For each sentence, for each whitespace word, its replacement candidates (possibly none)."""
         split = [sentence.split() for sentence in sentences]
@@ -107,27 +146,27 @@ class Augmenter:
                     queries.append((s, w, masked))
                 else:
                     result[s][w] = self._neighbours(word)
+        # Batches of similar lengths waste little on padding.
+        if self.sort_by_length:
+            queries.sort(key=lambda q: len(split[q[0]]))
         for start in range(0, len(queries), self.config.batch_size):
             chunk = queries[start : start + self.config.batch_size]
-            # A mask cut off by truncation leaves that word without candidates.
-            batch = self.tokenizer([q[2] for q in chunk], padding=True, truncation=True, return_tensors="pt",
-                                   max_length=self.model.config.max_position_embeddings)  # fmt: skip
-            logits = self.model(**batch).logits
-            positions = (batch["input_ids"] == self.tokenizer.mask_token_id).nonzero()
-            for row, column in positions.tolist():
-                s, w, _ = chunk[row]
-                scores = logits[row, column].masked_fill(~self.allowed, float("-inf"))
-                ids = scores.topk(self.config.top_k + 1).indices.tolist()
+            logits = self.mask_logits([q[2] for q in chunk])
+            for (s, w, _), scores in zip(chunk, logits):
+                if scores.isnan().all():  # the mask was cut off by truncation: no candidates
+                    continue
+                ids = scores.masked_fill(~self.allowed, float("-inf")).topk(self.config.top_k + 1).indices.tolist()
                 words = [t for t in self.tokenizer.convert_ids_to_tokens(ids) if t != split[s][w].lower()]
                 result[s][w] = words[: self.config.top_k]
         return result
 
-    def augment(self, sentences: list[str], rng: random.Random) -> list[list[str]]:
-        """`num_copies` augmented versions of each sentence."""
+    def augment(self, sentences: list[str], rng: random.Random | list[random.Random]) -> list[list[str]]:
+        """`num_copies` augmented versions of each sentence; `rng` is one generator or one per sentence."""
+        rngs = rng if isinstance(rng, list) else [rng] * len(sentences)
         copies = []
-        for words, options in zip((s.split() for s in sentences), self.candidates(sentences)):
+        for words, options, r in zip((s.split() for s in sentences), self.candidates(sentences), rngs):
             copies.append([
-                " ".join(rng.choice(opts) if opts and rng.random() < self.config.replace_prob else word
+                " ".join(r.choice(opts) if opts and r.random() < self.config.replace_prob else word
                          for word, opts in zip(words, options))
                 for _ in range(self.config.num_copies)
             ])  # fmt: skip
@@ -170,32 +209,46 @@ def augment_dataset(
     cache_dir: str | os.PathLike,
     word_vectors: str | None = None,
     config: AugmentationConfig = AugmentationConfig(),
-    chunk_size: int = 64,
+    chunk_size: int = 512,
 ) -> datasets.Dataset:
     """The original rows followed by `num_copies` augmented copies per row and text column, cached in `cache_dir`.
 
     For a sentence pair each column is augmented on its own (the other kept), as TinyBERT does. A second call with
-    the same rows, columns, masked LM, vectors and settings loads the cached set instead of recomputing it.
+    the same rows, columns, masked LM, vectors and settings loads the cached set instead of recomputing it. Work is
+    kept in `<cache folder>.partial/` every `chunk_size` rows, so an interrupted call resumes where it stopped; each
+    row has its own random generator (seeded by the seed, the column and the row), so the result does not depend on
+    the chunking or on interruptions.
     """
     path = augmentation_path(dataset, text_columns, mlm_model_name_or_path, cache_dir, word_vectors, config)
     if (path / "dataset_info.json").is_file():
         return datasets.load_from_disk(str(path))
-    augmenter = Augmenter(mlm_model_name_or_path, word_vectors, config)
-    rng = random.Random(config.seed)
+    partial = path.with_name(path.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
     rows = {name: list(dataset[name]) for name in dataset.column_names}
+    chunks = [(column, start) for column in text_columns for start in range(0, len(dataset), chunk_size)]
+    augmenter = None
     new_rows: dict[str, list] = {name: [] for name in dataset.column_names}
     with tqdm(total=len(dataset) * len(text_columns), desc="Augmenting", unit="text") as progress:
-        for column in text_columns:
-            for start in range(0, len(dataset), chunk_size):
-                stop = min(start + chunk_size, len(dataset))
-                for offset, copies in enumerate(augmenter.augment(rows[column][start:stop], rng)):
-                    for text in copies:
-                        for name in dataset.column_names:
-                            new_rows[name].append(text if name == column else rows[name][start + offset])
-                progress.update(stop - start)
+        for column, start in chunks:
+            stop = min(start + chunk_size, len(dataset))
+            shard = partial / f"{text_columns.index(column)}-{start:010d}.json"
+            if shard.is_file():
+                copies = json.loads(shard.read_text(encoding="utf-8"))
+            else:
+                augmenter = augmenter or Augmenter(mlm_model_name_or_path, word_vectors, config)
+                rngs = [random.Random(f"{config.seed}-{column}-{i}") for i in range(start, stop)]
+                copies = augmenter.augment(rows[column][start:stop], rngs)
+                scratch = shard.with_suffix(".tmp")
+                scratch.write_text(json.dumps(copies), encoding="utf-8")
+                scratch.replace(shard)  # atomic: a shard is either complete or absent
+            for offset, texts in enumerate(copies):
+                for text in texts:
+                    for name in dataset.column_names:
+                        new_rows[name].append(text if name == column else rows[name][start + offset])
+            progress.update(stop - start)
     augmented = datasets.concatenate_datasets(
         [dataset, datasets.Dataset.from_dict(new_rows, features=dataset.features)]
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     augmented.save_to_disk(str(path))
+    shutil.rmtree(partial)
     return augmented

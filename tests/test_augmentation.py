@@ -92,3 +92,46 @@ def test_augment_glue_then_distill_on_the_augmented_set(mlm_dir, teacher_dir, gl
     distill_glue.main(distill_args(teacher_dir, glue_dir, out, "rte", "--student_num_layers", "2",
                                    "--augmented_train_dir", path))  # fmt: skip
     assert (out / "eval_results.json").is_file()
+
+
+def test_head_at_mask_positions_and_length_sorting_only_change_speed(mlm_dir):
+    fast = Augmenter(str(mlm_dir))
+    plain = Augmenter(str(mlm_dir), fast_head=False, sort_by_length=False)
+    assert fast._head is fast.model.cls  # BERT's head is found beside the encoder
+    texts = ["the [MASK] film", "a good [MASK] that was not bad at all", "[MASK]"]
+    torch.testing.assert_close(fast.mask_logits(texts), plain.mask_logits(texts), atol=1e-5, rtol=1e-5)
+    alone = plain.tokenizer(texts[1], return_tensors="pt")
+    position = alone["input_ids"][0].tolist().index(plain.tokenizer.mask_token_id)
+    reference = plain.model(**alone).logits[0, position]
+    torch.testing.assert_close(fast.mask_logits(texts)[1], reference, atol=1e-5, rtol=1e-5)
+    sentences = ["the good film", "a bad movie that was not good at all", "good"]
+    assert fast.candidates(sentences) == plain.candidates(sentences)
+
+
+def test_an_interrupted_augmentation_resumes_to_the_same_set(mlm_dir, tmp_path, monkeypatch):
+    data = datasets.Dataset.from_dict(
+        {
+            "sentence": ["the good film", "a bad movie", "not good", "it was the film", "good good"],
+            "label": [1, 0, 0, 1, 1],
+        }
+    )
+    config = AugmentationConfig(num_copies=3, replace_prob=0.5)
+    whole = augment_dataset(data, ("sentence",), str(mlm_dir), tmp_path / "a", config=config, chunk_size=5)
+
+    calls = []
+    original = Augmenter.augment
+
+    def crash_on_second_chunk(self, sentences, rng):
+        calls.append(len(sentences))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, sentences, rng)
+
+    monkeypatch.setattr(Augmenter, "augment", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        augment_dataset(data, ("sentence",), str(mlm_dir), tmp_path / "b", config=config, chunk_size=2)
+    monkeypatch.setattr(Augmenter, "augment", lambda self, s, r: (calls.append(len(s)), original(self, s, r))[1])
+    resumed = augment_dataset(data, ("sentence",), str(mlm_dir), tmp_path / "b", config=config, chunk_size=2)
+    assert calls == [2, 2, 2, 1]  # the finished first chunk was not redone
+    assert list(resumed["sentence"]) == list(whole["sentence"])  # and chunking did not change the result
+    assert not list((tmp_path / "b").glob("*.partial"))
