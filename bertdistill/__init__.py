@@ -1,5 +1,13 @@
 """bertdistill: knowledge distillation for BERT-style transformers on current transformers, with GLUE results."""
 
+from .elastic import (
+    compute_importance,
+    elastic_setting,
+    export_subnetwork,
+    make_elastic,
+    rewire,
+    set_elastic_setting,
+)
 from .layer_maps import PRESETS, LayerMatch, register_preset, resolve_layer_map
 from .losses import (
     LOSSES,
@@ -25,6 +33,8 @@ from .trainers import (
     DistilBertTrainer,
     DistillationTrainer,
     DistillationTrainingConfig,
+    DynaBertConfig,
+    DynaBertTrainer,
     FineTuneTrainer,
     PatientKDConfig,
     PatientKDTrainer,
@@ -47,6 +57,8 @@ __all__ = [
     "DistillationOutput",
     "DistillationTrainer",
     "DistillationTrainingConfig",
+    "DynaBertConfig",
+    "DynaBertTrainer",
     "FineTuneTrainer",
     "LayerMatch",
     "LossTerm",
@@ -56,6 +68,12 @@ __all__ = [
     "TinyBertConfig",
     "TinyBertTrainer",
     "build_student",
+    "compute_importance",
+    "elastic_setting",
+    "export_subnetwork",
+    "make_elastic",
+    "rewire",
+    "set_elastic_setting",
     "cosine_embedding_loss",
     "default_student_layers",
     "get_loss",

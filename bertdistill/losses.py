@@ -163,17 +163,26 @@ def soft_cross_entropy(
 
 
 @register_loss("hidden_mse")
-def hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
+def hidden_mse(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """TinyBERT's embedding and hidden-state loss `MSE(H_S W, H_T)`: the caller applies the projection `W`.
 
     Args:
         student_hidden (`torch.Tensor` of shape `(B, L, H_T)`): projected student states.
         teacher_hidden (`torch.Tensor` of shape `(B, L, H_T)`): teacher states.
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 for real tokens. Given, each sequence's squared error
+            is averaged over its real tokens and the hidden size, then over the batch: padding does not count, and
+            the loss of a batch is the mean of its sequences' losses (so gradient accumulation does not change it).
 
     Returns:
-        `torch.Tensor`: scalar, the mean over every element.
+        `torch.Tensor`: scalar; without a mask, the mean over every element.
     """
-    return F.mse_loss(student_hidden.float(), teacher_hidden.float())
+    if mask is None:
+        return F.mse_loss(student_hidden.float(), teacher_hidden.float())
+    mask = mask.to(student_hidden.device, torch.float32)
+    squared = (student_hidden.float() - teacher_hidden.float()).pow(2).mean(dim=-1)
+    return ((squared * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
 
 
 @register_loss("attention_mse")

@@ -40,7 +40,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DistillArguments:
-    """Method, teacher and how the student is made (exactly one of the four `student_*` options).
+    """Method, teacher and how the student is made (exactly one of the four `student_*` options; none for
+    `--method dynabert`, whose student is a copy of the whole teacher).
 
     Args:
         method (`str`, *optional*, defaults to `"kd"`): distillation method.
@@ -97,6 +98,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ]
     teacher = load_teacher(args.teacher_model_name_or_path, task)
     set_seed(config.seed)
+    student_arguments = ("num_layers", "layers", "config", "model_name_or_path", "hidden_size", "num_attention_heads",
+                         "intermediate_size")  # fmt: skip
+    if method.full_student and all(getattr(args, f"student_{name}") is None for name in student_arguments):
+        args.student_num_layers = teacher.config.num_hidden_layers  # DynaBERT: a copy of the whole teacher
     student = build_student_from_args(teacher, args, method.layer_selection)
     student.config.finetuning_task = task.name
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
@@ -107,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if finished:
             logger.info("Stage %s finished before: loading its student from %s", stage.stage, stage.output_dir)
             student = type(student).from_pretrained(stage.output_dir)
+            teacher = method.trainer_class.teacher_for_next_stage(teacher, student)
             continue
         stop_recording_attention_scores(student)
         trainer = method.trainer_class(
@@ -123,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.save_metrics("train", train_result.metrics, combined=False)
         trainer.save_state()
         student = trainer.student
+        if stage is not stages[-1]:
+            teacher = method.trainer_class.teacher_for_next_stage(teacher, student)
     metrics = evaluate_glue(trainer, task, eval_datasets)
     trainer.create_model_card(task_name=task.name, metrics=metrics)
     if config.push_to_hub:

@@ -133,6 +133,10 @@ def test_tinybert_hidden_and_attention_mse_match_the_formula():
     rng = np.random.default_rng(5)
     s, t = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
     assert hidden_mse(torch.tensor(s), torch.tensor(t)).item() == pytest.approx(((s - t) ** 2).mean())
+    mask = np.array([[1, 1, 0], [1, 0, 0]])
+    per_sequence = [((s[0, :2] - t[0, :2]) ** 2).mean(), ((s[1, :1] - t[1, :1]) ** 2).mean()]
+    masked = hidden_mse(torch.tensor(s), torch.tensor(t), torch.tensor(mask)).item()
+    assert masked == pytest.approx(np.mean(per_sequence))
     a_s, a_t = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 3, 4, 4))
     per_head = [((a_s[:, h] - a_t[:, h]) ** 2).mean() for h in range(3)]
     assert attention_mse(torch.tensor(a_s), torch.tensor(a_t)).item() == pytest.approx(sum(per_head) / 3)

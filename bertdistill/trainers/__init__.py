@@ -9,6 +9,8 @@ from .distilbert_config import DistilBertConfig
 from .distilbert_trainer import DistilBertTrainer
 from .distillation_config import DistillationTrainingConfig
 from .distillation_trainer import DistillationTrainer
+from .dynabert_config import DynaBertConfig
+from .dynabert_trainer import DynaBertTrainer
 from .finetune_trainer import FineTuneTrainer
 from .pkd_config import PatientKDConfig
 from .pkd_trainer import PatientKDTrainer
@@ -25,18 +27,21 @@ class Method:
     config_class: type[DistillationTrainingConfig]
     trainer_class: type[DistillationTrainer]
     layer_selection: str = "uniform"
+    full_student: bool = False  # without student arguments, the student is a copy of the whole teacher
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, trainer_class: type, layer_selection: str = "uniform") -> Method:
+def register_method(
+    name: str, trainer_class: type, layer_selection: str = "uniform", full_student: bool = False
+) -> Method:
     """Make a method selectable by name; names are unique and the config must extend `DistillationTrainingConfig`."""
     if name in METHODS:
         raise ValueError(f"Method {name!r} is already registered")
     if not issubclass(trainer_class, DistillationTrainer):
         raise TypeError(f"{trainer_class.__name__} must extend DistillationTrainer")
-    METHODS[name] = Method(name, trainer_class.config_class, trainer_class, layer_selection)
+    METHODS[name] = Method(name, trainer_class.config_class, trainer_class, layer_selection, full_student)
     return METHODS[name]
 
 
@@ -51,6 +56,7 @@ register_method("pkd", PatientKDTrainer, layer_selection="first")
 register_method("distilbert", DistilBertTrainer, layer_selection="alternate")
 register_method("tinybert", TinyBertTrainer)
 register_method("finetune", StudentFineTuneTrainer)
+register_method("dynabert", DynaBertTrainer, full_student=True)
 
 __all__ = [
     "METHODS",
@@ -58,6 +64,8 @@ __all__ = [
     "DistilBertTrainer",
     "DistillationTrainer",
     "DistillationTrainingConfig",
+    "DynaBertConfig",
+    "DynaBertTrainer",
     "FineTuneTrainer",
     "PatientKDConfig",
     "PatientKDTrainer",

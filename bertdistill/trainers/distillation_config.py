@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -44,3 +45,18 @@ class DistillationTrainingConfig(TrainingArguments):
     def split_stages(self) -> list[DistillationTrainingConfig]:
         """Configs to run one after the other on the same student; one stage unless a method says otherwise."""
         return [self]
+
+    def two_stages(self, first: str, second: str, epochs: float | None, learning_rate: float | None) -> list:
+        """`[first stage, second stage]` for a method with `stage="both"`: the first writes to
+        `<output_dir>-<first>` with its own epochs and learning rate (default: this config's) and is neither pushed
+        nor reloaded at its best; the second is this config in `output_dir`."""
+        head = dataclasses.replace(
+            self,
+            stage=first,
+            output_dir=self.output_dir.rstrip("/\\") + f"-{first}",
+            num_train_epochs=epochs or self.num_train_epochs,
+            learning_rate=learning_rate or self.learning_rate,
+            push_to_hub=False,
+            load_best_model_at_end=False,
+        )
+        return [head, dataclasses.replace(self, stage=second)]

@@ -117,11 +117,22 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         teacher_outputs = self._teacher_outputs(self.accelerator.unwrap_model(model), inputs)
+        outputs = self._distill_forward(model, inputs, teacher_outputs)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _distill_forward(self, model, inputs, teacher_outputs):
+        """The wrapper's training forward; its loss components are kept for the next log."""
         outputs = model(**inputs, teacher_outputs=teacher_outputs, distill=True)
         for name, value in outputs.loss_components.items():
             self._loss_sums[name] += value.detach()
         self._loss_count += 1
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        return outputs
+
+    @classmethod
+    def teacher_for_next_stage(cls, teacher: PreTrainedModel, student: PreTrainedModel) -> PreTrainedModel:
+        """The teacher of a method's next stage, given this stage's teacher and trained student: the same teacher
+        unless a method says otherwise (DynaBERT's second stage learns from the first stage's model)."""
+        return teacher
 
     @torch.no_grad()
     def distillation_loss(self, dataset, metric_key_prefix: str = "eval") -> dict[str, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from .distillation_config import DistillationTrainingConfig
@@ -75,13 +74,6 @@ class TinyBertConfig(DistillationTrainingConfig):
         learning rate, output in `<output_dir>-intermediate`) and then the prediction stage in `output_dir`."""
         if self.stage != "both":
             return [self]
-        intermediate = dataclasses.replace(
-            self,
-            stage="intermediate",
-            output_dir=self.output_dir.rstrip("/\\") + "-intermediate",
-            num_train_epochs=self.intermediate_num_train_epochs or self.num_train_epochs,
-            learning_rate=self.intermediate_learning_rate or self.learning_rate,
-            push_to_hub=False,
-            load_best_model_at_end=False,
+        return self.two_stages(
+            "intermediate", "prediction", self.intermediate_num_train_epochs, self.intermediate_learning_rate
         )
-        return [intermediate, dataclasses.replace(self, stage="prediction")]

@@ -26,6 +26,18 @@ def tinybert_matches(spec: str, teacher: PreTrainedModel, student: PreTrainedMod
     return [LayerMatch(0, 0), *matches, *attention]
 
 
+def prediction_term(weight: float, temperature: float) -> LossTerm:
+    """`pred`: soft cross-entropy between student and teacher logits at `temperature` (MSE for regression), the
+    prediction-layer loss of TinyBERT and DynaBERT."""
+
+    def pred(s, t, batch, extras):
+        if s.logits.shape[-1] == 1:
+            return logit_mse(s.logits, t.logits)
+        return soft_cross_entropy(s.logits, t.logits, temperature)
+
+    return LossTerm("pred", weight, pred)
+
+
 class TinyBertTrainer(DistillationTrainer):
     """TinyBERT (Jiao et al. 2020), one stage of task distillation.
 
@@ -53,7 +65,7 @@ class TinyBertTrainer(DistillationTrainer):
                 "args.split_stages() in turn, as distill_glue.py does"
             )
         if args.stage == "prediction":
-            return [self.task_loss_term(args.alpha_ce), self._prediction_term(student)]
+            return [self.task_loss_term(args.alpha_ce), prediction_term(args.alpha_kd, args.temperature)]
 
         self.layer_map = matches = tinybert_matches(args.layer_map, teacher, student)
         hidden = [m for m in matches if m.feature == "hidden"]
@@ -76,16 +88,6 @@ class TinyBertTrainer(DistillationTrainer):
             record_attention_scores(student, sorted({m.student_layer for m in attention}))
             terms.append(LossTerm("attn", args.alpha_attn, self._attention_fn(attention), needs_attentions=True))
         return [term for term in terms if term.weight]
-
-    def _prediction_term(self, student: PreTrainedModel) -> LossTerm:
-        temperature = self.args.temperature
-
-        def pred(s, t, batch, extras):
-            if s.logits.shape[-1] == 1:
-                return logit_mse(s.logits, t.logits)
-            return soft_cross_entropy(s.logits, t.logits, temperature)
-
-        return LossTerm("pred", self.args.alpha_kd, pred)
 
     def _projection_key(self, match: LayerMatch) -> str:
         return "proj" if self.args.shared_projection else f"proj_{match.student_layer}_{match.teacher_layer}"

@@ -1,0 +1,39 @@
+"""Figures for reports: the DynaBERT grid heatmap (and, for the GLUE suite, metric against size and speed)."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def grid_heatmap(rows: list[dict], metric: str, path: str | os.PathLike, title: str = "") -> None:
+    """Heatmap of `metric` over (width, depth), each cell annotated with the metric, parameters (M) and batch-1
+    latency (ms). `rows` hold `width_mult`, `depth_mult`, `metric`, `parameters` and `latency_b1_ms`."""
+    widths = sorted({r["width_mult"] for r in rows})
+    depths = sorted({r["depth_mult"] for r in rows})
+    cell = {(r["width_mult"], r["depth_mult"]): r for r in rows}
+    values = [[cell[(w, d)][metric] if (w, d) in cell else float("nan") for w in widths] for d in depths]
+    fig, ax = plt.subplots(figsize=(1.9 * len(widths) + 1.5, 1.3 * len(depths) + 1.2))
+    image = ax.imshow(values, cmap="viridis", origin="lower", aspect="auto")
+    fig.colorbar(image, ax=ax, label=metric)
+    ax.set_xticks(range(len(widths)), [f"{w:g}" for w in widths])
+    ax.set_yticks(range(len(depths)), [f"{d:g}" for d in depths])
+    ax.set_xlabel("width multiplier")
+    ax.set_ylabel("depth multiplier")
+    low, high = min(min(v) for v in values), max(max(v) for v in values)
+    for y, d in enumerate(depths):
+        for x, w in enumerate(widths):
+            if (w, d) not in cell:
+                continue
+            row = cell[(w, d)]
+            dark = row[metric] < (low + high) / 2
+            ax.text(x, y, f"{row[metric]:.3f}\n{row['parameters'] / 1e6:.1f}M\n{row['latency_b1_ms']:.1f} ms",
+                    ha="center", va="center", fontsize=8, color="white" if dark else "black")  # fmt: skip
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,91 @@
+"""Configuration of DynaBERT's width- and depth-adaptive distillation (Hou et al. 2020, arXiv 2004.04037)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..elastic import DEFAULT_DEPTHS, DEFAULT_WIDTHS, check_multiplier
+from .distillation_config import DistillationTrainingConfig
+
+STAGES = ("width", "width_depth")
+SCRIPT_STAGES = (*STAGES, "both")
+
+
+@dataclass
+class DynaBertConfig(DistillationTrainingConfig):
+    r"""
+    Configuration for [`DynaBertTrainer`], one stage of DynaBERT.
+
+    Every training step runs each sub-network of the stage on the batch (`stage="width"`: every width multiplier at
+    full depth, against the fine-tuned teacher; `stage="width_depth"`: every (width, depth) pair, against the
+    full-size model of the width stage), sums their gradients and takes one optimiser step. The loss of a
+    sub-network is `alpha_kd * soft cross-entropy(z_S / t, z_T / t)` (MSE for regression) `+ alpha_hidden * sum of
+    MSE(hidden states)` over the embeddings and each kept layer's output, matched with the full model's output just
+    before the next kept layer (the MSE of a sequence is over its real tokens, then averaged over the batch, so
+    padding does not count) `+ alpha_ce * task loss`.
+
+    Args:
+        stage (`str`, *optional*, defaults to `"width"`): `"width"`, `"width_depth"`, or `"both"` (distill_glue.py
+            runs the width stage into `<output_dir>-width`, then the width-and-depth stage; see [`split_stages`]).
+        width_mult_list (`list[float]`, *optional*, defaults to `[0.25, 0.5, 0.75, 1.0]`): width multipliers;
+            must include 1.0.
+        depth_mult_list (`list[float]`, *optional*, defaults to `[0.5, 0.75, 1.0]`): depth multipliers of the
+            width-and-depth stage; must include 1.0.
+        width_num_train_epochs (`float`, *optional*): epochs of the width stage of `"both"` (default:
+            `num_train_epochs`).
+        width_learning_rate (`float`, *optional*): learning rate of the width stage of `"both"`.
+        alpha_hidden (`float`, *optional*, defaults to 1.0): weight of the hidden-state loss (the paper's lambda_2).
+        rewire (`bool`, *optional*, defaults to `True`): before the width stage, compute head and neuron importance
+            and reorder them (skipped for a model whose config says it is rewired already).
+        importance_samples (`int`, *optional*, defaults to 2048): importance is computed with the task loss on the
+            first this many rows of the training set (not the dev set, which stays clean for evaluation).
+        alpha_ce (defaults to 0.0) / alpha_kd (defaults to 1.0, the paper's lambda_1) / temperature (defaults to 1.0).
+    """
+
+    stage: str = field(default="width", metadata={"help": "width, width_depth or both (in turn)."})
+    width_mult_list: list[float] = field(
+        default_factory=lambda: list(DEFAULT_WIDTHS), metadata={"help": "Width multipliers (must include 1.0)."}
+    )
+    depth_mult_list: list[float] = field(
+        default_factory=lambda: list(DEFAULT_DEPTHS), metadata={"help": "Depth multipliers (must include 1.0)."}
+    )
+    width_num_train_epochs: float | None = field(
+        default=None, metadata={"help": "With stage both: epochs of the width stage (default num_train_epochs)."}
+    )
+    width_learning_rate: float | None = field(
+        default=None, metadata={"help": "With stage both: learning rate of the width stage."}
+    )
+    alpha_hidden: float = field(default=1.0, metadata={"help": "Weight of the hidden-state MSE (lambda_2)."})
+    rewire: bool = field(default=True, metadata={"help": "Reorder heads and neurons by importance first."})
+    importance_samples: int = field(
+        default=2048, metadata={"help": "Training rows (the first ones) that importance is computed on."}
+    )
+    alpha_ce: float = field(default=0.0, metadata={"help": "Weight of the task loss on gold labels."})
+    alpha_kd: float = field(default=1.0, metadata={"help": "Weight of the soft cross-entropy on logits (lambda_1)."})
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the soft cross-entropy."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.stage not in SCRIPT_STAGES:
+            raise ValueError(f"stage must be one of {SCRIPT_STAGES}, got {self.stage!r}")
+        for name, what in (("width_mult_list", "Width"), ("depth_mult_list", "Depth")):
+            values = sorted({float(check_multiplier(float(v), what)) for v in getattr(self, name)})
+            if 1.0 not in values:
+                raise ValueError(f"{name} must include 1.0 (the full model is trained too), got {values}")
+            setattr(self, name, values)
+        if self.alpha_hidden < 0:
+            raise ValueError(f"alpha_hidden must be >= 0, got {self.alpha_hidden}")
+        if self.importance_samples < 1:
+            raise ValueError(f"importance_samples must be >= 1, got {self.importance_samples}")
+
+    def settings(self) -> list[tuple[float, float]]:
+        """The (width, depth) sub-networks of one training step, smallest first and the full model last."""
+        depths = [1.0] if self.stage == "width" else self.depth_mult_list
+        return sorted(((w, d) for d in depths for w in self.width_mult_list), key=lambda s: (s[0] * s[1], s))
+
+    def split_stages(self) -> list[DynaBertConfig]:
+        """`[self]` for one stage; for `"both"` the width stage (own epochs and learning rate, output in
+        `<output_dir>-width`) and then the width-and-depth stage in `output_dir`."""
+        if self.stage != "both":
+            return [self]
+        return self.two_stages("width", "width_depth", self.width_num_train_epochs, self.width_learning_rate)

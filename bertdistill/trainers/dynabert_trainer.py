@@ -1,0 +1,129 @@
+"""`DynaBertTrainer`: DynaBERT's width-adaptive and width-and-depth-adaptive distillation of one elastic BERT."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import PreTrainedModel
+
+from ..elastic import (
+    _bert,
+    compute_importance,
+    copy_full_model,
+    elastic_setting,
+    get_elastic_setting,
+    kept_layers,
+    make_elastic,
+    rewire,
+    student_hidden_states,
+    teacher_hidden_states,
+)
+from ..losses import hidden_mse
+from ..modeling import LossTerm
+from .distillation_trainer import DistillationTrainer
+from .dynabert_config import STAGES, DynaBertConfig
+from .tinybert_trainer import prediction_term
+
+
+class DynaBertTrainer(DistillationTrainer):
+    """DynaBERT (Hou et al. 2020), one stage: trains every sub-network of an elastic BERT on each batch.
+
+    The student starts as a copy of the fine-tuned teacher (same depth and width). Before the width stage its heads
+    and neurons are reordered by importance (computed on the first `args.importance_samples` training rows, the
+    same rows on every process), so that each width keeps the most important ones. Each step runs the sub-networks
+    of `args.settings()` smallest first, back-propagates each one's loss (`loss_pred`, `loss_hidden`, averaged over
+    sub-networks in the logs), and the optimiser steps once on the summed gradients. Under DDP the gradients are
+    synchronised once, in the backward of the full model, which uses every parameter. Evaluation runs the full
+    model; `scripts/dynabert_grid.py` evaluates every setting and exports sub-networks.
+
+    Args:
+        model (`PreTrainedModel`): a BERT `*ForSequenceClassification`, the copy of the teacher to make elastic.
+        teacher_model (`PreTrainedModel`): the fine-tuned teacher (width stage) or the width stage's full model
+            (width-and-depth stage; see [`teacher_for_next_stage`]).
+        args (`DynaBertConfig`): training and loss configuration.
+    """
+
+    method_name = "dynabert"
+    config_class = DynaBertConfig
+
+    def __init__(self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DynaBertConfig, **kwargs):
+        _bert(model)
+        if getattr(args, "stage", None) not in STAGES:
+            raise ValueError(
+                f"DynaBertTrainer runs one stage ({' or '.join(STAGES)}); for stage {getattr(args, 'stage', None)!r} "
+                "run the configs of args.split_stages() in turn, as distill_glue.py does"
+            )
+        for name in ("num_hidden_layers", "hidden_size"):
+            if getattr(model.config, name) != getattr(teacher_model.config, name):
+                raise ValueError(
+                    f"DynaBERT trains a copy of the teacher: the student's {name} ({getattr(model.config, name)}) "
+                    f"differs from the teacher's ({getattr(teacher_model.config, name)})"
+                )
+        super().__init__(model, teacher_model, args, **kwargs)
+        make_elastic(self.student)
+        if args.rewire and args.stage == "width" and not getattr(self.student.config, "dynabert_rewired", False):
+            self.rewire_student()
+
+    def rewire_student(self) -> None:
+        """Importance on the first `importance_samples` training rows, then reorder heads and neurons."""
+        if self.train_dataset is None:
+            raise ValueError("Rewiring needs a train_dataset (or pass rewire=False)")
+        rows = self.train_dataset.select(range(min(self.args.importance_samples, len(self.train_dataset))))
+        rows = self._remove_unused_columns(rows, description="importance")
+        # A plain loader, not sharded: every process computes the same importance and rewires identically.
+        loader = DataLoader(rows, batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator)
+        self.importance = compute_importance(self.student, loader, progress=not self.args.disable_tqdm)
+        rewire(self.student, self.importance)
+
+    def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
+        args = self.args
+        num_layers = student.config.num_hidden_layers
+
+        def hidden(s, t, batch, extras):
+            kept = kept_layers(num_layers, get_elastic_setting(student)[1])
+            pairs = zip(student_hidden_states(s.hidden_states, kept), teacher_hidden_states(t.hidden_states, kept))
+            return sum(hidden_mse(h_s, h_t, batch["attention_mask"]) for h_s, h_t in pairs)
+
+        return [
+            self.task_loss_term(args.alpha_ce),
+            prediction_term(args.alpha_kd, args.temperature),
+            LossTerm("hidden", args.alpha_hidden, hidden, needs_hidden_states=True),
+        ]
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        teacher_outputs = self._teacher_outputs(self.accelerator.unwrap_model(model), inputs)
+        settings = self.args.settings()
+        # Set by the training loop (the last accumulation window may be shorter); the configured value outside it.
+        accumulation = getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
+        total = torch.zeros((), device=self.args.device)
+        for index, (width, depth) in enumerate(settings):
+            # Gradients add up locally; the full model, last, uses every parameter and synchronises them all.
+            sync = contextlib.nullcontext() if index == len(settings) - 1 else self.accelerator.no_sync(model)
+            with sync, elastic_setting(self.student, width, depth), self.compute_loss_context_manager():
+                loss = self._distill_forward(model, inputs, teacher_outputs).loss
+                loss = loss / accumulation
+                self.accelerator.backward(loss)
+            total += loss.detach()
+        return total
+
+    @classmethod
+    def teacher_for_next_stage(cls, teacher: PreTrainedModel, student: PreTrainedModel) -> PreTrainedModel:
+        """The width-and-depth stage learns from the width stage's full-size model (a frozen copy)."""
+        return copy_full_model(student)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        args = self.args
+        return {
+            "stage": args.stage,
+            "settings (width, depth)": ", ".join(f"({w:g}, {d:g})" for w, d in args.settings()),
+            "alpha_kd": args.alpha_kd,
+            "alpha_hidden": args.alpha_hidden,
+            "alpha_ce": args.alpha_ce,
+            "temperature": args.temperature,
+            "rewired on": f"first {args.importance_samples} training rows",
+        }

@@ -1,0 +1,252 @@
+"""DynaBERT: importance against references, exact rewiring, elastic settings, export, the trainer, the grid."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from test_methods import one_batch
+from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
+
+from bertdistill.elastic import (
+    Importance,
+    choose_setting,
+    compute_importance,
+    count_setting_parameters,
+    elastic_setting,
+    export_subnetwork,
+    kept_layers,
+    make_elastic,
+    rewire,
+    student_hidden_states,
+    teacher_hidden_states,
+)
+from bertdistill.pruned_bert import PrunedBertForSequenceClassification
+
+from conftest import load_script, make_teacher
+from test_trainer import make_trainer, state, tiny_dataset
+
+SETTINGS = [(w, d) for w in (0.25, 0.5, 0.75, 1.0) for d in (0.5, 0.75, 1.0)]
+
+
+def batches(tokenizer, n=8, size=4, seed=0):
+    data = tiny_dataset(tokenizer, n=n, seed=seed)
+    rows = [data[i] for i in range(n)]
+    out = []
+    for start in range(0, n, size):
+        chunk = rows[start : start + size]
+        padded = tokenizer.pad(
+            [{k: r[k] for k in ("input_ids", "attention_mask")} for r in chunk], return_tensors="pt"
+        )
+        out.append({**padded, "labels": torch.tensor([r["label"] for r in chunk])})
+    return out
+
+
+def test_depth_rule_is_dynabert_s():
+    assert kept_layers(12, 0.5) == [0, 2, 4, 6, 8, 10]
+    assert kept_layers(12, 0.75) == [0, 1, 2, 4, 5, 6, 8, 9, 10]  # drops 3, 7, 11: (l + 1) mod 4 == 0
+    assert kept_layers(6, 0.5) == [0, 2, 4]
+    assert kept_layers(6, 1.0) == list(range(6))
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        kept_layers(6, 1.5)
+
+
+def test_importance_matches_a_reference_from_the_definitions(tokenizer):
+    model = make_teacher(tokenizer, dropout=0.0)
+    data = batches(tokenizer)
+    importance = compute_importance(model, data, progress=False)
+    assert all(p.grad is None for p in model.parameters()) and model.training  # left as found
+    bert = model.bert
+    heads, size = 4, 8
+    ref_heads = torch.zeros(4, heads)
+    ref_neurons = torch.zeros(4, 64)
+    for batch in data:
+        # Head h: dL/d(gate_h) at gate 1 = <context_h, dL/dcontext_h>, read from the attention output's gradient.
+        contexts = []
+
+        def keep(module, args, output, contexts=contexts):
+            output[0].retain_grad()
+            contexts.append(output[0])
+
+        hooks = [layer.attention.self.register_forward_hook(keep) for layer in bert.encoder.layer]
+        model.zero_grad()
+        model(**batch).loss.backward()
+        for hook in hooks:
+            hook.remove()
+        for index, context in enumerate(contexts):
+            per_head = (context * context.grad).reshape(*context.shape[:-1], heads, size).sum(dim=(0, 1, 3))
+            ref_heads[index] += per_head.abs()
+            inner, outer = bert.encoder.layer[index].intermediate.dense, bert.encoder.layer[index].output.dense
+            for j in range(64):
+                row = (
+                    sum(inner.weight[j, k] * inner.weight.grad[j, k] for k in range(32))
+                    + inner.bias[j] * inner.bias.grad[j]
+                )
+                column = sum(outer.weight[k, j] * outer.weight.grad[k, j] for k in range(32))
+                ref_neurons[index, j] += row.abs().detach() + column.abs().detach()
+    torch.testing.assert_close(importance.heads, ref_heads, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(importance.neurons, ref_neurons, rtol=1e-4, atol=1e-7)
+
+
+def test_rewiring_keeps_outputs_and_sorts_importance(tokenizer):
+    model = make_teacher(tokenizer, dropout=0.0).eval()
+    data = batches(tokenizer)
+    before = [model(**b).logits for b in data]
+    importance = compute_importance(model, data, progress=False)
+    rewire(model, importance)
+    for b, logits in zip(data, before):
+        torch.testing.assert_close(model(**b).logits, logits, rtol=1e-5, atol=1e-6)
+    again = compute_importance(model, data, progress=False)  # the permuted network: most important first
+    torch.testing.assert_close(again.heads, importance.heads.sort(dim=1, descending=True).values, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(again.neurons, importance.neurons.sort(dim=1, descending=True).values, rtol=1e-3,
+                               atol=1e-6)  # fmt: skip
+    assert model.config.dynabert_rewired
+
+
+def test_settings_switch_without_copies_and_exports_give_the_same_logits(tokenizer, tmp_path):
+    model = make_teacher(tokenizer, dropout=0.0).eval()
+    (batch,) = batches(tokenizer, n=4)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    full = model(**inputs).logits
+    rewire(model, Importance(torch.rand(4, 4), torch.rand(4, 64)))
+    make_elastic(model)
+    pointers = {k: v.data_ptr() for k, v in model.state_dict().items()}
+    torch.testing.assert_close(model(**inputs).logits, full, rtol=1e-5, atol=1e-6)
+    outputs = {}
+    for width, depth in SETTINGS:
+        with elastic_setting(model, width, depth):
+            outputs[width, depth] = model(**inputs).logits
+        sub = export_subnetwork(model, width, depth)
+        assert isinstance(sub, PrunedBertForSequenceClassification if width < 1 else BertForSequenceClassification)
+        assert sub.config.num_hidden_layers == len(kept_layers(4, depth))
+        assert sum(p.numel() for p in sub.parameters()) == count_setting_parameters(model, width, depth)
+        torch.testing.assert_close(sub(**inputs).logits, outputs[width, depth], rtol=1e-5, atol=1e-6)
+    assert {k: v.data_ptr() for k, v in model.state_dict().items()} == pointers  # no weight copies
+    assert len({tuple(v.flatten().tolist()) for v in outputs.values()}) == len(SETTINGS)
+    sizes = [count_setting_parameters(model, w, d) for w, d in SETTINGS]
+    assert max(sizes) == sum(p.numel() for p in model.parameters())
+
+    # A width-pruned export loads through the Auto classes, and without bertdistill via trust_remote_code.
+    sub = export_subnetwork(model, 0.5, 0.75)
+    sub.save_pretrained(tmp_path / "sub")
+    config = json.loads((tmp_path / "sub" / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSequenceClassification"].endswith("PrunedBertForSequenceClassification")
+    assert (tmp_path / "sub" / "pruned_bert.py").is_file()
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "sub")
+    torch.testing.assert_close(reloaded(**inputs).logits, outputs[0.5, 0.75], rtol=1e-5, atol=1e-6)
+    torch.save(inputs, tmp_path / "inputs.pt")
+    code = (
+        "import sys, torch\n"
+        "from transformers import AutoModelForSequenceClassification\n"
+        f"m = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / 'sub')!r}, trust_remote_code=True)\n"
+        "assert 'bertdistill' not in sys.modules, 'bertdistill was imported'\n"
+        f"print(m(**torch.load({str(tmp_path / 'inputs.pt')!r})).logits.tolist())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    remote = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
+    torch.testing.assert_close(remote, outputs[0.5, 0.75], rtol=1e-5, atol=1e-6)
+
+
+def test_hidden_states_of_a_shallow_setting_pair_with_the_full_model_s():
+    states = tuple(torch.full((1,), float(i)) for i in range(7))  # embeddings + 6 layers
+    kept = kept_layers(6, 0.5)  # 0, 2, 4; skipped layers repeat their input
+    student = (states[0], states[1], states[1], states[3], states[3], states[5], states[5])
+    assert [int(t) for t in student_hidden_states(student, kept)] == [0, 1, 3, 5]
+    assert [int(t) for t in teacher_hidden_states(states, kept)] == [0, 2, 4, 6]
+
+
+def dynabert_trainer(tmp_path, tokenizer, **config):
+    teacher = make_teacher(tokenizer, dropout=0.0)
+    student = make_teacher(tokenizer, dropout=0.0)  # same weights: a copy of the teacher
+    return make_trainer(tmp_path, tokenizer, teacher=teacher, student=student, method="dynabert", **config)
+
+
+def test_a_step_sums_the_gradients_of_every_sub_network(tmp_path, tokenizer):
+    trainer = dynabert_trainer(tmp_path, tokenizer, stage="width_depth", rewire=False, alpha_ce=0.5)
+    settings = trainer.args.settings()
+    assert len(settings) == 12 and settings[-1] == (1.0, 1.0)
+    batch = trainer._prepare_inputs(one_batch(trainer))
+    student, teacher = trainer.student, trainer.teacher
+    # Reference: each sub-network's loss written out from the paper, back-propagated one by one.
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        t = teacher(**inputs, output_hidden_states=True)
+    reference = {n: torch.zeros_like(p) for n, p in student.named_parameters()}
+    for width, depth in settings:
+        student.zero_grad()
+        with elastic_setting(student, width, depth):
+            s = student(**inputs, output_hidden_states=True)
+        kept = kept_layers(4, depth)
+        pred = -(t.logits.softmax(-1) * s.logits.log_softmax(-1)).sum(-1).mean()
+        s_states = [s.hidden_states[0]] + [s.hidden_states[k + 1] for k in kept]
+        t_states = [t.hidden_states[0]] + [t.hidden_states[k] for k in kept[1:]] + [t.hidden_states[4]]
+        mask = batch["attention_mask"].float()
+        hidden = sum(
+            (((a - b) ** 2).mean(-1) * mask).sum(1).div(mask.sum(1)).mean() for a, b in zip(s_states, t_states)
+        )
+        ce = torch.nn.functional.cross_entropy(s.logits, batch["labels"])
+        (pred + hidden + 0.5 * ce).backward()
+        for n, p in student.named_parameters():
+            if p.grad is not None:
+                reference[n] += p.grad
+    student.zero_grad()
+    loss = trainer.training_step(trainer.model, batch)
+    for n, p in student.named_parameters():
+        torch.testing.assert_close(p.grad, reference[n], rtol=1e-4, atol=1e-6)
+    assert loss > 0 and trainer._loss_count == 12
+
+
+def test_batch_times_accumulation_invariance(tmp_path, tokenizer):
+    results = []
+    for batch, accumulation in ((4, 1), (2, 2)):
+        trainer = dynabert_trainer(tmp_path / f"{batch}x{accumulation}", tokenizer, per_device_train_batch_size=batch,
+                                   gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd",
+                                   learning_rate=0.5, max_grad_norm=0.0, lr_scheduler_type="constant",
+                                   rewire=False)  # fmt: skip
+        before = state(trainer.student)
+        trainer.train()
+        results.append({k: v - before[k] for k, v in state(trainer.student).items()})
+    assert any(v.abs().max() > 1e-4 for v in results[0].values())
+    for key in results[0]:
+        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-6)
+
+
+def test_width_stage_rewires_first_and_logs_components(tmp_path, tokenizer):
+    trainer = dynabert_trainer(tmp_path, tokenizer, max_steps=2, importance_samples=8)
+    assert trainer.student.config.dynabert_rewired
+    heads = trainer.importance.heads
+    assert heads.shape == (4, 4)
+    trainer.train()
+    logs = [log for log in trainer.state.log_history if "loss" in log]
+    assert logs and all({"loss_pred", "loss_hidden"} <= set(log) for log in logs)
+    with pytest.raises(ValueError, match="split_stages"):
+        dynabert_trainer(tmp_path, tokenizer, stage="both")
+    with pytest.raises(ValueError, match="must include 1.0"):
+        dynabert_trainer(tmp_path, tokenizer, width_mult_list=[0.5, 0.75])
+
+
+def test_distill_glue_both_stages_then_grid_and_export(teacher_dir, glue_dir, tmp_path):
+    from test_scripts import distill_args, distill_glue
+
+    out = tmp_path / "dyna"
+    metrics = distill_glue.main(distill_args(teacher_dir, glue_dir, out, "rte", "--method", "dynabert", "--stage",
+                                             "both", "--importance_samples", "16"))  # fmt: skip
+    assert "eval_accuracy" in metrics
+    width_stage = AutoModelForSequenceClassification.from_pretrained(tmp_path / "dyna-width")
+    final = AutoModelForSequenceClassification.from_pretrained(out)
+    assert width_stage.config.dynabert_rewired and final.config.num_hidden_layers == 4
+
+    grid = load_script("dynabert_grid")
+    budget = str(count_setting_parameters(final, 0.5, 1.0))
+    rows = grid.main(["--model_dir", str(out), "--task_name", "rte", "--glue_dir", str(glue_dir), "--max_eval_samples",
+                      "16", "--max_seq_length", "32", "--latency_repeats", "2", "--max_parameters", budget,
+                      "--export_dir", str(tmp_path / "small")])  # fmt: skip
+    assert len(rows) == 12 and (out / "grid" / "grid.png").stat().st_size > 1000
+    chosen = choose_setting(rows, "accuracy", max_parameters=count_setting_parameters(final, 0.5, 1.0))
+    small = AutoModelForSequenceClassification.from_pretrained(tmp_path / "small")
+    assert sum(p.numel() for p in small.parameters()) == chosen["parameters"]
+    with pytest.raises(ValueError, match="No setting fits"):
+        choose_setting(rows, "accuracy", max_parameters=10)
