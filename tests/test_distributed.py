@@ -16,7 +16,7 @@ from conftest import REPO, accelerate_launch
 TWO_RANKS = ["--multi_gpu", "--num_processes", "2"]
 
 
-@pytest.mark.parametrize("method", ["kd", "tinybert"])
+@pytest.mark.parametrize("method", ["kd", "tinybert", "dynabert"])
 def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir, method):
     worker = Path(__file__).parent / "two_rank_worker.py"
     accelerate_launch(*TWO_RANKS, worker, tokenizer_dir, tmp_path, method, cwd=tmp_path)

@@ -2,7 +2,8 @@
 
     two_rank_worker.py TOKENIZER_DIR OUT_DIR [METHOD]
 
-For `tinybert` the student is narrower than the teacher, so the dump includes the learned projections.
+For `tinybert` the student is narrower than the teacher, so the dump includes the learned projections; for
+`dynabert` it is a copy of the teacher trained in DynaBERT's width-and-depth stage.
 """
 
 import sys
@@ -26,11 +27,16 @@ def main(tokenizer_dir: str, out: str, method: str = "kd") -> None:
         config = tiny_config(len(tokenizer), layers=2)
         config.hidden_size, config.intermediate_size = 16, 32
         student = BertForSequenceClassification(config)
+    elif method == "dynabert":
+        student = make_teacher(tokenizer)  # a copy of the teacher
     else:
         student = build_student(teacher, num_layers=2)
+    # DynaBERT's width-and-depth stage: most sub-networks leave layers unused, so only the full one may sync.
+    extra = {"stage": "width_depth"} if method == "dynabert" else {}
     method = get_method(method)
     args = method.config_class(output_dir=out, per_device_train_batch_size=4, max_steps=3, learning_rate=1e-2,
-                               save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True, seed=5)  # fmt: skip
+                               save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True, seed=5,
+                               **extra)  # fmt: skip
     data = tiny_dataset(tokenizer, n=32)
     trainer = method.trainer_class(
         model=student, teacher_model=teacher, args=args, train_dataset=data, processing_class=tokenizer

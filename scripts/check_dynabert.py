@@ -1,0 +1,156 @@
+#!/usr/bin/env python
+"""Real-data check of DynaBERT: train one elastic model per GLUE task from the fine-tuned packaged MiniLM, evaluate
+its (width, depth) grid, and compare two of its sub-networks with same-size models fine-tuned without DynaBERT.
+
+    python scripts/check_dynabert.py --glue_dir ../shared/glue_data --tasks cola rte
+
+Per task (teacher from scripts/check_layer_methods.py's folder, trained first if missing):
+1. `distill_glue.py --method dynabert --stage both` (importance on the first 2048 training rows, rewiring, the width
+   stage, then the width-and-depth stage; DYNABERT_EPOCHS epochs each);
+2. `dynabert_grid.py` on the result: table, heatmap, parameters and latency of every exported sub-network;
+3. baselines: the teacher rewired by the same importance, its (0.5, 1.0) and (1.0, 0.5) sub-networks exported and
+   fine-tuned on the task without a teacher (the teacher's recipe: its epochs and learning rate).
+Every run is resumable (a finished run is kept). Writes docs/dynabert.md, with each task's grid under docs/dynabert/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import check_layer_methods  # noqa: E402
+import dynabert_grid  # noqa: E402
+
+from bertdistill.elastic import compute_importance, export_subnetwork, rewire  # noqa: E402
+from bertdistill.glue_run import tokenize_split  # noqa: E402
+from glue_tasks import get_task, load_glue_split  # noqa: E402
+
+DYNABERT_EPOCHS = {"cola": 1, "rte": 1, "mrpc": 1, "sst2": 1}
+COMPARED = [(0.5, 1.0), (1.0, 0.5)]
+
+
+def export_rewired_teacher(teacher: Path, task, glue_dir: str, samples: int, width: float, depth: float, out: Path):
+    """The teacher, rewired by importance on the first `samples` training rows, cut to (width, depth)."""
+    if (out / "config.json").is_file():
+        return
+    model = AutoModelForSequenceClassification.from_pretrained(teacher)
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    rows = load_glue_split(task, "train", glue_dir).select(range(samples))
+    rows = tokenize_split(rows, task, tokenizer, check_layer_methods.TASK_SETTINGS[task.name]["max_seq_length"])
+    rows = rows.rename_column("label", "labels")
+    loader = DataLoader(rows, batch_size=64, collate_fn=DataCollatorWithPadding(tokenizer))
+    rewire(model, compute_importance(model, loader))
+    export_subnetwork(model, width, depth).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--glue_dir", default="../shared/glue_data")
+    parser.add_argument("--tasks", nargs="+", default=["cola", "rte"], choices=sorted(DYNABERT_EPOCHS))
+    parser.add_argument("--teacher_root", default="runs/layer_methods", help="check_layer_methods.py's folder.")
+    parser.add_argument("--output_dir", default="runs/dynabert")
+    parser.add_argument("--learning_rate", default="5e-5")
+    parser.add_argument("--importance_samples", type=int, default=2048)
+    parser.add_argument("--seed", default="42")
+    parser.add_argument("--report", default="docs/dynabert.md")
+    parser.add_argument(
+        "--max_train_samples",
+        type=int,
+        default=None,
+        help="Budget: DynaBERT and the baselines train on the first N training rows.",
+    )
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="For a quick trial run only.")
+    args = parser.parse_args(argv)
+    trial = [f"--{k}={getattr(args, k)}" for k in ("max_train_samples", "max_eval_samples") if getattr(args, k)]
+
+    sections, summary = [], []
+    for name in dict.fromkeys(args.tasks):
+        task = get_task(name)
+        settings = check_layer_methods.TASK_SETTINGS[task.name]
+        teacher = check_layer_methods.ensure_teacher(task, args.glue_dir, Path(args.teacher_root), args.seed)
+        root = Path(args.output_dir) / task.name
+        root.mkdir(parents=True, exist_ok=True)
+        common = [*check_layer_methods.common_arguments(task, args.glue_dir, args.seed), *trial]
+        elastic = root / "dynabert"
+        epochs = str(DYNABERT_EPOCHS[task.name])
+        if not (elastic / "eval_results.json").is_file():
+            check_layer_methods.run(
+                [sys.executable, "scripts/distill_glue.py", *common, "--method", "dynabert", "--stage", "both",
+                 "--teacher_model_name_or_path", str(teacher), "--learning_rate", args.learning_rate,
+                 "--num_train_epochs", epochs, "--width_num_train_epochs", epochs,
+                 "--importance_samples", str(args.importance_samples), "--output_dir", str(elastic)],
+                root / "dynabert.log",
+            )  # fmt: skip
+        docs = Path(args.report).with_suffix("") / task.name
+        rows = dynabert_grid.main([
+            "--model_dir", str(elastic), "--task_name", task.name, "--glue_dir", args.glue_dir,
+            "--max_seq_length", str(settings["max_seq_length"]), "--output_dir", str(docs),
+            *(["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []),
+        ])  # fmt: skip
+        teacher_score = json.loads((teacher / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
+        for width, depth in COMPARED:
+            label = f"w{width:g}-d{depth:g}"
+            initial, tuned = root / f"baseline-{label}-init", root / f"baseline-{label}"
+            export_rewired_teacher(teacher, task, args.glue_dir, args.importance_samples, width, depth, initial)
+            if not (tuned / "eval_results.json").is_file():
+                check_layer_methods.run(
+                    [sys.executable, "scripts/distill_glue.py", *common, "--method", "finetune",
+                     "--teacher_model_name_or_path", str(teacher), "--student_model_name_or_path", str(initial),
+                     "--learning_rate", "5e-5", "--output_dir", str(tuned)],
+                    root / f"baseline-{label}.log",
+                )  # fmt: skip
+            baseline = json.loads((tuned / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
+            cell = next(r for r in rows if (r["width_mult"], r["depth_mult"]) == (width, depth))
+            summary.append({
+                "task": task.name, "width_mult": width, "depth_mult": depth, "metric": task.main_metric,
+                "dynabert": cell[task.main_metric], "baseline": baseline, "teacher": teacher_score,
+                "parameters": cell["parameters"], "beats_baseline": cell[task.main_metric] > baseline,
+            })  # fmt: skip
+        sections.append(
+            f"## {task.name}\n\nTeacher (full MiniLM, fine-tuned): {task.main_metric} {teacher_score:.4f}. DynaBERT: "
+            f"{epochs} epoch(s) per stage. ![grid](dynabert/{task.name}/grid.png)\n\n"
+            + (docs / "grid.md").read_text().split("\n\n", 2)[-1]
+        )
+
+    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    lines = ["| task | width | depth | params (M) | metric | DynaBERT sub-network | fine-tuned same size | teacher | "
+             "beats baseline |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in summary:
+        verdict = "yes" if row["beats_baseline"] else "**no**"
+        lines.append(f"| {row['task']} | {row['width_mult']:g} | {row['depth_mult']:g} | "
+                     f"{row['parameters'] / 1e6:.1f} | {row['metric']} | {row['dynabert']:.4f} | "
+                     f"{row['baseline']:.4f} | {row['teacher']:.4f} | {verdict} |")  # fmt: skip
+    report = Path(args.report)
+    report.with_suffix(".json").write_text(json.dumps({"machine": machine, "args": vars(args), "rows": summary},
+                                                      indent=2))  # fmt: skip
+    report.write_text(
+        "# DynaBERT: the grid, and sub-networks vs same-size models without DynaBERT\n\n"
+        f"Command: `python scripts/check_dynabert.py --glue_dir {args.glue_dir} --tasks {' '.join(args.tasks)}"
+        f"{''.join(' ' + flag.replace('=', ' ') for flag in trial)}`\n\n"
+        f"Machine: {machine}. Teacher: the packaged MiniLM-L6 (6 x 384, 12 heads) fine-tuned per task "
+        "(scripts/check_layer_methods.py). DynaBERT: learning rate "
+        f"{args.learning_rate}, batch 32, importance on the first {args.importance_samples} training rows. "
+        "Baselines: the teacher rewired by the same importance, cut to the same (width, depth) and fine-tuned with "
+        "the teacher's recipe (3 epochs, learning rate 5e-5), no teacher"
+        + (f"; both on the first {args.max_train_samples} training rows" if args.max_train_samples else "")
+        + ". Dev-set scores, one seed.\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + "\n\n".join(sections)
+    )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
