@@ -243,8 +243,9 @@ def test_distill_glue_both_stages_then_grid_and_export(teacher_dir, glue_dir, tm
     budget = str(count_setting_parameters(final, 0.5, 1.0))
     rows = grid.main(["--model_dir", str(out), "--task_name", "rte", "--glue_dir", str(glue_dir), "--max_eval_samples",
                       "16", "--max_seq_length", "32", "--latency_repeats", "2", "--max_parameters", budget,
-                      "--export_dir", str(tmp_path / "small")])  # fmt: skip
-    assert len(rows) == 12 and (out / "grid" / "grid.png").stat().st_size > 1000
+                      "--export_dir", str(tmp_path / "small"), "--widths", "0.25", "0.5", "1.0", "--depths", "0.5",
+                      "1.0"])  # fmt: skip
+    assert len(rows) == 6 and (out / "grid" / "grid.png").stat().st_size > 1000
     chosen = choose_setting(rows, "accuracy", max_parameters=count_setting_parameters(final, 0.5, 1.0))
     small = AutoModelForSequenceClassification.from_pretrained(tmp_path / "small")
     assert sum(p.numel() for p in small.parameters()) == chosen["parameters"]
