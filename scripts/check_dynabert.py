@@ -140,8 +140,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{''.join(' ' + flag.replace('=', ' ') for flag in trial)}`\n\n"
         f"Machine: {machine}. Teacher: the packaged MiniLM-L6 (6 x 384, 12 heads) fine-tuned per task "
         "(scripts/check_layer_methods.py). DynaBERT: learning rate "
-        f"{args.learning_rate}, batch 32, importance on the first {args.importance_samples} training rows. "
-        "Baselines: the teacher rewired by the same importance, cut to the same (width, depth) and fine-tuned with "
+        f"{args.learning_rate}, batch 32, importance on the first {args.importance_samples} training rows (at most "
+        "the rows it trains on). "
+        "Baselines: the teacher rewired by importance on the first --importance_samples training rows, "
+        "cut to the same (width, depth) and fine-tuned with "
         "the teacher's recipe (3 epochs, learning rate 5e-5), no teacher"
         + (f"; both on the first {args.max_train_samples} training rows" if args.max_train_samples else "")
         + ". Dev-set scores, one seed.\n\n"
