@@ -90,7 +90,6 @@ class Augmenter:
         sort_by_length: bool = True,
     ):
         self.config = config
-        self.fast_head = fast_head
         self.sort_by_length = sort_by_length
         self.tokenizer = AutoTokenizer.from_pretrained(mlm_model_name_or_path)
         self.model = AutoModelForMaskedLM.from_pretrained(mlm_model_name_or_path).eval()
@@ -98,7 +97,7 @@ class Augmenter:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization still does this well
                 self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        self._head = self._find_head()
+        self._head = self._find_head() if fast_head else None
         # Only whole-word, non-special, alphabetic pieces are allowed as replacements.
         self.allowed = torch.zeros(self.model.config.vocab_size, dtype=torch.bool)
         special = set(self.tokenizer.all_special_tokens)
@@ -134,10 +133,9 @@ class Augmenter:
         found = is_mask.any(dim=1)
         position = is_mask.int().argmax(dim=1)
         rows = torch.arange(len(texts))
-        head = self._head if self.fast_head else None
-        if head is not None:
+        if self._head is not None:
             hidden = self.model.base_model(**batch).last_hidden_state[rows, position]
-            logits = head(hidden)
+            logits = self._head(hidden)
         else:
             logits = self.model(**batch).logits[rows, position]
         return logits.float().masked_fill(~found[:, None], float("nan"))

@@ -37,6 +37,7 @@ from transformers import (
 )
 from transformers.models.bert.modeling_bert import BertLayer
 
+from .benchmark import count_parameters
 from .pruned_bert import PrunedBertConfig, PrunedBertForSequenceClassification, PrunedBertModel
 
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -280,12 +281,8 @@ def count_setting_parameters(model: PreTrainedModel, width_mult: float, depth_mu
         + attention_features * hidden + hidden + 2 * hidden  # attention output dense + LayerNorm
         + hidden * neurons + neurons + neurons * hidden + hidden + 2 * hidden  # FFN + LayerNorm
     )  # fmt: skip
-    encoder = sum(p.numel() for p in _bert(model).encoder.layer.parameters())
-    return (
-        sum(p.numel() for p in model.parameters())
-        - encoder
-        + per_layer * len(kept_layers(config.num_hidden_layers, depth_mult))
-    )
+    encoder = count_parameters(_bert(model).encoder.layer)
+    return count_parameters(model) - encoder + per_layer * len(kept_layers(config.num_hidden_layers, depth_mult))
 
 
 @torch.no_grad()

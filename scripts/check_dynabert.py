@@ -39,9 +39,11 @@ DYNABERT_EPOCHS = {"cola": 1, "rte": 1, "mrpc": 1, "sst2": 1}
 COMPARED = [(0.5, 1.0), (1.0, 0.5)]
 
 
-def export_rewired_teacher(teacher: Path, task, glue_dir: str, samples: int, width: float, depth: float, out: Path):
-    """The teacher, rewired by importance on the first `samples` training rows, cut to (width, depth)."""
-    if (out / "config.json").is_file():
+def export_rewired_teacher(teacher: Path, task, glue_dir: str, samples: int, outputs: dict[tuple, Path]) -> None:
+    """The teacher, rewired by importance on the first `samples` training rows, cut to each (width, depth) of
+    `outputs` and saved in its folder; folders saved before are kept, and nothing is computed when all exist."""
+    missing = {setting: out for setting, out in outputs.items() if not (out / "config.json").is_file()}
+    if not missing:
         return
     model = AutoModelForSequenceClassification.from_pretrained(teacher)
     tokenizer = AutoTokenizer.from_pretrained(teacher)
@@ -50,8 +52,9 @@ def export_rewired_teacher(teacher: Path, task, glue_dir: str, samples: int, wid
     rows = rows.rename_column("label", "labels")
     loader = DataLoader(rows, batch_size=64, collate_fn=DataCollatorWithPadding(tokenizer))
     rewire(model, compute_importance(model, loader))
-    export_subnetwork(model, width, depth).save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    for (width, depth), out in missing.items():
+        export_subnetwork(model, width, depth).save_pretrained(out)
+        tokenizer.save_pretrained(out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,10 +102,11 @@ def main(argv: list[str] | None = None) -> None:
             *(["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []),
         ])  # fmt: skip
         teacher_score = json.loads((teacher / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
+        initials = {(w, d): root / f"baseline-w{w:g}-d{d:g}-init" for w, d in COMPARED}
+        export_rewired_teacher(teacher, task, args.glue_dir, args.importance_samples, initials)
         for width, depth in COMPARED:
             label = f"w{width:g}-d{depth:g}"
-            initial, tuned = root / f"baseline-{label}-init", root / f"baseline-{label}"
-            export_rewired_teacher(teacher, task, args.glue_dir, args.importance_samples, width, depth, initial)
+            initial, tuned = initials[width, depth], root / f"baseline-{label}"
             if not (tuned / "eval_results.json").is_file():
                 check_layer_methods.run(
                     [sys.executable, "scripts/distill_glue.py", *common, "--method", "finetune",
