@@ -68,10 +68,12 @@ def test_distilbert_cosine_loss_on_the_last_hidden_states(tmp_path, tokenizer):
     trainer = make_trainer(tmp_path, tokenizer, method="distilbert", dropout=0.0)
     batch = one_batch(trainer)
     got, student, teacher = components(trainer, batch)
-    s, t = student.hidden_states[2].numpy(), teacher.hidden_states[4].numpy()
+    s, t = student.hidden_states[2].double().numpy(), teacher.hidden_states[4].double().numpy()
     mask = batch["attention_mask"].numpy().astype(bool)
     cos = (normalised(s) * normalised(t)).sum(-1)
-    assert got["cos"].item() == pytest.approx(float((1 - cos)[mask].mean()), rel=1e-4)
+    # cos is close to 1 (the student starts from teacher layers), so 1 - cos in float32 keeps ~3 digits.
+    assert got["cos"].item() == pytest.approx(float((1 - cos)[mask].mean()), rel=2e-3)
+    assert got["cos"].item() != pytest.approx(float((1 - cos).mean()), rel=2e-2), "padding must not count"
     trainer.train()
     assert all("loss_cos" in log for log in trainer.state.log_history if "loss" in log)
 

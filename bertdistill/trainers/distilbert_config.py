@@ -17,15 +17,25 @@ class DistilBertConfig(DistillationTrainingConfig):
     last hidden layers). In general distillation (scripts/distill_general.py) the task loss is the masked-LM loss and
     the soft targets are the teacher's vocabulary distributions at the masked positions.
 
+    The default weights are the 5 : 2 : 1 ratio (soft targets : masked LM : cosine) of the authors' released training
+    recipe (`--alpha_ce 5.0 --alpha_mlm 2.0 --alpha_cos 1.0`, temperature 2), normalised to sum to 1, with the task
+    loss in the masked-LM loss's place: the cosine term is a light regulariser, not half of the objective.
+
     Args:
-        alpha_cos (`float`, *optional*, defaults to `1.0`):
+        alpha_kd (`float`, *optional*, defaults to `0.625`):
+            Weight of the soft-target loss `T^2 * KL`.
+        alpha_ce (`float`, *optional*, defaults to `0.25`):
+            Weight of the task loss (the masked-LM loss in general distillation).
+        alpha_cos (`float`, *optional*, defaults to `0.125`):
             Weight of the cosine-embedding loss between hidden states.
         layer_map (`str`, *optional*, defaults to `"last"`):
             Which hidden states the cosine loss aligns: `"last"` (the paper), `"one-of-two"` (each student layer
             with the teacher layer it was initialised from), another preset, `"s:t,..."` pairs or JSON.
     """
 
-    alpha_cos: float = field(default=1.0, metadata={"help": "Weight of the cosine loss between hidden states."})
+    alpha_kd: float = field(default=0.625, metadata={"help": "Weight of the soft-target loss T^2 * KL."})
+    alpha_ce: float = field(default=0.25, metadata={"help": "Weight of the task loss (masked LM in general mode)."})
+    alpha_cos: float = field(default=0.125, metadata={"help": "Weight of the cosine loss between hidden states."})
     layer_map: str = field(
         default="last", metadata={"help": "Hidden states for the cosine loss: last, one-of-two, pairs or JSON."}
     )
