@@ -74,8 +74,12 @@ RUNS = [
     CheckRun("finetune-alternate", "finetune", ["--student_layer_selection", "alternate"]),
     CheckRun("distilbert", "distilbert", ["--student_layer_selection", "alternate"], "finetune-alternate"),
     # The earlier defaults (cosine loss as heavy as KD + CE), kept to show what the reference recipe's ratio changed.
-    CheckRun("distilbert-cos1", "distilbert", ["--student_layer_selection", "alternate", "--alpha_kd", "0.5",
-                                               "--alpha_ce", "0.5", "--alpha_cos", "1.0"], "finetune-alternate"),
+    CheckRun(
+        "distilbert-cos1",
+        "distilbert",
+        ["--student_layer_selection", "alternate", "--alpha_kd", "0.5", "--alpha_ce", "0.5", "--alpha_cos", "1.0"],
+        "finetune-alternate",
+    ),
     CheckRun("finetune-uniform", "finetune", ["--student_layer_selection", "uniform"]),
     CheckRun("tinybert", "tinybert", ["--student_layer_selection", "uniform", "--stage", "both"], "finetune-uniform"),
     CheckRun("finetune-narrow", "finetune", [*NARROW, "--learning_rate", "3e-4"]),
