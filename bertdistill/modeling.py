@@ -14,6 +14,7 @@ import safetensors.torch
 import torch
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import load_sharded_checkpoint
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, ModelOutput
 
@@ -96,9 +97,14 @@ class DistillationModel(nn.Module):
         labels: torch.Tensor | None = None,
         teacher_outputs: ModelOutput | None = None,
         distill: bool = False,
+        teacher_logits: torch.Tensor | None = None,
     ) -> ModelOutput:
         """With `distill=False` (evaluation, prediction): the plain student, its logits and task loss. With
-        `distill=True` (training): the weighted distillation loss against `teacher_outputs`."""
+        `distill=True` (training): the weighted distillation loss against `teacher_outputs`, or against
+        `teacher_logits` (a batch column of precomputed logits, see `bertdistill.teacher_cache`) when those are
+        given instead."""
+        if teacher_outputs is None and teacher_logits is not None:
+            teacher_outputs = SequenceClassifierOutput(logits=teacher_logits)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids

@@ -221,8 +221,11 @@ def test_kd_into_a_narrower_random_student_from_a_config(teacher_dir, glue_dir, 
     config.to_json_file(tmp_path / "student.json")
     out = tmp_path / "narrow"
     distill_glue.main(
-        distill_args(teacher_dir, glue_dir, out, "sst2", "--student_config", str(tmp_path / "student.json"))
-    )
+        distill_args(teacher_dir, glue_dir, out, "sst2", "--student_config", str(tmp_path / "student.json"),
+                     "--cache_teacher_logits", "true", "--logging_steps", "1")
+    )  # fmt: skip
+    logged = [log for log in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in log]
+    assert len(logged) == 3 and all("loss_kd" in log for log in logged), "kd against the cached teacher logits"
     student = AutoModelForSequenceClassification.from_pretrained(out)
     assert (student.config.hidden_size, student.config.num_hidden_layers) == (16, 1)
     assert student.config.num_labels == 2

@@ -24,6 +24,11 @@ class DistillationTrainingConfig(TrainingArguments):
             Weight of the soft-target loss on the teacher's logits.
         temperature (`float`, *optional*, defaults to `2.0`):
             Softmax temperature of the soft-target loss; must be positive.
+        cache_teacher_logits (`bool`, *optional*, defaults to `False`):
+            Compute the teacher's logits of the training set once (a `teacher_logits` column, cached on disk with the
+            dataset and recomputed when the data or the teacher change) instead of running the teacher every step.
+            Only for losses that read nothing but the teacher's logits (`kd`, TinyBERT's prediction stage) on a
+            sequence-classification student.
     """
 
     alpha_ce: float = field(
@@ -33,6 +38,10 @@ class DistillationTrainingConfig(TrainingArguments):
         default=0.5, metadata={"help": "Weight of the soft-target loss T^2 * KL(teacher/T || student/T)."}
     )
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the soft-target loss (> 0)."})
+    cache_teacher_logits: bool = field(
+        default=False,
+        metadata={"help": "Compute the teacher's logits of the training set once and reuse them (logit-only losses)."},
+    )
 
     def __post_init__(self):
         super().__post_init__()

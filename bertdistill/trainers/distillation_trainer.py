@@ -15,6 +15,7 @@ from ..losses import hard_label_loss, logit_mse, soft_target_kl
 from ..model_card import ModelCardMixin
 from ..modeling import DistillationModel, LossTerm
 from ..student import check_same_vocabulary
+from ..teacher_cache import TEACHER_LOGITS_COLUMN, add_teacher_logits
 from .distillation_config import DistillationTrainingConfig
 
 
@@ -60,6 +61,8 @@ class DistillationTrainer(ModelCardMixin, Trainer):
             parameter.requires_grad_(False)
         teacher_model.eval()
         self.teacher = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
+        if args.cache_teacher_logits:
+            self.train_dataset = self._with_teacher_logits(self.train_dataset)
         self._loss_sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.args.device))
         self._loss_count = 0
 
@@ -103,8 +106,31 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     def student(self) -> PreTrainedModel:
         return self.accelerator.unwrap_model(self.model).student
 
+    def _with_teacher_logits(self, dataset):
+        """The training set with the teacher's logits as a column (`cache_teacher_logits`), after checking that the
+        loss needs nothing else of the teacher and that an example's teacher input is the same every epoch."""
+        wrapper = self.accelerator.unwrap_model(self.model)
+        name = type(self).__name__
+        if wrapper.needs_hidden_states or wrapper.needs_attentions:
+            raise ValueError(
+                f"cache_teacher_logits: {name} with these weights reads the teacher's hidden states or attentions, "
+                "not only its logits; cache only logit-only losses (method kd, TinyBERT's prediction stage)"
+            )
+        if not type(wrapper.student).__name__.endswith("ForSequenceClassification"):
+            raise ValueError(
+                f"cache_teacher_logits needs a sequence-classification student, got {type(wrapper.student).__name__}"
+                " (masked-LM inputs change every epoch)"
+            )
+        if dataset is None:
+            raise ValueError("cache_teacher_logits needs a train_dataset")
+        teacher = self.accelerator.unwrap_model(self.teacher)
+        with self.args.main_process_first(desc="teacher logits"):
+            return add_teacher_logits(
+                dataset, teacher, self.data_collator, self.args.per_device_eval_batch_size, self.args.device
+            )
+
     def _teacher_outputs(self, wrapper: DistillationModel, inputs: dict[str, torch.Tensor]):
-        if not wrapper.needs_teacher:
+        if not wrapper.needs_teacher or TEACHER_LOGITS_COLUMN in inputs:
             return None
         with torch.no_grad():
             return self.teacher(
