@@ -1,0 +1,386 @@
+#!/usr/bin/env python
+"""Distillation throughput: what each method costs per step next to plain fine-tuning and the floor, and the same
+end-to-end job through bertdistill and through TextBrewer.
+
+    python scripts/benchmark_throughput.py --glue_dir ../shared/glue_data --output docs/throughput.md
+    python scripts/benchmark_throughput.py --glue_dir ../shared/glue_data --e2e --e2e_rows 8000 --e2e_epochs 3
+
+Workload: the first --rows training rows of --task_name (SST-2 by default), dynamically padded batches of
+--batch_size, truncated at --max_seq_length. Teacher: --teacher_model_name_or_path, by default the packaged MiniLM-L6
+with a fresh task head (the speed of a step does not depend on how well the head is trained); student: its layers
+1, 3, 5 (3 x 384).
+
+Per-step part. Every measurement runs in its own subprocess, so that its peak memory (resident set size on the CPU,
+allocated memory on a GPU) is its own; the subprocesses take turns for --rounds rounds, so a burst of load on a
+shared machine hits all of them alike. A step's cost is the wall time between consecutive optimizer steps (data
+loading, forwards, backward, clipping, optimizer and scheduler included), the median after --warmup steps.
+- `floor`: the teacher's forward (logits only, no gradient) plus the student's forward/backward/optimizer step on
+  the same batches, in a bare loop with nothing else;
+- `finetune`: the student alone (the no-teacher baseline) through the Trainer;
+- one row per method through its Trainer (`kd`, `kd-cached` with `cache_teacher_logits`, `pkd`, `distilbert`,
+  `tinybert-intermediate`, `tinybert-prediction`), printed as ratios to the floor and to `finetune`. `kd-cached`'s
+  one-time teacher pass is reported apart (its trainer's construction time minus `kd`'s).
+
+End-to-end part (--e2e): the same job (same rows, epochs, teacher, student and losses) as wall time, from the trainer
+or distiller's construction to the end of training: logit KD (0.5 CE + 0.5 soft targets at T = 2) and TinyBERT's
+intermediate losses (embedding + hidden-state MSE, attention MSE). bertdistill runs plain (random batches, teacher
+every step), then with each lever (`length`: length-grouped batches, `cache`: cached teacher logits) alone and all
+together, so each lever's share shows; TextBrewer (`pip install textbrewer`, the `bench` extra; skipped with a
+message when absent) runs its GeneralDistiller on the batches of bertdistill's plain run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import cycle
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Per-step measurements: name -> (method, config overrides); "floor" is the bare loop.
+STEP_RUNS = {
+    "floor": None,
+    "finetune": ("finetune", {}),
+    "kd": ("kd", {}),
+    "kd-cached": ("kd", {"cache_teacher_logits": True}),
+    "pkd": ("pkd", {}),
+    "distilbert": ("distilbert", {}),
+    "tinybert-intermediate": ("tinybert", {"stage": "intermediate"}),
+    "tinybert-prediction": ("tinybert", {"stage": "prediction"}),
+}
+# End-to-end jobs: job -> (method, config overrides); variants: which levers are on.
+E2E_JOBS = {
+    "kd": ("kd", {"alpha_ce": 0.5, "alpha_kd": 0.5, "temperature": 2.0}),
+    "tinybert": ("tinybert", {"stage": "intermediate"}),
+}
+E2E_VARIANTS = {"kd": ["plain", "length", "cache", "length+cache"], "tinybert": ["plain", "length"]}
+
+
+def rss_mb() -> float | None:
+    """Current resident set size in MB (Linux), `None` elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---- the workload, built the same way in every subprocess ------------------------------------------------------
+
+
+def load_workload(args, rows: int):
+    import datasets
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertdistill.glue_run import packaged_minilm_path, tokenize_split
+    from glue_tasks import get_task, load_glue_split
+
+    datasets.disable_caching()  # every subprocess computes what it times, nothing is read back from an earlier one
+    task = get_task(args.task_name)
+    path = args.teacher_model_name_or_path or packaged_minilm_path()
+    teacher = AutoModelForSequenceClassification.from_pretrained(path, num_labels=task.num_labels)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    raw = load_glue_split(task, "train", args.glue_dir)
+    if rows > len(raw):
+        raise ValueError(f"--rows {rows} but {task.name} has {len(raw)} training rows")
+    data = tokenize_split(raw.select(range(rows)), task, tokenizer, args.max_seq_length)
+    return teacher, tokenizer, data
+
+
+def make_trainer(args, teacher, tokenizer, data, method_name: str, overrides: dict, output_dir: str, **extra):
+    import torch
+    from transformers import TrainerCallback
+
+    from bertdistill import build_student, get_method
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.stamps: list[float] = []
+
+        def on_step_end(self, *unused, **kwargs):
+            self.stamps.append(time.perf_counter())
+
+    torch.manual_seed(0)
+    student = build_student(teacher, num_layers=3, selection="uniform")
+    method = get_method(method_name)
+    config = method.config_class(
+        output_dir=output_dir, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
+        learning_rate=1e-4, save_strategy="no", report_to=[], disable_tqdm=True, logging_steps=10**6, seed=0,
+        **{**overrides, **extra},
+    )  # fmt: skip
+    clock = StepClock()
+    start = time.perf_counter()
+    trainer = method.trainer_class(
+        model=student, teacher_model=teacher, args=config, train_dataset=data, processing_class=tokenizer,
+        callbacks=[clock],
+    )  # fmt: skip
+    return trainer, clock, time.perf_counter() - start
+
+
+def step_worker(args, name: str) -> dict:
+    import torch
+
+    teacher, tokenizer, data = load_workload(args, args.rows)
+    steps = args.warmup + args.steps
+    setup_rss = rss_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        if STEP_RUNS[name] is None:
+            trainer, _, init_s = make_trainer(args, teacher, tokenizer, data, "finetune", {}, tmp)
+            student, device = trainer.student, trainer.args.device
+            teacher = teacher.to(device).eval()
+            optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4)
+            student.train()
+            stamps = []
+            for batch, _ in zip(cycle(trainer.get_train_dataloader()), range(steps + 1)):
+                batch = {k: v.to(device) for k, v in batch.items()}
+                with torch.no_grad():
+                    teacher(**{k: v for k, v in batch.items() if k != "labels"})
+                student(**batch).loss.backward()
+                torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad()
+                stamps.append(time.perf_counter())
+        else:
+            method, overrides = STEP_RUNS[name]
+            trainer, clock, init_s = make_trainer(
+                args, teacher, tokenizer, data, method, overrides, tmp, max_steps=steps + 1
+            )
+            trainer.train()
+            stamps = clock.stamps
+    intervals = [b - a for a, b in zip(stamps, stamps[1:])][args.warmup :]
+    shapes = {role: f"{m.config.num_hidden_layers} x {m.config.hidden_size}" for role, m in
+              (("teacher", teacher), ("student", trainer.student))}  # fmt: skip
+    return {"step_times_s": intervals, "init_s": init_s, "setup_rss_mb": setup_rss, "peak_mb": peak_memory_mb(),
+            "shapes": shapes}  # fmt: skip
+
+
+def e2e_worker(args, name: str) -> dict:
+    """One end-to-end job: `<job>:<variant>` through bertdistill or `<job>:textbrewer`."""
+    job, variant = name.split(":")
+    teacher, tokenizer, data = load_workload(args, args.e2e_rows)
+    method, overrides = E2E_JOBS[job]
+    levers = set(variant.split("+")) - {"plain", "textbrewer"}
+    extra = {"num_train_epochs": args.e2e_epochs}
+    if "length" in levers:
+        extra["train_sampling_strategy"] = "group_by_length"
+    if "cache" in levers:
+        extra["cache_teacher_logits"] = True
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        trainer, _, _ = make_trainer(args, teacher, tokenizer, data, method, overrides, tmp, **extra)
+        if variant == "textbrewer":
+            run_textbrewer(job, trainer, teacher, args.e2e_epochs, tmp)
+        else:
+            trainer.train()
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_mb": peak_memory_mb()}
+
+
+def run_textbrewer(job: str, trainer, teacher, epochs: float, output_dir: str) -> None:
+    """The job through TextBrewer's GeneralDistiller, on the batches of bertdistill's plain run (same sampler, same
+    dynamic padding), with the same student, optimizer (AdamW, lr 1e-4) and gradient clipping."""
+    import torch
+    from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
+
+    student, device = trainer.student, trainer.args.device
+    needs_layers = job == "tinybert"
+    for model in (teacher, student):
+        if needs_layers:
+            model.set_attn_implementation("eager")  # the only implementation that returns attention maps
+        model.config.output_hidden_states = needs_layers
+        model.config.output_attentions = needs_layers
+
+    def adaptor(batch, outputs):
+        adapted = {"logits": outputs.logits, "losses": [outputs.loss]}
+        if needs_layers:
+            adapted |= {"hidden": outputs.hidden_states, "attention": outputs.attentions}
+        return adapted
+
+    if job == "kd":
+        distill_config = DistillationConfig(temperature=2.0, hard_label_weight=0.5, kd_loss_weight=0.5)
+    else:
+        # TinyBERT's uniform map 6 -> 3: hidden states 0, 1, 2, 3 <- 0, 2, 4, 6; attention of layer m <- layer 2m.
+        matches = [{"layer_T": 2 * m, "layer_S": m, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
+                   for m in range(4)]  # fmt: skip
+        matches += [{"layer_T": 2 * m + 1, "layer_S": m, "feature": "attention", "loss": "attention_mse", "weight": 1}
+                    for m in range(3)]  # fmt: skip
+        distill_config = DistillationConfig(kd_loss_weight=0.0, intermediate_matches=matches)
+    train_config = TrainingConfig(
+        device=device, output_dir=output_dir, log_dir=os.path.join(output_dir, "log"), ckpt_epoch_frequency=epochs
+    )
+    distiller = GeneralDistiller(
+        train_config=train_config, distill_config=distill_config, model_T=teacher.to(device).eval(),
+        model_S=student, adaptor_T=adaptor, adaptor_S=adaptor,
+    )  # fmt: skip
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4)
+    distiller.train(
+        optimizer, trainer.get_train_dataloader(), num_epochs=int(epochs), max_grad_norm=1.0, batch_postprocessor=dict
+    )
+
+
+# ---- the coordinator ------------------------------------------------------------------------------------------
+
+
+def textbrewer_available() -> bool:
+    try:
+        import textbrewer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_worker(argv: list[str], kind: str, name: str) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [sys.executable, __file__, *argv, f"--{kind}_worker", name, "--worker_output", out.name]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+        if result.returncode:
+            raise RuntimeError(f"worker {name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return json.loads(Path(out.name).read_text())
+
+
+def machine() -> str:
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    return f"{platform.machine()}, {device}, torch {torch.__version__}"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--glue_dir", default=os.environ.get("GLUE_DIR", "../shared/glue_data"))
+    parser.add_argument("--task_name", default="sst2")
+    parser.add_argument("--teacher_model_name_or_path", default=None, help="Default: the packaged MiniLM-L6.")
+    parser.add_argument("--max_seq_length", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--rows", type=int, default=2048, help="Training rows the per-step part draws batches from.")
+    parser.add_argument("--steps", type=int, default=20, help="Timed steps per measurement and round.")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", nargs="+", default=list(STEP_RUNS), choices=list(STEP_RUNS))
+    parser.add_argument("--e2e", action="store_true", help="Also time the end-to-end jobs (and TextBrewer).")
+    parser.add_argument("--e2e_jobs", nargs="+", default=list(E2E_JOBS), choices=list(E2E_JOBS))
+    parser.add_argument("--e2e_rows", type=int, default=8000)
+    parser.add_argument("--e2e_epochs", type=int, default=3)
+    parser.add_argument("--output", default=None, help="Write the report (markdown) here and its numbers next to it.")
+    parser.add_argument("--step_worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--e2e_worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker_output", default=None, help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    if args.step_worker or args.e2e_worker:
+        result = step_worker(args, args.step_worker) if args.step_worker else e2e_worker(args, args.e2e_worker)
+        Path(args.worker_output).write_text(json.dumps(result))
+        return result
+    if not {"floor", "finetune"} <= set(args.runs):
+        raise ValueError("--runs must include floor and finetune: every ratio is taken against them")
+
+    forwarded = [a for a in argv if a != "--e2e"]
+    times: dict[str, list[float]] = {name: [] for name in args.runs}
+    extra: dict[str, dict] = {name: {} for name in args.runs}
+    for round_index in range(args.rounds):
+        for name in args.runs:
+            result = run_worker(forwarded, "step", name)
+            times[name] += result["step_times_s"]
+            shapes = result["shapes"]
+            for key in ("init_s", "setup_rss_mb", "peak_mb"):
+                extra[name].setdefault(key, []).append(result[key])
+            print(f"round {round_index + 1}/{args.rounds} {name}: {statistics.median(result['step_times_s']):.3f} "
+                  "s/step", flush=True)  # fmt: skip
+    step = {name: statistics.median(values) for name, values in times.items()}
+    rows = []
+    for name in args.runs:
+        rows.append({
+            "run": name, "step_s": step[name], "samples_per_s": args.batch_size / step[name],
+            "vs_floor": step[name] / step["floor"], "vs_finetune": step[name] / step["finetune"],
+            "peak_mb": max(extra[name]["peak_mb"]), "setup_rss_mb": statistics.median(extra[name]["setup_rss_mb"]),
+            "init_s": statistics.median(extra[name]["init_s"]),
+        })  # fmt: skip
+    report = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if "worker" not in k},
+              "shapes": shapes, "steps": rows}  # fmt: skip
+    if "kd-cached" in step and "kd" in step:
+        report["teacher_pass_s"] = max(
+            0.0, rows[args.runs.index("kd-cached")]["init_s"] - rows[args.runs.index("kd")]["init_s"]
+        )
+
+    if args.e2e:
+        report["e2e"] = []
+        have_textbrewer = textbrewer_available()
+        if not have_textbrewer:
+            print("TextBrewer is not installed (pip install 'bertdistill[bench]'): its end-to-end runs are skipped")
+        for job in args.e2e_jobs:
+            variants = E2E_VARIANTS[job] + (["textbrewer"] if have_textbrewer else [])
+            seconds = {}
+            for variant in variants:
+                result = run_worker(forwarded, "e2e", f"{job}:{variant}")
+                seconds[variant] = result["seconds"]
+                report["e2e"].append({"job": job, "variant": variant, **result})
+                print(f"e2e {job} {variant}: {result['seconds']:.1f} s", flush=True)
+            for row in report["e2e"]:
+                if row["job"] == job:
+                    row["speedup_vs_plain"] = seconds["plain"] / row["seconds"]
+                    if "textbrewer" in seconds:
+                        row["speedup_vs_textbrewer"] = seconds["textbrewer"] / row["seconds"]
+    text = markdown(report)
+    print(text)
+    if args.output:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+        output.write_text(text + "\n")
+    return report
+
+
+def markdown(report: dict) -> str:
+    args = report["args"]
+    lines = [
+        f"Machine: {report['machine']}. Workload: {args['rows']} {args['task_name']} training rows, batch "
+        f"{args['batch_size']}, max length {args['max_seq_length']}, dynamic padding; teacher "
+        f"{report['shapes']['teacher']}, student {report['shapes']['student']}; median of {args['steps']} steps x "
+        f"{args['rounds']} interleaved rounds.",
+        "",
+        "| run | s/step | samples/s | vs floor | vs finetune | peak memory (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report["steps"]:
+        lines.append(f"| {row['run']} | {row['step_s']:.3f} | {row['samples_per_s']:.1f} | {row['vs_floor']:.2f}x | "
+                     f"{row['vs_finetune']:.2f}x | {row['peak_mb']:.0f} |")  # fmt: skip
+    if "teacher_pass_s" in report:
+        lines += [
+            "",
+            f"kd-cached's one-time teacher pass over the {args['rows']} rows: {report['teacher_pass_s']:.1f} s.",
+        ]
+    if report.get("e2e"):
+        lines += [
+            "",
+            f"End to end: {args['e2e_rows']} rows x {args['e2e_epochs']} epochs.",
+            "",
+            "| job | run | wall time (s) | speedup vs plain | speedup vs TextBrewer | peak memory (MB) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in report["e2e"]:
+            vs_tb = f"{row['speedup_vs_textbrewer']:.2f}x" if "speedup_vs_textbrewer" in row else "n/a"
+            lines.append(f"| {row['job']} | {row['variant']} | {row['seconds']:.1f} | "
+                         f"{row['speedup_vs_plain']:.2f}x | {vs_tb} | {row['peak_mb']:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()

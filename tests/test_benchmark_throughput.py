@@ -1,0 +1,62 @@
+"""scripts/benchmark_throughput.py on a tiny 6-layer teacher and a few real SST-2 rows: every measurement runs, the
+ratios are taken against the right rows, the report is written. Timings themselves are not asserted (this machine is
+shared); the benchmark is run for real by hand, its numbers in docs/throughput.md."""
+
+import json
+
+import pytest
+from transformers import BertForSequenceClassification
+
+from conftest import load_script, tiny_config
+
+
+@pytest.fixture(scope="module")
+def six_layer_teacher(tmp_path_factory, tokenizer):
+    path = tmp_path_factory.mktemp("teacher6")
+    BertForSequenceClassification(tiny_config(len(tokenizer), layers=6)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def common(teacher, glue_dir, tmp_path):
+    return ["--glue_dir", str(glue_dir), "--teacher_model_name_or_path", str(teacher), "--rows", "48",
+            "--batch_size", "8", "--steps", "2", "--warmup", "1", "--rounds", "1",
+            "--output", str(tmp_path / "throughput.md")]  # fmt: skip
+
+
+def test_step_costs_are_reported_against_floor_and_finetune(six_layer_teacher, glue_dir, tmp_path):
+    benchmark = load_script("benchmark_throughput")
+    report = benchmark.main(
+        [*common(six_layer_teacher, glue_dir, tmp_path), "--runs", "floor", "finetune", "kd", "kd-cached"]
+    )
+    rows = {row["run"]: row for row in report["steps"]}
+    assert list(rows) == ["floor", "finetune", "kd", "kd-cached"]
+    for row in rows.values():
+        assert row["step_s"] > 0 and row["peak_mb"] > 0
+        assert row["vs_floor"] == pytest.approx(row["step_s"] / rows["floor"]["step_s"])
+        assert row["vs_finetune"] == pytest.approx(row["step_s"] / rows["finetune"]["step_s"])
+    assert report["teacher_pass_s"] >= 0
+    saved = json.loads((tmp_path / "throughput.json").read_text())
+    assert [row["run"] for row in saved["steps"]] == list(rows)
+    assert "| kd-cached |" in (tmp_path / "throughput.md").read_text()
+    with pytest.raises(ValueError, match="must include floor and finetune"):
+        benchmark.main([*common(six_layer_teacher, glue_dir, tmp_path), "--runs", "kd"])
+
+
+@pytest.mark.slow
+def test_end_to_end_jobs_and_textbrewer(six_layer_teacher, glue_dir, tmp_path):
+    benchmark = load_script("benchmark_throughput")
+    report = benchmark.main(
+        [*common(six_layer_teacher, glue_dir, tmp_path), "--runs", "floor", "finetune", "--e2e", "--e2e_rows", "24",
+         "--e2e_epochs", "1"]
+    )  # fmt: skip
+    runs = {(row["job"], row["variant"]): row for row in report["e2e"]}
+    expected = {("kd", v) for v in ("plain", "length", "cache", "length+cache")} | {
+        ("tinybert", "plain"),
+        ("tinybert", "length"),
+    }
+    if benchmark.textbrewer_available():
+        expected |= {("kd", "textbrewer"), ("tinybert", "textbrewer")}
+        assert all("speedup_vs_textbrewer" in row for row in report["e2e"])
+    assert set(runs) == expected
+    assert runs[("kd", "plain")]["speedup_vs_plain"] == 1.0
