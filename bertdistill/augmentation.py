@@ -14,7 +14,6 @@ import json
 import os
 import random
 import shutil
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+from .quantization import quantize_dynamic_int8
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,7 @@ class Augmenter:
         self.tokenizer = AutoTokenizer.from_pretrained(mlm_model_name_or_path)
         self.model = AutoModelForMaskedLM.from_pretrained(mlm_model_name_or_path).eval()
         if config.quantize:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization still does this well
-                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+            self.model = quantize_dynamic_int8(self.model)
         self._head = self._find_head() if fast_head else None
         # Only whole-word, non-special, alphabetic pieces are allowed as replacements.
         self.allowed = torch.zeros(self.model.config.vocab_size, dtype=torch.bool)

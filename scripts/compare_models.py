@@ -6,6 +6,10 @@
 Metrics come from each folder's eval_results.json (written by finetune_teacher.py / distill_glue.py). Latency is the
 median forward time on real dev sentences at batch 1 and batch 32, models interleaved in one run; speedups are
 relative to the first model. Prints a markdown table and writes it, with the raw numbers, next to --output_json.
+
+With --int8, every model also gets a row for its INT8 dynamically quantized copy (linear layers, CPU): its metrics
+from a full pass over the dev set, next to the float32 model's metrics from the same pass (`int8_delta`: the change
+of the main metric, in points), its serialized size, and its latency in the same interleaved run.
 """
 
 from __future__ import annotations
@@ -15,16 +19,33 @@ import json
 import platform
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bertdistill.benchmark import count_parameters, interleaved_latency, size_on_disk
-from glue_tasks import get_task, load_glue_split
+from bertdistill.quantization import quantize_dynamic_int8, serialized_size
+from glue_tasks import get_task, glue_metrics, load_glue_split
+
+INT8_SUFFIX = " (int8)"
 
 
 def _read_metrics(folder: str) -> dict[str, float]:
     results_file = Path(folder) / "eval_results.json"
     return json.loads(results_file.read_text()) if results_file.is_file() else {}
+
+
+@torch.inference_mode()
+def dev_metrics(model, tokenizer, task, dev, max_seq_length: int, batch_size: int = 64) -> dict[str, float]:
+    """The task's metrics of `model` on the whole dev split, computed here (not read from a file)."""
+    model.eval()
+    logits = []
+    for start in range(0, len(dev), batch_size):
+        rows = dev[start : start + batch_size]
+        inputs = tokenizer(*(rows[c] for c in task.text_columns), truncation=True, max_length=max_seq_length,
+                           padding=True, return_tensors="pt")  # fmt: skip
+        logits.append(model(**inputs).logits.float())
+    return glue_metrics(task, torch.cat(logits).numpy(), np.asarray(dev["label"]))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -35,6 +56,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--output_json", default=None, help="Also write the rows to this JSON file.")
+    parser.add_argument("--int8", action="store_true", help="Add each model's INT8 dynamically quantized copy.")
     args = parser.parse_args(argv)
 
     task = get_task(args.task_name)
@@ -43,8 +65,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json)")
     models = {folder: AutoModelForSequenceClassification.from_pretrained(folder) for folder in args.models}
     tokenizer = AutoTokenizer.from_pretrained(args.models[0])
-    dev = load_glue_split(task, task.eval_splits[0], args.glue_dir).select(range(32))
+    full_dev = load_glue_split(task, task.eval_splits[0], args.glue_dir)
+    dev = full_dev.select(range(32))
     texts = [dev[col] for col in task.text_columns]
+    measured = {}  # metrics computed here (float32 and INT8 alike), for --int8
+    if args.int8:
+        for folder in args.models:
+            models[folder + INT8_SUFFIX] = quantize_dynamic_int8(models[folder])
+        for name, model in models.items():
+            measured[name] = dev_metrics(model, tokenizer, task, full_dev, args.max_seq_length)
 
     def batch(n):
         return tokenizer(
@@ -60,16 +89,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     reference_score = _read_metrics(reference).get(f"eval_{task.main_metric}")
     rows = []
     for folder, model in models.items():
-        metrics = _read_metrics(folder)
+        source = folder.removesuffix(INT8_SUFFIX)
+        quantized = source != folder
+        metrics = {f"eval_{k}": v for k, v in measured[folder].items()} if quantized else _read_metrics(folder)
         score = metrics.get(f"eval_{task.main_metric}")
+        delta = None
+        if quantized:
+            delta = 100 * (measured[folder][task.main_metric] - measured[source][task.main_metric])
         rows.append(
             {
                 "model": folder,
                 "layers": model.config.num_hidden_layers,
                 "hidden": model.config.hidden_size,
-                "parameters": count_parameters(model),
-                "size_mb": size_on_disk(folder) / 2**20,
+                "parameters": count_parameters(models[source]),
+                "size_mb": (serialized_size(model) if quantized else size_on_disk(folder)) / 2**20,
                 **{m: metrics.get(f"eval_{m}") for m in task.metrics},
+                "int8_delta": delta,
+                "measured_fp32": measured.get(source) if quantized else None,
                 # Share of the reference's main metric that this model keeps.
                 "retention": score / reference_score if score is not None and reference_score else None,
                 "latency_b1_ms": latency[1][folder] * 1e3,
@@ -88,6 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "size (MB)",
         *metric_cols,
         "retention",
+        *(["int8 Δ (points)"] if args.int8 else []),
         "b1 ms",
         "b32 ms",
         "speedup b1",
@@ -103,6 +140,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{row['size_mb']:.1f}",
             *(f"{row[m]:.4f}" if row[m] is not None else "n/a" for m in metric_cols),
             f"{row['retention']:.1%}" if row["retention"] is not None else "n/a",
+            *([f"{row['int8_delta']:+.2f}" if row["int8_delta"] is not None else ""] if args.int8 else []),
             f"{row['latency_b1_ms']:.1f}",
             f"{row['latency_b32_ms']:.1f}",
             f"{row['speedup_b1']:.2f}x",
