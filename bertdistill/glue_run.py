@@ -6,12 +6,22 @@ import copy
 import logging
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import torch
 import yaml
-from transformers import AutoModelForSequenceClassification, EvalPrediction, HfArgumentParser, PreTrainedModel
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    EvalPrediction,
+    HfArgumentParser,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
 from glue_tasks import GlueTask, check_glue_dir, glue_metrics, load_glue_split
@@ -250,6 +260,24 @@ def compute_metrics_for(task: GlueTask):
         return glue_metrics(task, logits, prediction.label_ids)
 
     return compute
+
+
+def evaluate_model(
+    model: PreTrainedModel, dataset: datasets.Dataset, tokenizer, task: GlueTask, batch_size: int = 64, use_cpu=None
+) -> dict[str, float]:
+    """`eval_*` metrics of a trained model on a tokenized split, through a plain `Trainer` (dynamic padding).
+
+    Args:
+        use_cpu (`bool`, *optional*): run on the CPU; default: when no GPU is present. Quantized models need it.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp, per_device_eval_batch_size=batch_size, report_to=[], disable_tqdm=True,
+            use_cpu=not torch.cuda.is_available() if use_cpu is None else use_cpu,
+        )  # fmt: skip
+        trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
+                          compute_metrics=compute_metrics_for(task))  # fmt: skip
+        return trainer.evaluate(eval_dataset=dataset)
 
 
 def evaluate_glue(trainer, task: GlueTask, eval_datasets: dict[str, datasets.Dataset]) -> dict[str, float]:

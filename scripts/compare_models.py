@@ -19,13 +19,13 @@ import json
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bertdistill.benchmark import count_parameters, interleaved_latency, size_on_disk
+from bertdistill.glue_run import evaluate_model, tokenize_split
 from bertdistill.quantization import quantize_dynamic_int8, serialized_size
-from glue_tasks import get_task, glue_metrics, load_glue_split
+from glue_tasks import get_task, load_glue_split
 
 INT8_SUFFIX = " (int8)"
 
@@ -33,19 +33,6 @@ INT8_SUFFIX = " (int8)"
 def _read_metrics(folder: str) -> dict[str, float]:
     results_file = Path(folder) / "eval_results.json"
     return json.loads(results_file.read_text()) if results_file.is_file() else {}
-
-
-@torch.inference_mode()
-def dev_metrics(model, tokenizer, task, dev, max_seq_length: int, batch_size: int = 64) -> dict[str, float]:
-    """The task's metrics of `model` on the whole dev split, computed here (not read from a file)."""
-    model.eval()
-    logits = []
-    for start in range(0, len(dev), batch_size):
-        rows = dev[start : start + batch_size]
-        inputs = tokenizer(*(rows[c] for c in task.text_columns), truncation=True, max_length=max_seq_length,
-                           padding=True, return_tensors="pt")  # fmt: skip
-        logits.append(model(**inputs).logits.float())
-    return glue_metrics(task, torch.cat(logits).numpy(), np.asarray(dev["label"]))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -70,10 +57,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     texts = [dev[col] for col in task.text_columns]
     measured = {}  # metrics computed here (float32 and INT8 alike), for --int8
     if args.int8:
+        tokenized_dev = tokenize_split(full_dev, task, tokenizer, args.max_seq_length)
         for folder in args.models:
             models[folder + INT8_SUFFIX] = quantize_dynamic_int8(models[folder])
         for name, model in models.items():
-            measured[name] = dev_metrics(model, tokenizer, task, full_dev, args.max_seq_length)
+            metrics = evaluate_model(model, tokenized_dev, tokenizer, task, use_cpu=True)
+            measured[name] = {m: metrics[f"eval_{m}"] for m in task.metrics}
 
     def batch(n):
         return tokenizer(

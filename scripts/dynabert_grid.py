@@ -21,13 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    Trainer,
-    TrainingArguments,
-)
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bertdistill.benchmark import count_parameters, interleaved_latency, size_on_disk
 from bertdistill.elastic import (
@@ -37,18 +31,9 @@ from bertdistill.elastic import (
     export_subnetwork,
     make_elastic,
 )
-from bertdistill.glue_run import check_model_path, compute_metrics_for, tokenize_split
+from bertdistill.glue_run import check_model_path, evaluate_model, tokenize_split
 from bertdistill.plots import grid_heatmap
 from glue_tasks import get_task, load_glue_split
-
-
-def evaluate(model, dataset, tokenizer, task, batch_size: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, per_device_eval_batch_size=batch_size, report_to=[],
-                                 disable_tqdm=True, use_cpu=not torch.cuda.is_available())  # fmt: skip
-        trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
-                          compute_metrics=compute_metrics_for(task))  # fmt: skip
-        return trainer.evaluate(eval_dataset=dataset)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -100,7 +85,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             name = f"w{width:g}-d{depth:g}"
             sub = export_subnetwork(model, width, depth)
             sub.save_pretrained(Path(tmp) / name)
-            metrics = evaluate(sub, dev, tokenizer, task, args.per_device_eval_batch_size)
+            metrics = evaluate_model(sub, dev, tokenizer, task, args.per_device_eval_batch_size)
             exported[name] = sub
             rows.append({
                 "width_mult": width, "depth_mult": depth, "layers": sub.config.num_hidden_layers,
