@@ -40,3 +40,39 @@ def grid_heatmap(rows: list[dict], metric: str, path: str | os.PathLike, title: 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both counts (lower cost, higher metric), by increasing cost.
+    `points` are `(cost, metric)` pairs."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def pareto_plot(rows: list[dict], path: str | os.PathLike, title: str = "") -> None:
+    """Average metric against CPU latency (batch 32) and against size on disk, one labelled point per row, the
+    Pareto front of each panel drawn as a line. `rows` hold `run`, `average`, `latency_b32_ms` and `size_mb`."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, label in ((axes[0], "latency_b32_ms", "CPU latency at batch 32 (ms)"),
+                           (axes[1], "size_mb", "size on disk (MB)")):  # fmt: skip
+        points = [(r[key], r["average"]) for r in rows]
+        front = pareto_front(points)
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "-", color="tab:red", alpha=0.6,
+                label="Pareto front")  # fmt: skip
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", zorder=3)
+        for (x, y), row in zip(points, rows):
+            ax.annotate(row["run"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("average dev score (x 100)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

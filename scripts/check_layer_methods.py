@@ -107,14 +107,16 @@ def machine() -> str:
     return f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
-def common_arguments(task, glue_dir: str, seed: str) -> list[str]:
-    """distill_glue.py / finetune_teacher.py arguments shared by every run of a task."""
-    settings = TASK_SETTINGS[task.name]
+def common_arguments(task, glue_dir: str, seed: str, settings: dict | None = None) -> list[str]:
+    """distill_glue.py / finetune_teacher.py arguments shared by every run of a task; `settings` (default: this
+    check's TASK_SETTINGS) holds `max_seq_length`, `epochs` and optionally `max_train_samples`."""
+    settings = settings or TASK_SETTINGS[task.name]
+    budget = ["--max_train_samples", str(settings["max_train_samples"])] if settings.get("max_train_samples") else []
     return [
         "--task_name", task.name, "--glue_dir", glue_dir, "--max_seq_length", str(settings["max_seq_length"]),
         "--num_train_epochs", str(settings["epochs"]), "--per_device_train_batch_size", "32",
         "--per_device_eval_batch_size", "64", "--seed", seed, "--save_steps", "50", "--save_total_limit", "1",
-        "--logging_steps", "25", "--disable_tqdm", "true", "--report_to", "none",
+        "--logging_steps", "25", "--disable_tqdm", "true", "--report_to", "none", *budget,
     ]  # fmt: skip
 
 
@@ -149,12 +151,15 @@ def train_and_record(task, store: ResultStore, run_name: str, seed: str, command
     store.save(task.name, run_name, seed, result_record(task, folder, command, seconds, **extra))
 
 
-def ensure_teacher(task, glue_dir: str, output_root: Path, seed: str, store: ResultStore | None = None) -> Path:
+def ensure_teacher(
+    task, glue_dir: str, output_root: Path, seed: str, store: ResultStore | None = None, common: list | None = None
+) -> Path:
     """`<output_root>/<task>/teacher`: the packaged MiniLM fine-tuned on the task (trained now if missing), its
-    result recorded in `store` when one is given."""
+    result recorded in `store` when one is given. `common`: the run arguments (default: `common_arguments`)."""
     teacher = output_root / task.name / "teacher"
-    command = [sys.executable, "scripts/finetune_teacher.py", *common_arguments(task, glue_dir, seed),
-               "--learning_rate", "5e-5", "--output_dir", str(teacher)]  # fmt: skip
+    common = common if common is not None else common_arguments(task, glue_dir, seed)
+    command = [sys.executable, "scripts/finetune_teacher.py", *common, "--learning_rate", "5e-5",
+               "--output_dir", str(teacher)]  # fmt: skip
     if not (teacher / "eval_results.json").is_file():
         teacher.parent.mkdir(parents=True, exist_ok=True)
         seconds = run(command, teacher.parent / "teacher.log")

@@ -1,0 +1,345 @@
+#!/usr/bin/env python
+"""The GLUE suite: what every method buys, side by side with the teacher and the student trained without a teacher.
+
+    python scripts/run_glue_suite.py --glue_dir ../shared/glue_data
+    python scripts/run_glue_suite.py --tasks rte mrpc --runs teacher finetune kd int8   # a part of it
+
+Per task (budget in SUITE_SETTINGS: sequence length, epochs, training rows):
+- `teacher`: the packaged MiniLM-L6 (6 x 384), or --model_name_or_path, fine-tuned on the task;
+- `finetune`: the 3-layer student (teacher layers --student_layer_selection, the same for every method so that only
+  the losses differ) fine-tuned without a teacher: the baseline every method has to beat;
+- `kd`, `pkd`, `distilbert`, `tinybert` (`--stage both`): that student distilled with each method's defaults;
+- `dynabert`: one elastic model (`--stage both`), from which the (width 0.5, depth 1.0) and (1.0, 0.5)
+  sub-networks are exported and evaluated (rows `dynabert-w0.5-d1`, `dynabert-w1-d0.5`);
+- `int8`: the best distilled 3-layer student of the task, INT8 dynamically quantized (CPU), evaluated on the dev set.
+
+Every finished (task, run) leaves `results/glue_suite/<task>/<run>-seed<seed>.json` (metrics, shape, size, command,
+wall time, machine); a run with a result file is never trained again and an interrupted suite continues where it
+stopped. Checkpoints go to --output_dir (large, not committed). The report (--report, markdown + .json + a .png of
+the average metric against latency and size with the Pareto front) is rebuilt from the result files of the tasks
+given; latency is measured on the checkpoints present, models interleaved, and kept in `results/glue_suite/
+latency.json` for when they are gone.
+
+Budget on 2 CPU cores (the MiniLM teacher trains at ~20 samples/s at length 64, ~10 at 128): the teacher of the
+five default tasks takes about 1.5 h; each 3-layer student about half its teacher's time plus the teacher's forward
+(TinyBERT and DynaBERT twice that: two stages); the whole default suite about 10 h, resumable at any point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import check_layer_methods  # noqa: E402
+
+from bertdistill.benchmark import count_parameters, interleaved_latency  # noqa: E402
+from bertdistill.elastic import export_subnetwork, make_elastic  # noqa: E402
+from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
+from bertdistill.plots import pareto_plot  # noqa: E402
+from bertdistill.quantization import quantize_dynamic_int8, serialized_size  # noqa: E402
+from bertdistill.results import ResultStore  # noqa: E402
+from glue_tasks import get_task, load_glue_split  # noqa: E402
+
+# Sequence length, epochs and training rows per task, sized for 2 CPU cores (None: the whole training set).
+SUITE_SETTINGS = {
+    "cola": {"max_seq_length": 64, "epochs": 3, "max_train_samples": None},
+    "sst2": {"max_seq_length": 64, "epochs": 1, "max_train_samples": 16000},
+    "mrpc": {"max_seq_length": 128, "epochs": 3, "max_train_samples": None},
+    "stsb": {"max_seq_length": 128, "epochs": 3, "max_train_samples": None},
+    "rte": {"max_seq_length": 128, "epochs": 3, "max_train_samples": None},
+    "wnli": {"max_seq_length": 128, "epochs": 3, "max_train_samples": None},
+    # Only through the Hub (no local copy here): a slice of their large training sets.
+    "qnli": {"max_seq_length": 128, "epochs": 1, "max_train_samples": 20000},
+    "qqp": {"max_seq_length": 128, "epochs": 1, "max_train_samples": 20000},
+    "mnli": {"max_seq_length": 128, "epochs": 1, "max_train_samples": 20000},
+}
+DEFAULT_TASKS = ["cola", "sst2", "mrpc", "stsb", "rte"]
+DISTILLED = {"kd": [], "pkd": [], "distilbert": [], "tinybert": ["--stage", "both"]}
+DYNABERT_SETTINGS = [(0.5, 1.0), (1.0, 0.5)]
+RUNS = ["teacher", "finetune", *DISTILLED, "dynabert", "int8"]
+
+
+def dynabert_name(width: float, depth: float) -> str:
+    return f"dynabert-w{width:g}-d{depth:g}"
+
+
+def report_order() -> list[str]:
+    return ["teacher", "finetune", *DISTILLED, *(dynabert_name(w, d) for w, d in DYNABERT_SETTINGS), "int8"]
+
+
+def task_score(task, eval_results: dict) -> float:
+    """The task's GLUE score x 100: the mean of its metrics (MRPC/QQP F1 and accuracy, STS-B Pearson and
+    Spearman; MNLI matched and mismatched accuracy), as the GLUE leaderboard averages them."""
+    values = [eval_results[f"eval_{m}"] for m in task.metrics]
+    if "eval_accuracy_mm" in eval_results:
+        values.append(eval_results["eval_accuracy_mm"])
+    return 100 * statistics.fmean(values)
+
+
+def record_exported(task, store, run_name, seed, folder: Path, metrics: dict, command: list[str], **extra) -> None:
+    """Write an exported model's dev metrics next to it and record it like a trained run."""
+    (folder / "eval_results.json").write_text(json.dumps(metrics, indent=2))
+    store.save(task.name, run_name, seed, check_layer_methods.result_record(task, folder, command, 0.0, **extra))
+
+
+def run_task(task, args, store: ResultStore) -> None:
+    settings = SUITE_SETTINGS[task.name] | (
+        {"max_train_samples": args.max_train_samples} if args.max_train_samples else {}
+    )
+    root = Path(args.output_dir) / task.name
+    common = check_layer_methods.common_arguments(task, args.glue_dir, args.seed, settings)
+    if not args.glue_dir:  # the Hub: the scripts' default when no --glue_dir is given
+        common = [a for i, a in enumerate(common) if a != "--glue_dir" and (i == 0 or common[i - 1] != "--glue_dir")]
+    common += ["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []
+    base = ["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []
+    teacher = check_layer_methods.ensure_teacher(
+        task, args.glue_dir, Path(args.output_dir), args.seed, store, common=[*common, *base]
+    )
+    student = ["--teacher_model_name_or_path", str(teacher), "--student_num_layers", "3", "--student_layer_selection",
+               args.student_layer_selection, "--learning_rate", args.learning_rate]  # fmt: skip
+    methods = {"finetune": [], **DISTILLED}
+    for name, extra in methods.items():
+        if name in args.runs:
+            out = root / name
+            command = [sys.executable, "scripts/distill_glue.py", *common, "--method", name, *student,
+                       "--output_dir", str(out), *extra]  # fmt: skip
+            check_layer_methods.train_and_record(task, store, name, args.seed, command, out, method=name)
+
+    names = [dynabert_name(w, d) for w, d in DYNABERT_SETTINGS]
+    if "dynabert" in args.runs and not all(store.has(task.name, n, args.seed) for n in names):
+        elastic = root / "dynabert"
+        command = [sys.executable, "scripts/distill_glue.py", *common, "--method", "dynabert", "--stage", "both",
+                   "--teacher_model_name_or_path", str(teacher), "--learning_rate", args.dynabert_learning_rate,
+                   "--output_dir", str(elastic)]  # fmt: skip
+        seconds = 0.0
+        if not (elastic / "eval_results.json").is_file():
+            seconds = check_layer_methods.run(command, root / "dynabert.log")
+        model = make_elastic(AutoModelForSequenceClassification.from_pretrained(elastic))
+        tokenizer = AutoTokenizer.from_pretrained(elastic)
+        dev = dev_split(task, args, tokenizer)
+        for (width, depth), name in zip(DYNABERT_SETTINGS, names):
+            if store.has(task.name, name, args.seed):
+                continue
+            folder = root / name
+            sub = export_subnetwork(model, width, depth)
+            sub.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            metrics = evaluate_model(sub, dev, tokenizer, task)
+            record_exported(task, store, name, args.seed, folder, metrics, command, method="dynabert",
+                            width_mult=width, depth_mult=depth, dynabert_wall_time_s=round(seconds))  # fmt: skip
+
+    if "int8" in args.runs and not store.has(task.name, "int8", args.seed):
+        recorded = store.load(task.name)
+        candidates = {n: recorded[n][args.seed]["score"] for n in DISTILLED if args.seed in recorded.get(n, {})}
+        if candidates:
+            source = max(candidates, key=candidates.get)
+            model = AutoModelForSequenceClassification.from_pretrained(root / source)
+            tokenizer = AutoTokenizer.from_pretrained(root / source)
+            quantized = quantize_dynamic_int8(model)
+            metrics = evaluate_model(quantized, dev_split(task, args, tokenizer), tokenizer, task, use_cpu=True)
+            score = metrics[f"eval_{task.main_metric}"]
+            store.save(task.name, "int8", args.seed, {
+                "metric": task.main_metric, "score": score, "eval_results": metrics, "source": source,
+                "source_score": candidates[source], "layers": model.config.num_hidden_layers,
+                "hidden": model.config.hidden_size, "parameters": count_parameters(model),
+                "size_mb": serialized_size(quantized) / 2**20, "command": f"quantize_dynamic_int8({root / source})",
+                "wall_time_s": 0, "machine": check_layer_methods.machine(), "date": time.strftime("%Y-%m-%d"),
+            })  # fmt: skip
+
+
+def dev_split(task, args, tokenizer):
+    raw = load_glue_split(task, task.eval_splits[0], args.glue_dir)
+    if args.max_eval_samples:
+        raw = raw.select(range(min(args.max_eval_samples, len(raw))))
+    return tokenize_split(raw, task, tokenizer, SUITE_SETTINGS[task.name]["max_seq_length"])
+
+
+def measure_latency(tasks, args, results_dir: Path) -> dict:
+    """CPU latency of every run's model at batch 1 and 32 on the first task's dev sentences, all models interleaved
+    (INT8: the quantized copy of its source). Runs whose checkpoints are gone keep their earlier numbers."""
+    latency_file = results_dir / "latency.json"
+    latency = json.loads(latency_file.read_text()) if latency_file.is_file() else {}
+    task = tasks[0]
+    root = Path(args.output_dir) / task.name
+    store = ResultStore(results_dir)
+    recorded = store.load(task.name)
+    models = {}
+    for name in report_order():
+        record = recorded.get(name, {}).get(args.seed)
+        folder = root / (record["source"] if name == "int8" and record else name)
+        if record and (folder / "config.json").is_file():
+            model = AutoModelForSequenceClassification.from_pretrained(folder)
+            models[name] = quantize_dynamic_int8(model) if name == "int8" else model
+    if "teacher" not in models or len(models) < 2:
+        return latency
+    tokenizer = AutoTokenizer.from_pretrained(root / "teacher")
+    dev = load_glue_split(task, task.eval_splits[0], args.glue_dir).select(range(32))
+    texts = [dev[c] for c in task.text_columns]
+    length = SUITE_SETTINGS[task.name]["max_seq_length"]
+    for n in (1, 32):
+        inputs = tokenizer(*(list(t[:n]) for t in texts), truncation=True, max_length=length, padding=True,
+                           return_tensors="pt")  # fmt: skip
+        seconds = interleaved_latency(models, inputs, repeats=args.latency_repeats * (3 if n == 1 else 1))
+        for name, value in seconds.items():
+            latency.setdefault(name, {})[f"latency_b{n}_ms"] = value * 1e3
+    for name in models:
+        latency[name] |= {"task": task.name, "machine": check_layer_methods.machine(),
+                          "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+    latency_file.parent.mkdir(parents=True, exist_ok=True)
+    latency_file.write_text(json.dumps(latency, indent=2) + "\n")
+    return latency
+
+
+def build_rows(tasks, args, store: ResultStore, latency: dict) -> list[dict]:
+    recorded = {task.name: store.load(task.name) for task in tasks}
+    rows = []
+    for name in report_order():
+        per_task = {t.name: recorded[t.name].get(name, {}).get(args.seed) for t in tasks}
+        done = {t: r for t, r in per_task.items() if r is not None}
+        if not done:
+            continue
+        scores = {t.name: task_score(t, done[t.name]["eval_results"]) for t in tasks if t.name in done}
+        first = next(iter(done.values()))
+        rows.append({
+            "run": name, "tasks": {t: r["eval_results"] for t, r in done.items()}, "scores": scores,
+            "average": statistics.fmean(scores.values()) if len(scores) == len(tasks) else None,
+            "layers": first["layers"], "hidden": first["hidden"], "parameters": first["parameters"],
+            "size_mb": first["size_mb"], "source": first.get("source"),
+            **{k: latency.get(name, {}).get(k) for k in ("latency_b1_ms", "latency_b32_ms")},
+        })  # fmt: skip
+    teacher = next((r for r in rows if r["run"] == "teacher"), None)
+    for row in rows:
+        row["retention"] = row["average"] / teacher["average"] if teacher and teacher["average"] and row[
+            "average"] is not None else None  # fmt: skip
+        for n in (1, 32):
+            key = f"latency_b{n}_ms"
+            ok = teacher and teacher.get(key) and row.get(key)
+            row[f"speedup_b{n}"] = teacher[key] / row[key] if ok else None
+    return rows
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """The issue's targets, each as a line saying met or missed, from the table's own numbers."""
+    by_run = {r["run"]: r for r in rows}
+    lines = []
+    three_layer = [r for r in rows if r["run"] in DISTILLED and r["retention"] is not None]
+    if three_layer:
+        best = max(three_layer, key=lambda r: r["retention"])
+        met = "met" if best["retention"] >= 0.99 else "**missed**"
+        lines.append(f"- Best 3-layer method keeps >= 99% of the teacher's average: {best['run']} keeps "
+                     f"{best['retention']:.1%} ({met}).")  # fmt: skip
+    base = by_run.get("finetune", {}).get("average")
+    if base is not None:
+        for r in three_layer:
+            met = "met" if r["average"] > base else "**missed**"
+            lines.append(f"- {r['run']} beats the no-teacher baseline on the average: {r['average']:.2f} vs "
+                         f"{base:.2f} ({met}).")  # fmt: skip
+    student = by_run.get("finetune")
+    if student and student.get("speedup_b32"):
+        ratio = 1 / student["speedup_b32"]
+        met = "met" if ratio <= 0.55 else "**missed**"
+        lines.append(f"- 3-layer student latency <= 0.55x the teacher's (batch 32): {ratio:.2f}x ({met}).")
+    int8 = by_run.get("int8")
+    if int8 and int8["source"] in by_run and int8.get("latency_b32_ms") and by_run[int8["source"]].get(
+            "latency_b32_ms"):  # fmt: skip
+        source = by_run[int8["source"]]
+        gain = source["latency_b32_ms"] / int8["latency_b32_ms"]
+        loss = max(source["scores"][t] - int8["scores"][t] for t in int8["scores"] if t in source["scores"])
+        met = "met" if gain >= 1.5 and loss <= 1.0 else "**missed**"
+        lines.append(f"- INT8 >= 1.5x faster than its float32 student at <= 1 point loss: {gain:.2f}x, worst task "
+                     f"{loss:+.2f} points lost ({met}).")  # fmt: skip
+    return lines
+
+
+def markdown(tasks, rows: list[dict]) -> str:
+    header = ["run", "shape", *(f"{t.name} ({'/'.join(t.metrics)})" for t in tasks), "average", "retention",
+              "params (M)", "size (MB)", "b1 ms", "b32 ms", "speedup b1", "speedup b32"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def fmt(value, pattern):
+        return pattern.format(value) if value is not None else "n/a"
+
+    for row in rows:
+        cells = [
+            row["run"] + (f" (of {row['source']})" if row["source"] else ""),
+            f"{row['layers']} x {row['hidden']}",
+        ]
+        for task in tasks:
+            results = row["tasks"].get(task.name)
+            cells.append("/".join(f"{100 * results[f'eval_{m}']:.1f}" for m in task.metrics) if results else "n/a")
+        cells += [fmt(row["average"], "{:.2f}"), fmt(row["retention"], "{:.1%}"), f"{row['parameters'] / 1e6:.1f}",
+                  f"{row['size_mb']:.1f}", fmt(row["latency_b1_ms"], "{:.1f}"), fmt(row["latency_b32_ms"], "{:.0f}"),
+                  fmt(row["speedup_b1"], "{:.2f}x"), fmt(row["speedup_b32"], "{:.2f}x")]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--glue_dir", default="../shared/glue_data", help="Classic GLUE folder ('' for the Hub).")
+    parser.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, choices=sorted(SUITE_SETTINGS))
+    parser.add_argument("--runs", nargs="+", default=RUNS, choices=RUNS, help="Runs to train if missing.")
+    parser.add_argument("--model_name_or_path", default=None, help="Teacher base (default: the packaged MiniLM).")
+    parser.add_argument("--student_layer_selection", default="uniform", choices=["uniform", "first", "alternate"])
+    parser.add_argument("--learning_rate", default="1e-4", help="Every 3-layer student's learning rate.")
+    parser.add_argument("--dynabert_learning_rate", default="5e-5")
+    parser.add_argument("--seed", default="42")
+    parser.add_argument("--output_dir", default="runs/glue_suite", help="Checkpoints (large, not committed).")
+    parser.add_argument("--results_dir", default="results/glue_suite", help="Result files (small, committed).")
+    parser.add_argument("--report", default="docs/glue_suite.md")
+    parser.add_argument("--report_only", action="store_true", help="Train nothing; report the recorded runs.")
+    parser.add_argument("--latency_repeats", type=int, default=10)
+    parser.add_argument("--max_train_samples", type=int, default=None, help="For a quick trial run only.")
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="For a quick trial run only.")
+    args = parser.parse_args(argv)
+    tasks = [get_task(name) for name in dict.fromkeys(args.tasks)]
+    store = ResultStore(args.results_dir)
+    if not args.report_only:
+        for task in tasks:
+            print(f"== {task.name}", flush=True)
+            run_task(task, args, store)
+
+    latency = measure_latency(tasks, args, Path(args.results_dir))
+    rows = build_rows(tasks, args, store, latency)
+    table = markdown(tasks, rows)
+    goals = targets(rows)
+    print(table + "\n\n" + "\n".join(goals))
+    report = Path(args.report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.with_suffix(".json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2) + "\n")
+    plotted = [r for r in rows if r["average"] is not None and r["latency_b32_ms"] is not None]
+    if plotted:
+        pareto_plot(plotted, report.with_suffix(".png"), title=f"GLUE ({', '.join(t.name for t in tasks)}) dev")
+    machines = sorted({r["machine"] for t in tasks for by in store.load(t.name).values() for r in by.values()})
+    command = f"python scripts/run_glue_suite.py --glue_dir {args.glue_dir} --tasks {' '.join(t.name for t in tasks)}"
+    report.write_text(
+        "# GLUE suite: every method next to the teacher and the no-teacher baseline\n\n"
+        f"Command: `{command}` (resumable; each run's result, command, wall time and machine are in "
+        f"`{args.results_dir}/<task>/<run>-seed<seed>.json`).\n\n"
+        f"Machines: {'; '.join(machines)}. Budgets per task: "
+        + ", ".join(f"{t.name} {SUITE_SETTINGS[t.name]}" for t in tasks)
+        + f". Students: 3 layers from the teacher ({args.student_layer_selection}), learning rate "
+        f"{args.learning_rate}, seed {args.seed}. Dev-set scores x 100; the average is over the tasks run, each "
+        "task the mean of its metrics; retention is vs the teacher's average. Latency: median forward time on "
+        f"{tasks[0].name} dev sentences, all models interleaved in one run.\n\n"
+        + table
+        + "\n\n"
+        + ("![metric vs latency and size](" + report.with_suffix(".png").name + ")\n\n" if plotted else "")
+        + "## Targets\n\n"
+        + "\n".join(goals)
+        + "\n"
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""scripts/run_glue_suite.py on a tiny 6-layer base model and a few real GLUE rows: the pipeline runs, writes one
+result file per (task, run), never retrains a finished run, and reports averages, retention, latency and targets."""
+
+import json
+
+import pytest
+from transformers import BertModel
+
+from conftest import load_script, tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory, tokenizer):
+    path = tmp_path_factory.mktemp("base6")
+    BertModel(tiny_config(len(tokenizer), layers=6)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def suite_args(base, glue_dir, tmp_path, *extra):
+    return ["--glue_dir", str(glue_dir), "--model_name_or_path", str(base), "--output_dir", str(tmp_path / "runs"),
+            "--results_dir", str(tmp_path / "results"), "--report", str(tmp_path / "suite.md"),
+            "--max_train_samples", "48", "--max_eval_samples", "24", "--latency_repeats", "1", *extra]  # fmt: skip
+
+
+def test_suite_records_each_run_once_and_reports(tiny_base, glue_dir, tmp_path):
+    suite = load_script("run_glue_suite")
+    argv = suite_args(tiny_base, glue_dir, tmp_path, "--tasks", "rte", "--runs", "teacher", "finetune", "kd", "int8")
+    rows = {row["run"]: row for row in suite.main(argv)}
+    files = sorted(p.name for p in (tmp_path / "results" / "rte").glob("*.json"))
+    assert files == ["finetune-seed42.json", "int8-seed42.json", "kd-seed42.json", "teacher-seed42.json"]
+    assert list(rows) == ["teacher", "finetune", "kd", "int8"]
+    assert rows["int8"]["source"] == "kd" and rows["kd"]["layers"] == 3 and rows["teacher"]["layers"] == 6
+    assert rows["teacher"]["retention"] == pytest.approx(1.0)
+    kd = json.loads((tmp_path / "results" / "rte" / "kd-seed42.json").read_text())
+    assert rows["kd"]["scores"]["rte"] == pytest.approx(100 * kd["eval_results"]["eval_accuracy"])
+    assert rows["kd"]["average"] == pytest.approx(rows["kd"]["scores"]["rte"]), "one task: its score"
+    assert all(row["latency_b32_ms"] > 0 for row in rows.values())
+    report = (tmp_path / "suite.md").read_text()
+    assert "| kd |" in report and "## Targets" in report and "beats the no-teacher baseline" in report
+    assert (tmp_path / "suite.png").stat().st_size > 0
+
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "rte").glob("*-seed42.json")}
+    again = suite.main(argv)  # everything recorded: nothing is trained again, nothing overwritten
+    assert [r["run"] for r in again] == list(rows)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    log = json.loads((tmp_path / "suite.json").read_text())
+    assert [r["run"] for r in log["rows"]] == list(rows)
+
+
+@pytest.mark.slow
+def test_whole_suite_on_two_tasks(tiny_base, glue_dir, tmp_path):
+    rows = load_script("run_glue_suite").main(suite_args(tiny_base, glue_dir, tmp_path, "--tasks", "rte", "stsb"))
+    names = [row["run"] for row in rows]
+    assert names == ["teacher", "finetune", "kd", "pkd", "distilbert", "tinybert", "dynabert-w0.5-d1",
+                     "dynabert-w1-d0.5", "int8"]  # fmt: skip
+    for row in rows:
+        assert set(row["scores"]) == {"rte", "stsb"} and row["average"] is not None
+
+
+def test_task_score_and_pareto_front():
+    from bertdistill.plots import pareto_front
+    from glue_tasks import get_task
+
+    suite = load_script("run_glue_suite")
+    assert suite.task_score(get_task("mrpc"), {"eval_f1": 0.8, "eval_accuracy": 0.7}) == pytest.approx(75.0)
+    assert suite.task_score(get_task("mnli"), {"eval_accuracy": 0.8, "eval_accuracy_mm": 0.6}) == pytest.approx(70.0)
+    assert suite.task_score(get_task("cola"), {"eval_matthews_correlation": 0.3}) == pytest.approx(30.0)
+    # (cost, metric): the cheapest, then each point better than every cheaper one.
+    assert pareto_front([(3, 0.9), (1, 0.5), (2, 0.4), (2, 0.7), (4, 0.8)]) == [1, 3, 0]
