@@ -145,7 +145,7 @@ def step_worker(args, name: str) -> dict:
             trainer, _, init_s = make_trainer(args, teacher, tokenizer, data, "finetune", {}, tmp)
             student, device = trainer.student, trainer.args.device
             teacher = teacher.to(device).eval()
-            optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4)
+            optimizer = trainer.create_optimizer()  # the Trainer's own (fused AdamW on torch >= 2.8), same settings
             student.train()
             stamps = []
             for batch, _ in zip(cycle(trainer.get_train_dataloader()), range(steps + 1)):
@@ -195,8 +195,7 @@ def e2e_worker(args, name: str) -> dict:
 
 def run_textbrewer(job: str, trainer, teacher, epochs: float, output_dir: str) -> None:
     """The job through TextBrewer's GeneralDistiller, on the batches of bertdistill's plain run (same sampler, same
-    dynamic padding), with the same student, optimizer (AdamW, lr 1e-4) and gradient clipping."""
-    import torch
+    dynamic padding), with the same student, the Trainer's optimizer (fused AdamW, lr 1e-4) and gradient clipping."""
     from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
 
     student, device = trainer.student, trainer.args.device
@@ -229,7 +228,7 @@ def run_textbrewer(job: str, trainer, teacher, epochs: float, output_dir: str) -
         train_config=train_config, distill_config=distill_config, model_T=teacher.to(device).eval(),
         model_S=student, adaptor_T=adaptor, adaptor_S=adaptor,
     )  # fmt: skip
-    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4)
+    optimizer = trainer.create_optimizer()
     distiller.train(
         optimizer, trainer.get_train_dataloader(), num_epochs=int(epochs), max_grad_norm=1.0, batch_postprocessor=dict
     )
@@ -349,7 +348,15 @@ def main(argv: list[str] | None = None) -> dict:
 
 def markdown(report: dict) -> str:
     args = report["args"]
+    flags = " ".join(f"--{k} {v}" for k, v in args.items() if k in ("rows", "steps", "warmup", "rounds", "e2e_rows",
+                                                                     "e2e_epochs"))  # fmt: skip
+    command = f"python scripts/benchmark_throughput.py --glue_dir {args['glue_dir']} {flags}"
+    command += " --e2e" if args["e2e"] else ""
     lines = [
+        "# Distillation throughput",
+        "",
+        f"Command: `{command}`, alone on the machine (a second torch job on the same cores distorts every ratio).",
+        "",
         f"Machine: {report['machine']}. Workload: {args['rows']} {args['task_name']} training rows, batch "
         f"{args['batch_size']}, max length {args['max_seq_length']}, dynamic padding; teacher "
         f"{report['shapes']['teacher']}, student {report['shapes']['student']}; median of {args['steps']} steps x "
