@@ -72,13 +72,17 @@ def make_teacher(tokenizer, num_labels: int = 2, layers: int = 4, dropout: float
     return BertForSequenceClassification(config)
 
 
+def save_with_tokenizer(model, tokenizer, path: Path) -> Path:
+    """Save `model` and `tokenizer` into `path`, a folder `from_pretrained` loads; returns `path`."""
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def teacher_dir(tmp_path_factory, tokenizer):
     """A saved tiny 4-layer 2-label teacher with tokenizer (stands in for a fine-tuned RTE teacher)."""
-    path = tmp_path_factory.mktemp("teacher")
-    make_teacher(tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_with_tokenizer(make_teacher(tokenizer), tokenizer, tmp_path_factory.mktemp("teacher"))
 
 
 def load_script(name: str):

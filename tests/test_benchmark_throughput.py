@@ -7,15 +7,13 @@ import json
 import pytest
 from transformers import BertForSequenceClassification
 
-from conftest import load_script, tiny_config
+from conftest import load_script, save_with_tokenizer, tiny_config
 
 
 @pytest.fixture(scope="module")
 def six_layer_teacher(tmp_path_factory, tokenizer):
-    path = tmp_path_factory.mktemp("teacher6")
-    BertForSequenceClassification(tiny_config(len(tokenizer), layers=6)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    model = BertForSequenceClassification(tiny_config(len(tokenizer), layers=6))
+    return save_with_tokenizer(model, tokenizer, tmp_path_factory.mktemp("teacher6"))
 
 
 def common(teacher, glue_dir, tmp_path):

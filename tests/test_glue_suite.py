@@ -6,15 +6,14 @@ import json
 import pytest
 from transformers import BertModel
 
-from conftest import load_script, tiny_config
+from conftest import load_script, save_with_tokenizer, tiny_config
 
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory, tokenizer):
-    path = tmp_path_factory.mktemp("base6")
-    BertModel(tiny_config(len(tokenizer), layers=6)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_with_tokenizer(
+        BertModel(tiny_config(len(tokenizer), layers=6)), tokenizer, tmp_path_factory.mktemp("base6")
+    )
 
 
 def suite_args(base, glue_dir, tmp_path, *extra):
