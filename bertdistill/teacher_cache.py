@@ -20,6 +20,7 @@ from transformers import PreTrainedModel
 
 TEACHER_LOGITS_COLUMN = "teacher_logits"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+LENGTH_SORT_BLOCKS = 16
 
 
 def teacher_digest(teacher: PreTrainedModel) -> str:
@@ -45,7 +46,9 @@ def add_teacher_logits(
         dataset (`datasets.Dataset`): tokenized rows (`input_ids`, `attention_mask`, optionally `token_type_ids`).
         teacher (`PreTrainedModel`): the frozen teacher, a `*ForSequenceClassification`; put in eval mode here.
         collate (`Callable`): pads a list of rows into a batch (the trainer's data collator).
-        batch_size (`int`, *optional*, defaults to 64): rows per teacher forward.
+        batch_size (`int`, *optional*, defaults to 64): rows per teacher forward. Rows are read in blocks of
+            `LENGTH_SORT_BLOCKS` batches, and each block is sorted by length before it is cut into batches, so
+            that the one teacher pass pads little whatever order the dataset is in.
         device (`torch.device` or `str`, *optional*, defaults to `"cpu"`): where the teacher runs.
     """
     if not isinstance(dataset, Dataset):
@@ -58,11 +61,21 @@ def add_teacher_logits(
     teacher.eval()
     fingerprint = Hasher.hash([dataset._fingerprint, teacher_digest(teacher), columns, TEACHER_LOGITS_COLUMN])
 
-    def logits_of(batch: dict[str, list]) -> dict[str, list]:
-        rows = [{c: batch[c][i] for c in columns} for i in range(len(batch["input_ids"]))]
-        inputs = {k: v.to(device) for k, v in collate(rows).items() if k in columns}
-        return {TEACHER_LOGITS_COLUMN: teacher(**inputs).logits.float().cpu().numpy()}
+    def logits_of(block: dict[str, list]) -> dict[str, list]:
+        rows = [{c: block[c][i] for c in columns} for i in range(len(block["input_ids"]))]
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+        logits = [None] * len(rows)
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            inputs = {k: v.to(device) for k, v in collate([rows[i] for i in chosen]).items() if k in columns}
+            for i, row_logits in zip(chosen, teacher(**inputs).logits.float().cpu().numpy()):
+                logits[i] = row_logits
+        return {TEACHER_LOGITS_COLUMN: logits}
 
     return dataset.map(
-        logits_of, batched=True, batch_size=batch_size, new_fingerprint=fingerprint, desc="Teacher logits (cached)"
+        logits_of,
+        batched=True,
+        batch_size=batch_size * LENGTH_SORT_BLOCKS,
+        new_fingerprint=fingerprint,
+        desc="Teacher logits (cached)",
     )

@@ -35,7 +35,7 @@ from bertdistill.elastic import compute_importance, export_subnetwork, rewire  #
 from bertdistill.glue_run import tokenize_split  # noqa: E402
 from glue_tasks import get_task, load_glue_split  # noqa: E402
 
-DYNABERT_EPOCHS = {"cola": 1, "rte": 1, "mrpc": 1, "sst2": 1}
+DYNABERT_EPOCHS = {"cola": 3, "rte": 3, "mrpc": 3, "sst2": 1}  # per stage; the baselines train 3 epochs
 COMPARED = [(0.5, 1.0), (1.0, 0.5)]
 
 
@@ -47,7 +47,8 @@ def export_rewired_teacher(teacher: Path, task, glue_dir: str, samples: int, out
         return
     model = AutoModelForSequenceClassification.from_pretrained(teacher)
     tokenizer = AutoTokenizer.from_pretrained(teacher)
-    rows = load_glue_split(task, "train", glue_dir).select(range(samples))
+    rows = load_glue_split(task, "train", glue_dir)
+    rows = rows.select(range(min(samples, len(rows))))
     rows = tokenize_split(rows, task, tokenizer, check_layer_methods.TASK_SETTINGS[task.name]["max_seq_length"])
     rows = rows.rename_column("label", "labels")
     loader = DataLoader(rows, batch_size=64, collate_fn=DataCollatorWithPadding(tokenizer))
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         help="Budget: DynaBERT and the baselines train on the first N training rows.",
     )
     parser.add_argument("--max_eval_samples", type=int, default=None, help="For a quick trial run only.")
+    parser.add_argument("--epochs", type=int, default=None, help="Epochs per stage (default: DYNABERT_EPOCHS).")
     args = parser.parse_args(argv)
     trial = [f"--{k}={getattr(args, k)}" for k in ("max_train_samples", "max_eval_samples") if getattr(args, k)]
 
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         root.mkdir(parents=True, exist_ok=True)
         common = [*check_layer_methods.common_arguments(task, args.glue_dir, args.seed), *trial]
         elastic = root / "dynabert"
-        epochs = str(DYNABERT_EPOCHS[task.name])
+        epochs = str(args.epochs or DYNABERT_EPOCHS[task.name])
         if not (elastic / "eval_results.json").is_file():
             check_layer_methods.run(
                 [sys.executable, "scripts/distill_glue.py", *common, "--method", "dynabert", "--stage", "both",
@@ -103,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         ])  # fmt: skip
         teacher_score = json.loads((teacher / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
         initials = {(w, d): root / f"baseline-w{w:g}-d{d:g}-init" for w, d in COMPARED}
-        export_rewired_teacher(teacher, task, args.glue_dir, args.importance_samples, initials)
+        # The same rows as DynaBERT's own importance pass: the first --importance_samples of the rows it trains on.
+        samples = min(args.importance_samples, args.max_train_samples or args.importance_samples)
+        export_rewired_teacher(teacher, task, args.glue_dir, samples, initials)
         for width, depth in COMPARED:
             label = f"w{width:g}-d{depth:g}"
             initial, tuned = initials[width, depth], root / f"baseline-{label}"
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             })  # fmt: skip
         sections.append(
             f"## {task.name}\n\nTeacher (full MiniLM, fine-tuned): {task.main_metric} {teacher_score:.4f}. DynaBERT: "
-            f"{epochs} epoch(s) per stage. ![grid](dynabert/{task.name}/grid.png)\n\n"
+            f"{epochs} epoch(s) per stage. ![grid]({docs.parent.name}/{task.name}/grid.png)\n\n"
             + (docs / "grid.md").read_text().split("\n\n", 2)[-1]
         )
 
@@ -141,12 +145,13 @@ def main(argv: list[str] | None = None) -> None:
     report.write_text(
         "# DynaBERT: the grid, and sub-networks vs same-size models without DynaBERT\n\n"
         f"Command: `python scripts/check_dynabert.py --glue_dir {args.glue_dir} --tasks {' '.join(args.tasks)}"
-        f"{''.join(' ' + flag.replace('=', ' ') for flag in trial)}`\n\n"
+        f"{''.join(' ' + flag.replace('=', ' ') for flag in trial)} --output_dir {args.output_dir} "
+        f"--report {args.report}{f' --epochs {args.epochs}' if args.epochs else ''}`\n\n"
         f"Machine: {machine}. Teacher: the packaged MiniLM-L6 (6 x 384, 12 heads) fine-tuned per task "
         "(scripts/check_layer_methods.py). DynaBERT: learning rate "
         f"{args.learning_rate}, batch 32, importance on the first {args.importance_samples} training rows (at most "
         "the rows it trains on). "
-        "Baselines: the teacher rewired by importance on the first --importance_samples training rows, "
+        "Baselines: the teacher rewired by importance on the same rows, "
         "cut to the same (width, depth) and fine-tuned with "
         "the teacher's recipe (3 epochs, learning rate 5e-5), no teacher"
         + (f"; both on the first {args.max_train_samples} training rows" if args.max_train_samples else "")

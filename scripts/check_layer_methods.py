@@ -54,6 +54,7 @@ TASK_SETTINGS = {
     "mrpc": {"max_seq_length": 128, "epochs": 3},
     "cola": {"max_seq_length": 64, "epochs": 3},
     "sst2": {"max_seq_length": 64, "epochs": 1},
+    "stsb": {"max_seq_length": 128, "epochs": 3},
 }
 
 NARROW = ["--student_num_layers", "4", "--student_hidden_size", "192", "--student_num_attention_heads", "12",

@@ -61,6 +61,25 @@ def test_logits_column_equals_the_teacher_row_by_row(tokenizer):
         torch.testing.assert_close(torch.tensor(with_logits[i][TEACHER_LOGITS_COLUMN]), expected, atol=1e-5, rtol=1e-5)
 
 
+def test_teacher_pass_batches_rows_of_similar_length(tokenizer):
+    teacher = make_teacher(tokenizer).eval()
+    data = tiny_dataset(tokenizer, n=10)
+    lengths = [len(ids) for ids in data["input_ids"]]
+    assert len(set(lengths)) > 2, "the check needs rows of several lengths"
+    pad, padded = DataCollatorWithPadding(tokenizer), []
+
+    def recording_collate(rows):
+        batch = pad(rows)
+        padded.append(batch["input_ids"].shape)
+        return batch
+
+    add_teacher_logits(data, teacher, recording_collate, batch_size=4)
+    # Every row is seen once, and each batch is padded to the longest of 4 consecutive rows in length order.
+    assert sum(rows for rows, _ in padded) == len(data)
+    ordered = sorted(lengths)
+    assert [width for _, width in padded] == [max(ordered[i : i + 4]) for i in range(0, len(ordered), 4)]
+
+
 def test_disk_cache_is_reused_for_the_same_data_and_teacher_only(tmp_path, tokenizer):
     tiny_dataset(tokenizer, n=12).save_to_disk(tmp_path / "data")
     collate = DataCollatorWithPadding(tokenizer)
