@@ -35,6 +35,10 @@ class ResultStore:
         path.write_text(json.dumps({"task": task, "run": run, "seed": str(seed), **record}, indent=2) + "\n")
         return path
 
+    def tasks(self) -> list[str]:
+        """Names of the tasks with at least one result file, sorted."""
+        return sorted({path.parent.name for path in self.root.glob("*/*-seed*.json")})
+
     def load(self, task: str) -> dict[str, dict[str, dict]]:
         """`{run: {seed: record}}` of every result file of `task`."""
         runs: dict[str, dict[str, dict]] = {}

@@ -53,7 +53,7 @@ TASK_SETTINGS = {
     "rte": {"max_seq_length": 128, "epochs": 3},
     "mrpc": {"max_seq_length": 128, "epochs": 3},
     "cola": {"max_seq_length": 64, "epochs": 3},
-    "sst2": {"max_seq_length": 64, "epochs": 1},
+    "sst2": {"max_seq_length": 64, "epochs": 3, "max_train_samples": 8000},  # 67k rows: a budget for 2 cores
     "stsb": {"max_seq_length": 128, "epochs": 3},
 }
 
@@ -184,11 +184,17 @@ def ensure_teacher(
     return teacher
 
 
+def recorded_latency(task, store_dir: Path) -> dict:
+    """`{run: latency record}` from `<task>/latency.json` (empty when nothing was measured)."""
+    latency_file = store_dir / task.name / "latency.json"
+    return json.loads(latency_file.read_text()) if latency_file.is_file() else {}
+
+
 def measure_latency(task, root: Path, store_dir: Path, runs: dict[str, dict], glue_dir: str, repeats: int) -> dict:
     """Latency of every run whose checkpoint is present (its first seed's folder), interleaved with the teacher in
     one run; runs measured in an earlier session keep their numbers from `<task>/latency.json`."""
     latency_file = store_dir / task.name / "latency.json"
-    latency = json.loads(latency_file.read_text()) if latency_file.is_file() else {}
+    latency = recorded_latency(task, store_dir)
     present = {}
     for run_name, by_seed in runs.items():
         seed = min(by_seed, key=lambda s: (len(s), s))
@@ -223,7 +229,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--student_layers", type=int, default=3)
     parser.add_argument("--learning_rate", default="1e-4", help="Same for every student (unless a run sets its own).")
     parser.add_argument("--report", default="docs/layer_methods.md")
-    parser.add_argument("--report_only", action="store_true", help="Train nothing; report the recorded runs.")
+    parser.add_argument(
+        "--report_only", action="store_true", help="Train and measure nothing; report the recorded runs."
+    )
     parser.add_argument("--latency_repeats", type=int, default=10)
     args = parser.parse_args(argv)
     tasks = list(dict.fromkeys(args.tasks))
@@ -231,10 +239,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     baselines = {r.name: r.baseline for r in RUNS}
 
     rows = []
-    for name in tasks:
+    # The report covers every task with recorded results; only the tasks asked for train and measure latency.
+    reported = [n for n in TASK_SETTINGS if n in set(store.tasks()) | set(tasks)]
+    for name in reported:
         task = get_task(name)
         root = Path(args.output_dir) / task.name
-        if not args.report_only:
+        if not args.report_only and name in tasks:
             teacher = ensure_teacher(task, args.glue_dir, Path(args.output_dir), args.teacher_seed, store)
             teacher_score = store.load(task.name)["teacher"][args.teacher_seed]["score"]
             for seed in dict.fromkeys(args.seeds):
@@ -251,7 +261,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         recorded = store.load(task.name)
         order = ["teacher", *RUN_NAMES]
         recorded = {n: recorded[n] for n in sorted(recorded, key=lambda n: order.index(n) if n in order else 99)}
-        latency = measure_latency(task, root, Path(args.results_dir), recorded, args.glue_dir, args.latency_repeats)
+        store_dir = Path(args.results_dir)
+        if name in tasks and not args.report_only:
+            latency = measure_latency(task, root, store_dir, recorded, args.glue_dir, args.latency_repeats)
+        else:
+            latency = recorded_latency(task, store_dir)
         summaries = summarise(
             {n: {s: r["score"] for s, r in by_seed.items()} for n, by_seed in recorded.items()}, baselines
         )
@@ -272,12 +286,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.with_suffix(".json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2) + "\n")
-    machines = sorted({r["machine"] for n in tasks for by in store.load(n).values() for r in by.values()})
+    machines = sorted({r["machine"] for n in reported for by in store.load(n).values() for r in by.values()})
+    seeds = sorted({s for n in reported for by in store.load(n).values() for s in by}, key=lambda s: (len(s), s))
     report.write_text(
         "# Layer-based distillation vs the same student without a teacher\n\n"
-        f"Command: `python scripts/check_layer_methods.py --glue_dir {args.glue_dir} --tasks {' '.join(tasks)} "
-        f"--seeds {' '.join(args.seeds)}` (resumable; each run's result, command, wall time and machine are in "
-        f"`{args.results_dir}/<task>/<run>-seed<seed>.json`).\n\n"
+        f"Commands: `python scripts/check_layer_methods.py --glue_dir {args.glue_dir} --tasks TASK --runs RUN "
+        f"--seeds SEED` for every row below (tasks {', '.join(reported)}; seeds {', '.join(seeds)}; the exact command "
+        f"of each run is in `{args.results_dir}/<task>/<run>-seed<seed>.json` with its result, wall time and "
+        f"machine); `--report_only` rebuilds this report from those files. Resumable: a recorded run is never "
+        "retrained.\n\n"
         f"Machines: {'; '.join(machines)}. Teacher: the packaged MiniLM-L6 (6 x 384) fine-tuned per task (seed "
         f"{args.teacher_seed}); students: {args.student_layers} layers taken from the teacher (learning rate "
         f"{args.learning_rate}) or a random-init 4 x 192 student (learning rate 3e-4); batch 32, the teacher's "

@@ -18,6 +18,10 @@ def test_store_saves_loads_and_never_overwrites(tmp_path):
     assert loaded["pkd"]["42"]["score"] == 0.6 and loaded["pkd"]["43"]["score"] == 0.5
     assert loaded["finetune-first"]["42"] == {"task": "rte", "run": "finetune-first", "seed": "42", "score": 0.55}
     assert store.load("cola") == {}
+    store.save("cola", "teacher", 42, {"score": 0.2})
+    (tmp_path / "mrpc").mkdir()  # a folder without results (latency only, say) is no task with results
+    (tmp_path / "mrpc" / "latency.json").write_text("{}")
+    assert store.tasks() == ["cola", "rte"]
 
 
 def test_summarise_compares_over_common_seeds_only():
