@@ -33,11 +33,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--max_train_samples", type=int, default=None)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--quantize", action="store_true", help="INT8 dynamic quantization of the MLM (CPU).")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AMX, recent GPUs).")
     args = parser.parse_args(argv)
 
     task = get_task(args.task_name)
     config = AugmentationConfig(
-        args.num_copies, args.replace_prob, args.top_k, args.batch_size, args.seed, args.quantize
+        args.num_copies, args.replace_prob, args.top_k, args.batch_size, args.seed, args.quantize, args.bf16
     )
     train = load_glue_split(task, "train", args.glue_dir)
     if args.max_train_samples is not None:

@@ -9,7 +9,8 @@ speed of `Augmenter.candidates`. Without --mlm_model_name_or_path the masked LM 
 tokenizer: speed does not depend on the weights, and no pre-trained masked LM is available offline. Four settings
 run on the same sentences, interleaved in rounds so that a busy machine slows them alike: the plain loop, batches
 sorted by length, the LM head only at the mask positions, both (the default), and both with INT8 dynamic
-quantization of the masked LM (`augment_glue.py --quantize`). Prints words/s, the ratios and the
+quantization of the masked LM (`augment_glue.py --quantize`), and both under bfloat16 autocast (`--bf16`; fast on
+CPUs with AMX such as recent Xeons, slow on CPUs without native bf16). Prints words/s, the ratios and the
 projected time for the whole training set, and writes them to --output_json.
 """
 
@@ -36,6 +37,7 @@ SETTINGS = {
     "head at masks": {"fast_head": True, "sort_by_length": False},
     "both (default)": {"fast_head": True, "sort_by_length": True},
     "both + int8 (--quantize)": {"fast_head": True, "sort_by_length": True, "quantize": True},
+    "both + bf16 (--bf16)": {"fast_head": True, "sort_by_length": True, "bf16": True},
 }
 
 
@@ -69,7 +71,11 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         mlm = args.mlm_model_name_or_path or random_bert_base_mlm(tmp)
         augmenters = {
-            name: Augmenter(mlm, config=dataclasses.replace(config, quantize=kw.pop("quantize", False)), **kw)
+            name: Augmenter(
+                mlm,
+                config=dataclasses.replace(config, quantize=kw.pop("quantize", False), bf16=kw.pop("bf16", False)),
+                **kw,
+            )
             for name, kw in ((n, dict(k)) for n, k in SETTINGS.items())
         }
         seconds = dict.fromkeys(SETTINGS, 0.0)

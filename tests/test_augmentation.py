@@ -143,3 +143,21 @@ def test_quantized_mlm_still_gives_whole_word_candidates(mlm_dir):
     (candidates,) = augmenter.candidates(["the good film"])
     vocab = set(augmenter.tokenizer.get_vocab())
     assert [len(c) for c in candidates] == [3, 3, 3] and all(o in vocab for c in candidates for o in c)
+
+
+def test_bf16_autocast_keeps_the_candidates_close_and_refuses_int8_with_it(mlm_dir):
+    fp32 = Augmenter(str(mlm_dir), config=AugmentationConfig(top_k=5), device="cpu")
+    bf16 = Augmenter(str(mlm_dir), config=AugmentationConfig(top_k=5, bf16=True), device="cpu")
+    texts = ["the [MASK] film", "a good [MASK] that was not bad at all"]
+    reference, low = fp32.mask_logits(texts), bf16.mask_logits(texts)
+    assert low.dtype == torch.float32 and not torch.equal(low, reference)  # autocast did run in bf16
+    torch.testing.assert_close(low, reference, atol=0.1, rtol=0.05)
+    sentences = ["the good film", "a bad movie that was not good at all"]
+    overlap = [
+        len(set(a) & set(b)) / max(len(a), 1)
+        for x, y in zip(fp32.candidates(sentences), bf16.candidates(sentences))
+        for a, b in zip(x, y)
+    ]
+    assert sum(overlap) / len(overlap) >= 0.6
+    with pytest.raises(ValueError, match="alternatives"):
+        AugmentationConfig(quantize=True, bf16=True)
