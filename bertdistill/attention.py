@@ -43,7 +43,9 @@ def scores_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-    scores = torch.matmul(query.float(), key.float().transpose(2, 3)) * scaling
+    # fp32 even under mixed precision (autocast would run this matmul in bf16/fp16 whatever its inputs).
+    with torch.autocast(query.device.type, enabled=False):
+        scores = torch.matmul(query.float(), key.float().transpose(2, 3)) * scaling
     logits = scores
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:

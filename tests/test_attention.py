@@ -70,3 +70,19 @@ def test_scores_carry_gradients_and_bad_layers_are_refused():
     assert recording.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match=r"Attention layers \[4\] out of range: the model has layers 1..3"):
         record_attention_scores(recording, [4])
+
+
+def test_scores_stay_fp32_under_bf16_autocast():
+    eager, recording = models()
+    record_attention_scores(recording, [1])
+    inputs = batch()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = recording(**inputs, output_attentions=True).attentions[0]
+        hidden = recording.embeddings(input_ids=inputs["input_ids"])
+        attention = recording.encoder.layer[0].attention.self
+        q, k = (f(hidden).view(2, 7, 3, 8).transpose(1, 2) for f in (attention.query, attention.key))
+    assert q.dtype == torch.bfloat16 and got.dtype == torch.float32  # projections in bf16, the scores not
+    expected = (q.float() @ k.float().transpose(2, 3) / 8**0.5).masked_fill(
+        inputs["attention_mask"][:, None, None, :] == 0, 0.0
+    )
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
