@@ -24,9 +24,12 @@ loading, forwards, backward, clipping, optimizer and scheduler included), the me
 End-to-end part (--e2e): the same job (same rows, epochs, teacher, student and losses) as wall time, from the trainer
 or distiller's construction to the end of training: logit KD (0.5 CE + 0.5 soft targets at T = 2) and TinyBERT's
 intermediate losses (embedding + hidden-state MSE, attention MSE). bertdistill runs plain (random batches, teacher
-every step), then with each lever (`length`: length-grouped batches, `cache`: cached teacher logits) alone and all
-together, so each lever's share shows; TextBrewer (`pip install textbrewer`, the `bench` extra; skipped with a
-message when absent) runs its GeneralDistiller on the batches of bertdistill's plain run.
+every step), then with each lever (`length`: length-grouped batches, `cache`: cached teacher logits, `bf16`: mixed
+precision, bf16 autocast of both forwards; fast on GPUs and on CPUs with AMX) alone and together, so each lever's
+share shows. After each KD job the student's dev metric is measured (in fp32), so that a lever that costs accuracy
+shows it (it means something when --teacher_model_name_or_path is a teacher fine-tuned on the task). TextBrewer
+(`pip install textbrewer`, the `bench` extra; skipped with a message when absent) runs its GeneralDistiller on the
+batches of bertdistill's plain run.
 """
 
 from __future__ import annotations
@@ -62,7 +65,12 @@ E2E_JOBS = {
     "kd": ("kd", {"alpha_ce": 0.5, "alpha_kd": 0.5, "temperature": 2.0}),
     "tinybert": ("tinybert", {"stage": "intermediate"}),
 }
-E2E_VARIANTS = {"kd": ["plain", "length", "cache", "length+cache"], "tinybert": ["plain", "length"]}
+E2E_VARIANTS = {
+    "kd": ["plain", "length", "cache", "bf16", "length+cache", "length+cache+bf16"],
+    "tinybert": ["plain", "length", "bf16", "length+bf16"],
+}
+# Jobs whose student learns the task (its dev metric after the job says whether a lever kept the metric).
+E2E_EVALUATED = {"kd"}
 
 
 def rss_mb() -> float | None:
@@ -182,6 +190,11 @@ def e2e_worker(args, name: str) -> dict:
         extra["train_sampling_strategy"] = "group_by_length"
     if "cache" in levers:
         extra["cache_teacher_logits"] = True
+    if "bf16" in levers:
+        import torch
+
+        # Mixed precision: bf16 autocast of the teacher's and the student's forwards (fp32 weights and losses).
+        extra |= {"bf16": True, "use_cpu": not torch.cuda.is_available()}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         trainer, _, _ = make_trainer(args, teacher, tokenizer, data, method, overrides, tmp, **extra)
@@ -190,7 +203,22 @@ def e2e_worker(args, name: str) -> dict:
         else:
             trainer.train()
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_mb": peak_memory_mb()}
+    result = {"seconds": seconds, "peak_mb": peak_memory_mb()}
+    if job in E2E_EVALUATED:
+        result["dev_metric"] = dev_metric(args, trainer.student, tokenizer)
+    return result
+
+
+def dev_metric(args, student, tokenizer) -> dict:
+    """The student's main dev metric after the job, in fp32 (first --e2e_eval_rows dev rows)."""
+    from bertdistill.glue_run import evaluate_model, tokenize_split
+    from glue_tasks import get_task, load_glue_split
+
+    task = get_task(args.task_name)
+    dev = load_glue_split(task, task.eval_splits[0], args.glue_dir)
+    dev = tokenize_split(dev.select(range(min(args.e2e_eval_rows, len(dev)))), task, tokenizer, args.max_seq_length)
+    metrics = evaluate_model(student.float(), dev, tokenizer, task)
+    return {"name": task.main_metric, "value": metrics[f"eval_{task.main_metric}"], "rows": len(dev)}
 
 
 def run_textbrewer(job: str, trainer, teacher, epochs: float, output_dir: str) -> None:
@@ -277,6 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--e2e_jobs", nargs="+", default=list(E2E_JOBS), choices=list(E2E_JOBS))
     parser.add_argument("--e2e_rows", type=int, default=8000)
     parser.add_argument("--e2e_epochs", type=int, default=3)
+    parser.add_argument("--e2e_eval_rows", type=int, default=10**9, help="Dev rows for the metric after a job.")
     parser.add_argument("--output", default=None, help="Write the report (markdown) here and its numbers next to it.")
     parser.add_argument("--step_worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--e2e_worker", default=None, help=argparse.SUPPRESS)
@@ -378,13 +407,14 @@ def markdown(report: dict) -> str:
             "",
             f"End to end: {args['e2e_rows']} rows x {args['e2e_epochs']} epochs.",
             "",
-            "| job | run | wall time (s) | speedup vs plain | speedup vs TextBrewer | peak memory (MB) |",
-            "|---|---|---|---|---|---|",
+            "| job | run | wall time (s) | speedup vs plain | speedup vs TextBrewer | peak memory (MB) | dev metric |",
+            "|---|---|---|---|---|---|---|",
         ]
         for row in report["e2e"]:
             vs_tb = f"{row['speedup_vs_textbrewer']:.2f}x" if "speedup_vs_textbrewer" in row else "n/a"
+            metric = f"{row['dev_metric']['name']} {row['dev_metric']['value']:.4f}" if "dev_metric" in row else "n/a"
             lines.append(f"| {row['job']} | {row['variant']} | {row['seconds']:.1f} | "
-                         f"{row['speedup_vs_plain']:.2f}x | {vs_tb} | {row['peak_mb']:.0f} |")  # fmt: skip
+                         f"{row['speedup_vs_plain']:.2f}x | {vs_tb} | {row['peak_mb']:.0f} | {metric} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -49,12 +49,14 @@ def test_end_to_end_jobs_and_textbrewer(six_layer_teacher, glue_dir, tmp_path):
          "--e2e_epochs", "1"]
     )  # fmt: skip
     runs = {(row["job"], row["variant"]): row for row in report["e2e"]}
-    expected = {("kd", v) for v in ("plain", "length", "cache", "length+cache")} | {
-        ("tinybert", "plain"),
-        ("tinybert", "length"),
-    }
+    expected = {("kd", v) for v in ("plain", "length", "cache", "bf16", "length+cache", "length+cache+bf16")}
+    expected |= {("tinybert", v) for v in ("plain", "length", "bf16", "length+bf16")}
     if benchmark.textbrewer_available():
         expected |= {("kd", "textbrewer"), ("tinybert", "textbrewer")}
         assert all("speedup_vs_textbrewer" in row for row in report["e2e"])
     assert set(runs) == expected
     assert runs[("kd", "plain")]["speedup_vs_plain"] == 1.0
+    for (job, _), row in runs.items():  # the KD students are evaluated on the dev set, TinyBERT's intermediate not
+        assert ("dev_metric" in row) == (job == "kd")
+    assert 0 <= runs[("kd", "length+cache+bf16")]["dev_metric"]["value"] <= 1
+    assert "| kd | length+cache+bf16 |" in (tmp_path / "throughput.md").read_text()
