@@ -130,7 +130,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{epochs} epoch(s) per stage. ![grid]({docs.parent.name}/{task.name}/grid.png)\n\n"
             + (docs / "grid.md").read_text().split("\n\n", 2)[-1]
         )
+        # Written after every task, so that an interrupted check keeps the report of the tasks it finished.
+        print(write_report(args, trial, sections, summary))
 
+
+def write_report(args, trial: list[str], sections: list[str], summary: list[dict]) -> str:
+    """Write --report (markdown) and its .json from the tasks finished so far; returns the summary table."""
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     lines = ["| task | width | depth | params (M) | metric | DynaBERT sub-network | fine-tuned same size | teacher | "
              "beats baseline |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         + "\n\n"
         + "\n\n".join(sections)
     )
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
