@@ -141,19 +141,17 @@ class Augmenter:
         vocabulary projection of every position would otherwise cost a BERT-base about a quarter of its time."""
         batch = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt",
                                max_length=self.model.config.max_position_embeddings)  # fmt: skip
+        batch = batch.to(self.model.device)
         is_mask = batch["input_ids"] == self.tokenizer.mask_token_id
         found = is_mask.any(dim=1)
         position = is_mask.int().argmax(dim=1)
-        rows = torch.arange(len(texts))
-        device = self.model.device
-        batch = batch.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+        rows = torch.arange(len(texts), device=self.model.device)
+        with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
             if self._head is not None:
-                hidden = self.model.base_model(**batch).last_hidden_state[rows.to(device), position.to(device)]
-                logits = self._head(hidden)
+                logits = self._head(self.model.base_model(**batch).last_hidden_state[rows, position])
             else:
-                logits = self.model(**batch).logits[rows.to(device), position.to(device)]
-        return logits.float().cpu().masked_fill(~found[:, None], float("nan"))
+                logits = self.model(**batch).logits[rows, position]
+        return logits.float().masked_fill(~found[:, None], float("nan")).cpu()
 
     def candidates(self, sentences: list[str]) -> list[list[list[str]]]:
         """For each sentence, for each whitespace word, its replacement candidates (possibly none)."""

@@ -39,6 +39,7 @@ SETTINGS = {
     "both + int8 (--quantize)": {"fast_head": True, "sort_by_length": True, "quantize": True},
     "both + bf16 (--bf16)": {"fast_head": True, "sort_by_length": True, "bf16": True},
 }
+CONFIG_LEVERS = ("quantize", "bf16")  # AugmentationConfig fields; the other keys are Augmenter arguments
 
 
 def random_bert_base_mlm(folder: str) -> str:
@@ -72,9 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         mlm = args.mlm_model_name_or_path or random_bert_base_mlm(tmp)
         augmenters = {
             name: Augmenter(
-                mlm,
-                config=dataclasses.replace(config, quantize=kw.pop("quantize", False), bf16=kw.pop("bf16", False)),
-                **kw,
+                mlm, config=dataclasses.replace(config, **{k: kw.pop(k) for k in CONFIG_LEVERS if k in kw}), **kw
             )
             for name, kw in ((n, dict(k)) for n, k in SETTINGS.items())
         }

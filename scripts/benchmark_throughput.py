@@ -210,14 +210,15 @@ def e2e_worker(args, name: str) -> dict:
 
 
 def dev_metric(args, student, tokenizer) -> dict:
-    """The student's main dev metric after the job, in fp32 (first --e2e_eval_rows dev rows)."""
+    """The student's main dev metric after the job (first --e2e_eval_rows dev rows); its weights are fp32 even after
+    a bf16 job (autocast keeps fp32 weights) and the evaluation runs without autocast."""
     from bertdistill.glue_run import evaluate_model, tokenize_split
     from glue_tasks import get_task, load_glue_split
 
     task = get_task(args.task_name)
     dev = load_glue_split(task, task.eval_splits[0], args.glue_dir)
     dev = tokenize_split(dev.select(range(min(args.e2e_eval_rows, len(dev)))), task, tokenizer, args.max_seq_length)
-    metrics = evaluate_model(student.float(), dev, tokenizer, task)
+    metrics = evaluate_model(student, dev, tokenizer, task)
     return {"name": task.main_metric, "value": metrics[f"eval_{task.main_metric}"], "rows": len(dev)}
 
 
