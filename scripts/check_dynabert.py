@@ -7,9 +7,12 @@ its (width, depth) grid, and compare two of its sub-networks with same-size mode
 Per task (teacher from scripts/check_layer_methods.py's folder, trained first if missing):
 1. `distill_glue.py --method dynabert --stage both` (importance on the first 2048 training rows, rewiring, the width
    stage, then the width-and-depth stage; DYNABERT_EPOCHS epochs each);
+   with --final_epochs, then the authors' optional final fine-tuning of every sub-network on the gold labels;
 2. `dynabert_grid.py` on the result: table, heatmap, parameters and latency of every exported sub-network;
 3. baselines: the teacher rewired by the same importance, its (0.5, 1.0) and (1.0, 0.5) sub-networks exported and
    fine-tuned on the task without a teacher (the teacher's recipe: its epochs and learning rate).
+With `--seeds 42 43 44`, steps 1 and 3 run once per seed (`<output_dir>/<task>/seed<seed>/`, the baselines' rewired
+starting points shared) and the table compares the means; the full grid is the first seed's.
 Every run is resumable (a finished run is kept). Writes docs/dynabert.md, with each task's grid under docs/dynabert/.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -66,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output_dir", default="runs/dynabert")
     parser.add_argument("--learning_rate", default="5e-5")
     parser.add_argument("--importance_samples", type=int, default=2048)
-    parser.add_argument("--seed", default="42")
+    parser.add_argument("--seed", default="42", help="The teacher's seed (check_layer_methods.py's teacher).")
+    parser.add_argument(
+        "--seeds", nargs="+", default=["42"], help="DynaBERT's and the baselines' seeds; the table compares means."
+    )
     parser.add_argument("--report", default="docs/dynabert.md")
     parser.add_argument(
         "--max_train_samples",
@@ -76,59 +83,83 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--max_eval_samples", type=int, default=None, help="For a quick trial run only.")
     parser.add_argument("--epochs", type=int, default=None, help="Epochs per stage (default: DYNABERT_EPOCHS).")
+    parser.add_argument(
+        "--final_epochs", type=int, default=0, help="Epochs of DynaBERT's optional final gold-label fine-tuning."
+    )
     args = parser.parse_args(argv)
     trial = [f"--{k}={getattr(args, k)}" for k in ("max_train_samples", "max_eval_samples") if getattr(args, k)]
 
     sections, summary = [], []
+    seeds = list(dict.fromkeys(args.seeds))
     for name in dict.fromkeys(args.tasks):
         task = get_task(name)
         settings = check_layer_methods.TASK_SETTINGS[task.name]
         teacher = check_layer_methods.ensure_teacher(task, args.glue_dir, Path(args.teacher_root), args.seed)
         root = Path(args.output_dir) / task.name
         root.mkdir(parents=True, exist_ok=True)
-        common = [*check_layer_methods.common_arguments(task, args.glue_dir, args.seed), *trial]
-        elastic = root / "dynabert"
         epochs = str(args.epochs or DYNABERT_EPOCHS[task.name])
-        if not (elastic / "eval_results.json").is_file():
-            check_layer_methods.run(
-                [sys.executable, "scripts/distill_glue.py", *common, "--method", "dynabert", "--stage", "both",
-                 "--teacher_model_name_or_path", str(teacher), "--learning_rate", args.learning_rate,
-                 "--num_train_epochs", epochs, "--width_num_train_epochs", epochs,
-                 "--importance_samples", str(args.importance_samples), "--output_dir", str(elastic)],
-                root / "dynabert.log",
-            )  # fmt: skip
-        docs = Path(args.report).with_suffix("") / task.name
-        rows = dynabert_grid.main([
-            "--model_dir", str(elastic), "--task_name", task.name, "--glue_dir", args.glue_dir,
-            "--max_seq_length", str(settings["max_seq_length"]), "--output_dir", str(docs),
-            *(["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []),
-        ])  # fmt: skip
         teacher_score = json.loads((teacher / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
+        # The baselines' starting points depend on the teacher and the importance rows only: one per task.
         initials = {(w, d): root / f"baseline-w{w:g}-d{d:g}-init" for w, d in COMPARED}
         # The same rows as DynaBERT's own importance pass: the first --importance_samples of the rows it trains on.
         samples = min(args.importance_samples, args.max_train_samples or args.importance_samples)
         export_rewired_teacher(teacher, task, args.glue_dir, samples, initials)
-        for width, depth in COMPARED:
-            label = f"w{width:g}-d{depth:g}"
-            initial, tuned = initials[width, depth], root / f"baseline-{label}"
-            if not (tuned / "eval_results.json").is_file():
+        scores = {setting: {"dynabert": {}, "baseline": {}} for setting in COMPARED}
+        for seed in seeds:
+            seed_root = root / f"seed{seed}"
+            common = [*check_layer_methods.common_arguments(task, args.glue_dir, seed), *trial]
+            elastic = seed_root / "dynabert"
+            if not (elastic / "eval_results.json").is_file():
+                seed_root.mkdir(parents=True, exist_ok=True)
                 check_layer_methods.run(
-                    [sys.executable, "scripts/distill_glue.py", *common, "--method", "finetune",
-                     "--teacher_model_name_or_path", str(teacher), "--student_model_name_or_path", str(initial),
-                     "--learning_rate", "5e-5", "--output_dir", str(tuned)],
-                    root / f"baseline-{label}.log",
+                    [sys.executable, "scripts/distill_glue.py", *common, "--method", "dynabert", "--stage", "both",
+                     "--teacher_model_name_or_path", str(teacher), "--learning_rate", args.learning_rate,
+                     "--num_train_epochs", epochs, "--width_num_train_epochs", epochs,
+                     "--importance_samples", str(args.importance_samples), "--output_dir", str(elastic),
+                     *(["--final_num_train_epochs", str(args.final_epochs)] if args.final_epochs else [])],
+                    seed_root / "dynabert.log",
                 )  # fmt: skip
-            baseline = json.loads((tuned / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
-            cell = next(r for r in rows if (r["width_mult"], r["depth_mult"]) == (width, depth))
+            # The first seed's model gets the full grid (table, heatmap, latency); the others only the compared cells.
+            first = seed == seeds[0]
+            docs = Path(args.report).with_suffix("") / task.name
+            rows = dynabert_grid.main([
+                "--model_dir", str(elastic), "--task_name", task.name, "--glue_dir", args.glue_dir,
+                "--max_seq_length", str(settings["max_seq_length"]),
+                *(["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []),
+                *(["--output_dir", str(docs)] if first else
+                  ["--output_dir", str(seed_root / "grid"), "--widths", *(str(w) for w, _ in COMPARED),
+                   "--depths", *(str(d) for _, d in COMPARED), "--latency_repeats", "1"]),
+            ])  # fmt: skip
+            if first:
+                parameters = {(r["width_mult"], r["depth_mult"]): r["parameters"] for r in rows}
+                grid_text = (docs / "grid.md").read_text().split("\n\n", 2)[-1]
+            for width, depth in COMPARED:
+                label = f"w{width:g}-d{depth:g}"
+                tuned = seed_root / f"baseline-{label}"
+                if not (tuned / "eval_results.json").is_file():
+                    check_layer_methods.run(
+                        [sys.executable, "scripts/distill_glue.py", *common, "--method", "finetune",
+                         "--teacher_model_name_or_path", str(teacher), "--student_model_name_or_path",
+                         str(initials[width, depth]), "--learning_rate", "5e-5", "--output_dir", str(tuned)],
+                        seed_root / f"baseline-{label}.log",
+                    )  # fmt: skip
+                cell = next(r for r in rows if (r["width_mult"], r["depth_mult"]) == (width, depth))
+                scores[width, depth]["dynabert"][seed] = cell[task.main_metric]
+                scores[width, depth]["baseline"][seed] = json.loads((tuned / "eval_results.json").read_text())[
+                    f"eval_{task.main_metric}"
+                ]
+        for (width, depth), by_run in scores.items():
+            means = {run: statistics.fmean(by_seed.values()) for run, by_seed in by_run.items()}
             summary.append({
                 "task": task.name, "width_mult": width, "depth_mult": depth, "metric": task.main_metric,
-                "dynabert": cell[task.main_metric], "baseline": baseline, "teacher": teacher_score,
-                "parameters": cell["parameters"], "beats_baseline": cell[task.main_metric] > baseline,
+                "dynabert": means["dynabert"], "baseline": means["baseline"], "teacher": teacher_score,
+                "seeds": seeds, "dynabert_by_seed": by_run["dynabert"], "baseline_by_seed": by_run["baseline"],
+                "parameters": parameters[width, depth], "beats_baseline": means["dynabert"] > means["baseline"],
             })  # fmt: skip
         sections.append(
             f"## {task.name}\n\nTeacher (full MiniLM, fine-tuned): {task.main_metric} {teacher_score:.4f}. DynaBERT: "
-            f"{epochs} epoch(s) per stage. ![grid]({docs.parent.name}/{task.name}/grid.png)\n\n"
-            + (docs / "grid.md").read_text().split("\n\n", 2)[-1]
+            f"{epochs} epoch(s) per stage{f' + {args.final_epochs} final' if args.final_epochs else ''}, seed "
+            f"{seeds[0]}. ![grid]({docs.parent.name}/{task.name}/grid.png)\n\n" + grid_text
         )
         # Written after every task, so that an interrupted check keeps the report of the tasks it finished.
         print(write_report(args, trial, sections, summary))
@@ -137,13 +168,17 @@ def main(argv: list[str] | None = None) -> None:
 def write_report(args, trial: list[str], sections: list[str], summary: list[dict]) -> str:
     """Write --report (markdown) and its .json from the tasks finished so far; returns the summary table."""
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
-    lines = ["| task | width | depth | params (M) | metric | DynaBERT sub-network | fine-tuned same size | teacher | "
-             "beats baseline |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| task | width | depth | params (M) | metric | seeds | DynaBERT sub-network | fine-tuned same size | "
+             "teacher | beats baseline |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in summary:
         verdict = "yes" if row["beats_baseline"] else "**no**"
+        cells = [f"{row['dynabert']:.4f}", f"{row['baseline']:.4f}"]
+        if len(row["seeds"]) > 1:  # the mean, then every seed's score in the order of the seeds column
+            cells = [f"{mean} ({', '.join(f'{v:.4f}' for v in row[key].values())})"
+                     for mean, key in zip(cells, ("dynabert_by_seed", "baseline_by_seed"))]  # fmt: skip
         lines.append(f"| {row['task']} | {row['width_mult']:g} | {row['depth_mult']:g} | "
-                     f"{row['parameters'] / 1e6:.1f} | {row['metric']} | {row['dynabert']:.4f} | "
-                     f"{row['baseline']:.4f} | {row['teacher']:.4f} | {verdict} |")  # fmt: skip
+                     f"{row['parameters'] / 1e6:.1f} | {row['metric']} | {', '.join(row['seeds'])} | {cells[0]} | "
+                     f"{cells[1]} | {row['teacher']:.4f} | {verdict} |")  # fmt: skip
     report = Path(args.report)
     report.with_suffix(".json").write_text(json.dumps({"machine": machine, "args": vars(args), "rows": summary},
                                                       indent=2))  # fmt: skip
@@ -151,16 +186,25 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         "# DynaBERT: the grid, and sub-networks vs same-size models without DynaBERT\n\n"
         f"Command: `python scripts/check_dynabert.py --glue_dir {args.glue_dir} --tasks {' '.join(args.tasks)}"
         f"{''.join(' ' + flag.replace('=', ' ') for flag in trial)} --output_dir {args.output_dir} "
-        f"--report {args.report}{f' --epochs {args.epochs}' if args.epochs else ''}`\n\n"
+        f"--report {args.report}{f' --epochs {args.epochs}' if args.epochs else ''}"
+        f"{f' --final_epochs {args.final_epochs}' if args.final_epochs else ''} --seeds {' '.join(args.seeds)}`\n\n"
         f"Machine: {machine}. Teacher: the packaged MiniLM-L6 (6 x 384, 12 heads) fine-tuned per task "
         "(scripts/check_layer_methods.py). DynaBERT: learning rate "
         f"{args.learning_rate}, batch 32, importance on the first {args.importance_samples} training rows (at most "
-        "the rows it trains on). "
+        "the rows it trains on)"
+        + (
+            f", then {args.final_epochs} epochs of final fine-tuning of every sub-network on the gold labels (the "
+            "authors' optional last step)"
+            if args.final_epochs
+            else ""
+        )
+        + ". "
         "Baselines: the teacher rewired by importance on the same rows, "
         "cut to the same (width, depth) and fine-tuned with "
         "the teacher's recipe (3 epochs, learning rate 5e-5), no teacher"
         + (f"; both on the first {args.max_train_samples} training rows" if args.max_train_samples else "")
-        + ". Dev-set scores, one seed.\n\n"
+        + ". Dev-set scores; with several seeds, DynaBERT and the baselines are compared on their means (each "
+        "seed's score in brackets), and the grid below is the first seed's.\n\n"
         + "\n".join(lines)
         + "\n\n"
         + "\n\n".join(sections)

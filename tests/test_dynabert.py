@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -228,16 +229,52 @@ def test_width_stage_rewires_first_and_logs_components(tmp_path, tokenizer):
         dynabert_trainer(tmp_path, tokenizer, width_mult_list=[0.5, 0.75])
 
 
+def test_final_stage_trains_every_sub_network_on_gold_labels_without_the_teacher(tmp_path, tokenizer):
+    from bertdistill import DynaBertConfig
+
+    stages = DynaBertConfig(output_dir=str(tmp_path / "d"), stage="both", final_num_train_epochs=2,
+                            final_learning_rate=1e-5, report_to=[]).split_stages()  # fmt: skip
+    assert [(c.stage, Path(c.output_dir).name, c.num_train_epochs) for c in stages] == [
+        ("width", "d-width", 3.0), ("width_depth", "d-width_depth", 3.0), ("final", "d", 2)]  # fmt: skip
+    assert stages[2].learning_rate == 1e-5 and not stages[1].load_best_model_at_end
+    assert len(DynaBertConfig(output_dir="d", stage="both", report_to=[]).split_stages()) == 2
+    with pytest.raises(ValueError, match="final_num_train_epochs"):
+        DynaBertConfig(output_dir="d", final_num_train_epochs=-1, report_to=[])
+
+    trainer = dynabert_trainer(tmp_path, tokenizer, stage="final", rewire=False)
+    trainer.teacher.forward = None  # the final stage must never run the teacher
+    batch = trainer._prepare_inputs(one_batch(trainer))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    student = trainer.student
+    reference = {n: torch.zeros_like(p) for n, p in student.named_parameters()}
+    for width, depth in SETTINGS:
+        student.zero_grad()
+        with elastic_setting(student, width, depth):
+            torch.nn.functional.cross_entropy(student(**inputs).logits, batch["labels"]).backward()
+        for n, p in student.named_parameters():
+            if p.grad is not None:
+                reference[n] += p.grad
+    student.zero_grad()
+    trainer.training_step(trainer.model, batch)
+    for n, p in student.named_parameters():
+        torch.testing.assert_close(p.grad, reference[n], rtol=1e-4, atol=1e-6)
+    assert set(trainer._loss_sums) == {"ce"} and trainer._loss_count == 12
+
+
 def test_distill_glue_both_stages_then_grid_and_export(teacher_dir, glue_dir, tmp_path):
     from test_scripts import distill_args, distill_glue
 
     out = tmp_path / "dyna"
     metrics = distill_glue.main(distill_args(teacher_dir, glue_dir, out, "rte", "--method", "dynabert", "--stage",
-                                             "both", "--importance_samples", "16"))  # fmt: skip
+                                             "both", "--importance_samples", "16", "--final_num_train_epochs",
+                                             "1"))  # fmt: skip
     assert "eval_accuracy" in metrics
     width_stage = AutoModelForSequenceClassification.from_pretrained(tmp_path / "dyna-width")
+    width_depth = AutoModelForSequenceClassification.from_pretrained(tmp_path / "dyna-width_depth")
     final = AutoModelForSequenceClassification.from_pretrained(out)
     assert width_stage.config.dynabert_rewired and final.config.num_hidden_layers == 4
+    changed = [not torch.equal(a, b) for a, b in zip(width_depth.parameters(), final.parameters())]
+    assert any(changed)  # the final stage trained on top of the width-and-depth stage
 
     grid = load_script("dynabert_grid")
     budget = str(count_setting_parameters(final, 0.5, 1.0))

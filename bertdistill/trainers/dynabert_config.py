@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..elastic import DEFAULT_DEPTHS, DEFAULT_WIDTHS, check_multiplier
 from .distillation_config import DistillationTrainingConfig
 
-STAGES = ("width", "width_depth")
+STAGES = ("width", "width_depth", "final")
 SCRIPT_STAGES = (*STAGES, "both")
 
 
@@ -18,15 +19,17 @@ class DynaBertConfig(DistillationTrainingConfig):
 
     Every training step runs each sub-network of the stage on the batch (`stage="width"`: every width multiplier at
     full depth, against the fine-tuned teacher; `stage="width_depth"`: every (width, depth) pair, against the
-    full-size model of the width stage), sums their gradients and takes one optimiser step. The loss of a
+    full-size model of the width stage; `stage="final"`: every (width, depth) pair on the gold labels alone, no
+    teacher: the authors' optional final fine-tuning), sums their gradients and takes one optimiser step. The loss of a
     sub-network is `alpha_kd * soft cross-entropy(z_S / t, z_T / t)` (MSE for regression) `+ alpha_hidden * sum of
     MSE(hidden states)` over the embeddings and each kept layer's output, matched with the full model's output just
     before the next kept layer (the MSE of a sequence is over its real tokens, then averaged over the batch, so
     padding does not count) `+ alpha_ce * task loss`.
 
     Args:
-        stage (`str`, *optional*, defaults to `"width"`): `"width"`, `"width_depth"`, or `"both"` (distill_glue.py
-            runs the width stage into `<output_dir>-width`, then the width-and-depth stage; see [`split_stages`]).
+        stage (`str`, *optional*, defaults to `"width"`): `"width"`, `"width_depth"`, `"final"`, or `"both"`
+            (distill_glue.py runs the width stage into `<output_dir>-width`, then the width-and-depth stage, then the
+            final fine-tuning if `final_num_train_epochs` is set; see [`split_stages`]).
         width_mult_list (`list[float]`, *optional*, defaults to `[0.25, 0.5, 0.75, 1.0]`): width multipliers;
             must include 1.0.
         depth_mult_list (`list[float]`, *optional*, defaults to `[0.5, 0.75, 1.0]`): depth multipliers of the
@@ -34,6 +37,10 @@ class DynaBertConfig(DistillationTrainingConfig):
         width_num_train_epochs (`float`, *optional*): epochs of the width stage of `"both"` (default:
             `num_train_epochs`).
         width_learning_rate (`float`, *optional*): learning rate of the width stage of `"both"`.
+        final_num_train_epochs (`float`, *optional*, defaults to 0): epochs of a third stage of `"both"` that
+            fine-tunes every sub-network on the gold labels (task loss only, the teacher unused), as the authors'
+            recipe does after the width-and-depth stage when a task has no augmented data; 0: no such stage.
+        final_learning_rate (`float`, *optional*): learning rate of that stage (default: `learning_rate`).
         alpha_hidden (`float`, *optional*, defaults to 1.0): weight of the hidden-state loss (the paper's lambda_2).
         rewire (`bool`, *optional*, defaults to `True`): before the width stage, compute head and neuron importance
             and reorder them (skipped for a model whose config says it is rewired already).
@@ -42,7 +49,7 @@ class DynaBertConfig(DistillationTrainingConfig):
         alpha_ce (defaults to 0.0) / alpha_kd (defaults to 1.0, the paper's lambda_1) / temperature (defaults to 1.0).
     """
 
-    stage: str = field(default="width", metadata={"help": "width, width_depth or both (in turn)."})
+    stage: str = field(default="width", metadata={"help": "width, width_depth, final or both (in turn)."})
     width_mult_list: list[float] = field(
         default_factory=lambda: list(DEFAULT_WIDTHS), metadata={"help": "Width multipliers (must include 1.0)."}
     )
@@ -54,6 +61,13 @@ class DynaBertConfig(DistillationTrainingConfig):
     )
     width_learning_rate: float | None = field(
         default=None, metadata={"help": "With stage both: learning rate of the width stage."}
+    )
+    final_num_train_epochs: float = field(
+        default=0.0,
+        metadata={"help": "With stage both: epochs of a last gold-label fine-tuning of every sub-network."},
+    )
+    final_learning_rate: float | None = field(
+        default=None, metadata={"help": "With stage both: learning rate of the final fine-tuning."}
     )
     alpha_hidden: float = field(default=1.0, metadata={"help": "Weight of the hidden-state MSE (lambda_2)."})
     rewire: bool = field(default=True, metadata={"help": "Reorder heads and neurons by importance first."})
@@ -75,6 +89,8 @@ class DynaBertConfig(DistillationTrainingConfig):
             setattr(self, name, values)
         if self.alpha_hidden < 0:
             raise ValueError(f"alpha_hidden must be >= 0, got {self.alpha_hidden}")
+        if self.final_num_train_epochs < 0:
+            raise ValueError(f"final_num_train_epochs must be >= 0, got {self.final_num_train_epochs}")
         if self.importance_samples < 1:
             raise ValueError(f"importance_samples must be >= 1, got {self.importance_samples}")
 
@@ -85,7 +101,18 @@ class DynaBertConfig(DistillationTrainingConfig):
 
     def split_stages(self) -> list[DynaBertConfig]:
         """`[self]` for one stage; for `"both"` the width stage (own epochs and learning rate, output in
-        `<output_dir>-width`) and then the width-and-depth stage in `output_dir`."""
+        `<output_dir>-width`) and then the width-and-depth stage in `output_dir`, or, with `final_num_train_epochs`,
+        the width-and-depth stage in `<output_dir>-width_depth` and the final fine-tuning in `output_dir`."""
         if self.stage != "both":
             return [self]
-        return self.two_stages("width", "width_depth", self.width_num_train_epochs, self.width_learning_rate)
+        width, width_depth = self.two_stages("width", "width_depth", self.width_num_train_epochs,
+                                             self.width_learning_rate)  # fmt: skip
+        if not self.final_num_train_epochs:
+            return [width, width_depth]
+        middle, final = width_depth.two_stages("width_depth", "final", None, None)
+        final = dataclasses.replace(
+            final,
+            num_train_epochs=self.final_num_train_epochs,
+            learning_rate=self.final_learning_rate or final.learning_rate,
+        )
+        return [width, middle, final]

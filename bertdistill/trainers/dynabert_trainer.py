@@ -37,7 +37,8 @@ class DynaBertTrainer(DistillationTrainer):
     of `args.settings()` smallest first, back-propagates each one's loss (`loss_pred`, `loss_hidden`, averaged over
     sub-networks in the logs), and the optimiser steps once on the summed gradients. Under DDP the gradients are
     synchronised once, in the backward of the full model, which uses every parameter. Evaluation runs the full
-    model; `scripts/dynabert_grid.py` evaluates every setting and exports sub-networks.
+    model; `scripts/dynabert_grid.py` evaluates every setting and exports sub-networks. The optional final stage
+    (`stage="final"`) fine-tunes every sub-network on the gold labels alone; the teacher is not run.
 
     Args:
         model (`PreTrainedModel`): a BERT `*ForSequenceClassification`, the copy of the teacher to make elastic.
@@ -80,6 +81,8 @@ class DynaBertTrainer(DistillationTrainer):
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
         args = self.args
+        if args.stage == "final":  # gold labels only: the teacher is never run
+            return [self.task_loss_term(1.0)]
         num_layers = student.config.num_hidden_layers
 
         def hidden(s, t, batch, extras):
@@ -118,9 +121,12 @@ class DynaBertTrainer(DistillationTrainer):
 
     def hyperparameters(self) -> dict[str, Any]:
         args = self.args
+        settings = ", ".join(f"({w:g}, {d:g})" for w, d in args.settings())
+        if args.stage == "final":
+            return {"stage": "final", "settings (width, depth)": settings, "loss": "task loss on gold labels"}
         return {
             "stage": args.stage,
-            "settings (width, depth)": ", ".join(f"({w:g}, {d:g})" for w, d in args.settings()),
+            "settings (width, depth)": settings,
             "alpha_kd": args.alpha_kd,
             "alpha_hidden": args.alpha_hidden,
             "alpha_ce": args.alpha_ce,
