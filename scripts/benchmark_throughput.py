@@ -378,8 +378,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 def markdown(report: dict) -> str:
     args = report["args"]
-    flags = " ".join(f"--{k} {v}" for k, v in args.items() if k in ("rows", "steps", "warmup", "rounds", "e2e_rows",
-                                                                     "e2e_epochs"))  # fmt: skip
+    shown = ("rows", "steps", "warmup", "rounds", "e2e_rows", "e2e_epochs", "teacher_model_name_or_path")
+    flags = " ".join(f"--{k} {v}" for k, v in args.items() if k in shown and v is not None)
     command = f"python scripts/benchmark_throughput.py --glue_dir {args['glue_dir']} {flags}"
     command += " --e2e" if args["e2e"] else ""
     lines = [
