@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         # The same rows as DynaBERT's own importance pass: the first --importance_samples of the rows it trains on.
         samples = min(args.importance_samples, args.max_train_samples or args.importance_samples)
         export_rewired_teacher(teacher, task, args.glue_dir, samples, initials)
+        docs = Path(args.report).with_suffix("") / task.name
         scores = {setting: {"dynabert": {}, "baseline": {}} for setting in COMPARED}
         for seed in seeds:
             seed_root = root / f"seed{seed}"
@@ -121,7 +122,6 @@ def main(argv: list[str] | None = None) -> None:
                 )  # fmt: skip
             # The first seed's model gets the full grid (table, heatmap, latency); the others only the compared cells.
             first = seed == seeds[0]
-            docs = Path(args.report).with_suffix("") / task.name
             rows = dynabert_grid.main([
                 "--model_dir", str(elastic), "--task_name", task.name, "--glue_dir", args.glue_dir,
                 "--max_seq_length", str(settings["max_seq_length"]),
