@@ -81,6 +81,20 @@ RUNS = [
         ["--student_layer_selection", "alternate", "--alpha_kd", "0.5", "--alpha_ce", "0.5", "--alpha_cos", "1.0"],
         "finetune-alternate",
     ),
+    # The cosine loss on every student layer against the teacher layer it was initialised from (the issue's "mapped
+    # layers" option), at the reference weight and at weight 1.
+    CheckRun(
+        "distilbert-layers",
+        "distilbert",
+        ["--student_layer_selection", "alternate", "--layer_map", "one-of-two"],
+        "finetune-alternate",
+    ),
+    CheckRun(
+        "distilbert-layers-cos1",
+        "distilbert",
+        ["--student_layer_selection", "alternate", "--layer_map", "one-of-two", "--alpha_cos", "1.0"],
+        "finetune-alternate",
+    ),
     CheckRun("finetune-uniform", "finetune", ["--student_layer_selection", "uniform"]),
     CheckRun("tinybert", "tinybert", ["--student_layer_selection", "uniform", "--stage", "both"], "finetune-uniform"),
     CheckRun("finetune-narrow", "finetune", [*NARROW, "--learning_rate", "3e-4"]),
