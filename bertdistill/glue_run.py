@@ -263,12 +263,20 @@ def compute_metrics_for(task: GlueTask):
 
 
 def evaluate_model(
-    model: PreTrainedModel, dataset: datasets.Dataset, tokenizer, task: GlueTask, batch_size: int = 64, use_cpu=None
-) -> dict[str, float]:
+    model: PreTrainedModel,
+    dataset: datasets.Dataset,
+    tokenizer,
+    task: GlueTask,
+    batch_size: int = 64,
+    use_cpu=None,
+    return_predictions: bool = False,
+):
     """`eval_*` metrics of a trained model on a tokenized split, through a plain `Trainer` (dynamic padding).
 
     Args:
         use_cpu (`bool`, *optional*): run on the CPU; default: when no GPU is present. Quantized models need it.
+        return_predictions (`bool`, *optional*): also return the predictions, one per row (the class index, or the
+            score for regression): `(metrics, predictions)`.
     """
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
@@ -277,7 +285,12 @@ def evaluate_model(
         )  # fmt: skip
         trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
                           compute_metrics=compute_metrics_for(task))  # fmt: skip
-        return trainer.evaluate(eval_dataset=dataset)
+        if not return_predictions:
+            return trainer.evaluate(eval_dataset=dataset)
+        output = trainer.predict(dataset, metric_key_prefix="eval")
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        predictions = logits.squeeze(-1) if task.is_regression else logits.argmax(-1)
+        return output.metrics, predictions.tolist()
 
 
 def evaluate_glue(trainer, task: GlueTask, eval_datasets: dict[str, datasets.Dataset]) -> dict[str, float]:

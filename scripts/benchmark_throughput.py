@@ -209,6 +209,14 @@ def e2e_worker(args, name: str) -> dict:
     return result
 
 
+def predictions_differing(a: list, b: list) -> int:
+    """How many dev rows two students predict differently (class index, or regression score beyond 1e-4): a lever
+    that leaves the metric unchanged can still change the model, and this shows whether it did."""
+    if len(a) != len(b):
+        raise ValueError(f"predictions of {len(a)} and {len(b)} rows cannot be compared")
+    return sum(abs(x - y) > 1e-4 if isinstance(x, float) else x != y for x, y in zip(a, b))
+
+
 def dev_metric(args, student, tokenizer) -> dict:
     """The student's main dev metric after the job (first --e2e_eval_rows dev rows); its weights are fp32 even after
     a bf16 job (autocast keeps fp32 weights) and the evaluation runs without autocast."""
@@ -218,8 +226,9 @@ def dev_metric(args, student, tokenizer) -> dict:
     task = get_task(args.task_name)
     dev = load_glue_split(task, task.eval_splits[0], args.glue_dir)
     dev = tokenize_split(dev.select(range(min(args.e2e_eval_rows, len(dev)))), task, tokenizer, args.max_seq_length)
-    metrics = evaluate_model(student, dev, tokenizer, task)
-    return {"name": task.main_metric, "value": metrics[f"eval_{task.main_metric}"], "rows": len(dev)}
+    metrics, predictions = evaluate_model(student, dev, tokenizer, task, return_predictions=True)
+    return {"name": task.main_metric, "value": metrics[f"eval_{task.main_metric}"], "rows": len(dev),
+            "predictions": predictions}  # fmt: skip
 
 
 def run_textbrewer(job: str, trainer, teacher, epochs: float, output_dir: str) -> None:
@@ -361,9 +370,14 @@ def main(argv: list[str] | None = None) -> dict:
                 seconds[variant] = result["seconds"]
                 report["e2e"].append({"job": job, "variant": variant, **result})
                 print(f"e2e {job} {variant}: {result['seconds']:.1f} s", flush=True)
+            plain = next(r for r in report["e2e"] if r["job"] == job and r["variant"] == "plain")
             for row in report["e2e"]:
                 if row["job"] == job:
                     row["speedup_vs_plain"] = seconds["plain"] / row["seconds"]
+                    if "dev_metric" in row and "dev_metric" in plain:
+                        row["dev_metric"]["differ_from_plain"] = predictions_differing(
+                            row["dev_metric"]["predictions"], plain["dev_metric"]["predictions"]
+                        )
                     if "textbrewer" in seconds:
                         row["speedup_vs_textbrewer"] = seconds["textbrewer"] / row["seconds"]
     text = markdown(report)
@@ -408,14 +422,18 @@ def markdown(report: dict) -> str:
             "",
             f"End to end: {args['e2e_rows']} rows x {args['e2e_epochs']} epochs.",
             "",
-            "| job | run | wall time (s) | speedup vs plain | speedup vs TextBrewer | peak memory (MB) | dev metric |",
-            "|---|---|---|---|---|---|---|",
+            "| job | run | wall time (s) | speedup vs plain | speedup vs TextBrewer | peak memory (MB) | dev metric | "
+            "dev predictions differing from plain |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in report["e2e"]:
             vs_tb = f"{row['speedup_vs_textbrewer']:.2f}x" if "speedup_vs_textbrewer" in row else "n/a"
-            metric = f"{row['dev_metric']['name']} {row['dev_metric']['value']:.4f}" if "dev_metric" in row else "n/a"
+            dev = row.get("dev_metric", {})
+            metric = f"{dev['name']} {dev['value']:.4f}" if dev else "n/a"
+            differ = f"{dev['differ_from_plain']} of {dev['rows']}" if "differ_from_plain" in dev else "n/a"
             lines.append(f"| {row['job']} | {row['variant']} | {row['seconds']:.1f} | "
-                         f"{row['speedup_vs_plain']:.2f}x | {vs_tb} | {row['peak_mb']:.0f} | {metric} |")  # fmt: skip
+                         f"{row['speedup_vs_plain']:.2f}x | {vs_tb} | {row['peak_mb']:.0f} | {metric} | "
+                         f"{differ} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -59,4 +59,17 @@ def test_end_to_end_jobs_and_textbrewer(six_layer_teacher, glue_dir, tmp_path):
     for (job, _), row in runs.items():  # the KD students are evaluated on the dev set, TinyBERT's intermediate not
         assert ("dev_metric" in row) == (job == "kd")
     assert 0 <= runs[("kd", "length+cache+bf16")]["dev_metric"]["value"] <= 1
+    assert runs[("kd", "plain")]["dev_metric"]["differ_from_plain"] == 0
+    # Cached teacher logits equal the recomputed ones: the same student, prediction for prediction.
+    assert runs[("kd", "cache")]["dev_metric"]["differ_from_plain"] == 0
+    assert all(0 <= row["dev_metric"]["differ_from_plain"] <= row["dev_metric"]["rows"]
+               for (job, _), row in runs.items() if job == "kd")  # fmt: skip
     assert "| kd | length+cache+bf16 |" in (tmp_path / "throughput.md").read_text()
+
+
+def test_predictions_differing_counts_changed_rows():
+    benchmark = load_script("benchmark_throughput")
+    assert benchmark.predictions_differing([0, 1, 1, 0], [0, 1, 0, 1]) == 2
+    assert benchmark.predictions_differing([0.5, 2.0], [0.50001, 2.5]) == 1  # regression: beyond 1e-4
+    with pytest.raises(ValueError, match="cannot be compared"):
+        benchmark.predictions_differing([0, 1], [0])

@@ -289,3 +289,18 @@ def test_config_and_pairing_errors(tmp_path, tokenizer):
         make_trainer(
             tmp_path, tokenizer, teacher=teacher, student=build_student(make_teacher(tokenizer), num_layers=1)
         )
+
+
+def test_evaluate_model_returns_predictions_matching_its_metric(tokenizer):
+    from bertdistill.glue_run import evaluate_model
+
+    task = get_task("sst2")
+    model = make_teacher(tokenizer).eval()
+    sentences = ["the movie was good", "bad", "a fine film", "not good at all", "good good"]
+    data = datasets.Dataset.from_dict({**tokenizer(sentences), "labels": [1, 0, 1, 0, 1]})
+    metrics, predictions = evaluate_model(model, data, tokenizer, task, batch_size=2, return_predictions=True)
+    with torch.no_grad():
+        expected = [model(**tokenizer(s, return_tensors="pt")).logits.argmax(-1).item() for s in sentences]
+    assert predictions == expected
+    assert metrics["eval_accuracy"] == pytest.approx(np.mean(np.array(expected) == [1, 0, 1, 0, 1]))
+    assert evaluate_model(model, data, tokenizer, task, batch_size=2)["eval_accuracy"] == metrics["eval_accuracy"]
