@@ -170,6 +170,13 @@ def train_and_record(task, store: ResultStore, run_name: str, seed: str, command
     store.save(task.name, run_name, seed, result_record(task, folder, command, seconds, **extra))
 
 
+def teacher_command(common: list[str], teacher: Path) -> list[str]:
+    """The command that fine-tunes a task's teacher into `teacher` (the packaged MiniLM unless `common` names a
+    --model_name_or_path)."""
+    return [sys.executable, "scripts/finetune_teacher.py", *common, "--learning_rate", "5e-5",
+            "--output_dir", str(teacher)]  # fmt: skip
+
+
 def ensure_teacher(
     task, glue_dir: str, output_root: Path, seed: str, store: ResultStore | None = None, common: list | None = None
 ) -> Path:
@@ -177,8 +184,7 @@ def ensure_teacher(
     result recorded in `store` when one is given. `common`: the run arguments (default: `common_arguments`)."""
     teacher = output_root / task.name / "teacher"
     common = common if common is not None else common_arguments(task, glue_dir, seed)
-    command = [sys.executable, "scripts/finetune_teacher.py", *common, "--learning_rate", "5e-5",
-               "--output_dir", str(teacher)]  # fmt: skip
+    command = teacher_command(common, teacher)
     if not (teacher / "eval_results.json").is_file():
         teacher.parent.mkdir(parents=True, exist_ok=True)
         seconds = run(command, teacher.parent / "teacher.log")

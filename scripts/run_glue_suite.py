@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -85,6 +86,39 @@ def task_score(task, eval_results: dict) -> float:
     return 100 * statistics.fmean(values)
 
 
+def without_output_dir(command: list[str]) -> list[str]:
+    return [a for i, a in enumerate(command) if a != "--output_dir" and (i == 0 or command[i - 1] != "--output_dir")]
+
+
+def reuse_teacher(task, output_root: Path, seed: str, store, common: list[str], runs: Path, results: Path) -> bool:
+    """Copy the task's teacher from another check's folders (`runs/<task>/teacher`, its record in
+    `results/<task>/teacher-seed<seed>.json`) when that teacher was trained by exactly the command this suite would
+    run (output folder aside); the record keeps its wall time and says where it was copied from. Returns whether a
+    teacher was copied; a suite that has its own teacher, or a teacher trained differently, is left alone."""
+    target = output_root / task.name / "teacher"
+    source = runs / task.name / "teacher"
+    source_record = ResultStore(results).path(task.name, "teacher", seed)
+    if (target / "eval_results.json").is_file() or store.has(task.name, "teacher", seed):
+        return False
+    if not (source / "eval_results.json").is_file() or not source_record.is_file():
+        print(f"{task.name}: no teacher to reuse in {source} (with {source_record})", flush=True)
+        return False
+    record = json.loads(source_record.read_text())
+    ours = without_output_dir(check_layer_methods.teacher_command(common, target)[1:])
+    if without_output_dir(record["command"].split()) != ours:
+        print(f"{task.name}: the teacher in {source} was trained by another command; training the suite's own",
+              flush=True)
+        return False
+    shutil.copytree(source, target)
+    command = check_layer_methods.teacher_command(common, target)
+    store.save(task.name, "teacher", seed, check_layer_methods.result_record(
+        task, target, command, record.get("wall_time_s") or 0.0, method="teacher", copied_from=str(source),
+        machine=record["machine"], date=record["date"],
+    ))  # fmt: skip
+    print(f"{task.name}: teacher copied from {source} (same command)", flush=True)
+    return True
+
+
 def record_exported(task, store, run_name, seed, folder: Path, metrics: dict, command: list[str], **extra) -> None:
     """Write an exported model's dev metrics next to it and record it like a trained run."""
     (folder / "eval_results.json").write_text(json.dumps(metrics, indent=2))
@@ -101,6 +135,8 @@ def run_task(task, args, store: ResultStore) -> None:
         common = [a for i, a in enumerate(common) if a != "--glue_dir" and (i == 0 or common[i - 1] != "--glue_dir")]
     common += ["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []
     base = ["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []
+    if args.reuse_teachers:
+        reuse_teacher(task, Path(args.output_dir), args.seed, store, [*common, *base], *map(Path, args.reuse_teachers))
     teacher = check_layer_methods.ensure_teacher(
         task, args.glue_dir, Path(args.output_dir), args.seed, store, common=[*common, *base]
     )
@@ -297,6 +333,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--results_dir", default="results/glue_suite", help="Result files (small, committed).")
     parser.add_argument("--report", default="docs/glue_suite.md")
     parser.add_argument("--report_only", action="store_true", help="Train nothing; report the recorded runs.")
+    parser.add_argument(
+        "--reuse_teachers", nargs=2, metavar=("OUTPUT_DIR", "RESULTS_DIR"), default=None,
+        help="Copy each task's teacher from another check's folders (e.g. runs/layer_methods results/layer_methods) "
+        "when its recorded command is the one this suite would run.",
+    )  # fmt: skip
     parser.add_argument("--latency_repeats", type=int, default=10)
     parser.add_argument("--max_train_samples", type=int, default=None, help="For a quick trial run only.")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="For a quick trial run only.")

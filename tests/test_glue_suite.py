@@ -67,3 +67,27 @@ def test_task_score_and_pareto_front():
     assert suite.task_score(get_task("cola"), {"eval_matthews_correlation": 0.3}) == pytest.approx(30.0)
     # (cost, metric): the cheapest, then each point better than every cheaper one.
     assert pareto_front([(3, 0.9), (1, 0.5), (2, 0.4), (2, 0.7), (4, 0.8)]) == [1, 3, 0]
+
+
+def test_teacher_reused_only_when_trained_by_the_same_command(tiny_base, glue_dir, tmp_path):
+    suite = load_script("run_glue_suite")
+    other = tmp_path / "other"
+    suite.main(suite_args(tiny_base, glue_dir, other, "--tasks", "rte", "--runs", "teacher"))
+    source = json.loads((other / "results" / "rte" / "teacher-seed42.json").read_text())
+    reuse = ["--reuse_teachers", str(other / "runs"), str(other / "results")]
+
+    suite.main(suite_args(tiny_base, glue_dir, tmp_path, "--tasks", "rte", "--runs", "teacher", *reuse))
+    record = json.loads((tmp_path / "results" / "rte" / "teacher-seed42.json").read_text())
+    assert record["copied_from"] == str(other / "runs" / "rte" / "teacher")
+    assert record["eval_results"] == source["eval_results"] and record["wall_time_s"] == source["wall_time_s"]
+    assert f"--output_dir {tmp_path / 'runs' / 'rte' / 'teacher'}" in record["command"]
+    copied = (tmp_path / "runs" / "rte" / "teacher" / "model.safetensors").read_bytes()
+    assert copied == (other / "runs" / "rte" / "teacher" / "model.safetensors").read_bytes()
+
+    # Another budget is another teacher: trained, not copied.
+    elsewhere = tmp_path / "elsewhere"
+    argv = suite_args(tiny_base, glue_dir, elsewhere, "--tasks", "rte", "--runs", "teacher", *reuse)
+    argv[argv.index("--max_train_samples") + 1] = "40"
+    suite.main(argv)
+    record = json.loads((elsewhere / "results" / "rte" / "teacher-seed42.json").read_text())
+    assert "copied_from" not in record and "--max_train_samples 40" in record["command"]
