@@ -86,8 +86,9 @@ def task_score(task, eval_results: dict) -> float:
     return 100 * statistics.fmean(values)
 
 
-def without_output_dir(command: list[str]) -> list[str]:
-    return [a for i, a in enumerate(command) if a != "--output_dir" and (i == 0 or command[i - 1] != "--output_dir")]
+def without_option(command: list[str], option: str) -> list[str]:
+    """`command` without `option` and its value."""
+    return [a for i, a in enumerate(command) if a != option and (i == 0 or command[i - 1] != option)]
 
 
 def reuse_teacher(task, output_root: Path, seed: str, store, common: list[str], runs: Path, results: Path) -> bool:
@@ -104,10 +105,12 @@ def reuse_teacher(task, output_root: Path, seed: str, store, common: list[str], 
         print(f"{task.name}: no teacher to reuse in {source} (with {source_record})", flush=True)
         return False
     record = json.loads(source_record.read_text())
-    ours = without_output_dir(check_layer_methods.teacher_command(common, target)[1:])
-    if without_output_dir(record["command"].split()) != ours:
-        print(f"{task.name}: the teacher in {source} was trained by another command; training the suite's own",
-              flush=True)
+    ours = without_option(check_layer_methods.teacher_command(common, target)[1:], "--output_dir")
+    if without_option(record["command"].split(), "--output_dir") != ours:
+        print(
+            f"{task.name}: the teacher in {source} was trained by another command; training the suite's own",
+            flush=True,
+        )
         return False
     shutil.copytree(source, target)
     command = check_layer_methods.teacher_command(common, target)
@@ -132,7 +135,7 @@ def run_task(task, args, store: ResultStore) -> None:
     root = Path(args.output_dir) / task.name
     common = check_layer_methods.common_arguments(task, args.glue_dir, args.seed, settings)
     if not args.glue_dir:  # the Hub: the scripts' default when no --glue_dir is given
-        common = [a for i, a in enumerate(common) if a != "--glue_dir" and (i == 0 or common[i - 1] != "--glue_dir")]
+        common = without_option(common, "--glue_dir")
     common += ["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []
     base = ["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []
     if args.reuse_teachers:
