@@ -159,24 +159,31 @@ def test_hidden_states_of_a_shallow_setting_pair_with_the_full_model_s():
     assert [int(t) for t in teacher_hidden_states(states, kept)] == [0, 2, 4, 6]
 
 
-def dynabert_trainer(tmp_path, tokenizer, **config):
+def dynabert_trainer(tmp_path, tokenizer, student_seed: int = 0, teacher_rewired: bool = False, **config):
     teacher = make_teacher(tokenizer, dropout=0.0)
-    student = make_teacher(tokenizer, dropout=0.0)  # same weights: a copy of the teacher
+    teacher.config.dynabert_rewired = teacher_rewired  # (a width stage's output says so in its config)
+    student = make_teacher(tokenizer, dropout=0.0, seed=student_seed)  # seed 0: a copy of the teacher
     return make_trainer(tmp_path, tokenizer, teacher=teacher, student=student, method="dynabert", **config)
 
 
-def test_a_step_sums_the_gradients_of_every_sub_network(tmp_path, tokenizer):
-    trainer = dynabert_trainer(tmp_path, tokenizer, stage="width_depth", rewire=False, alpha_ce=0.5)
+@pytest.mark.parametrize("matched", [True, False], ids=["width-matched-teacher", "full-teacher"])
+def test_a_step_sums_the_gradients_of_every_sub_network(tmp_path, tokenizer, matched):
+    # The student differs from the teacher (another seed), so that every sub-network has something to learn.
+    trainer = dynabert_trainer(tmp_path, tokenizer, student_seed=1, teacher_rewired=True, stage="width_depth",
+                               rewire=False, alpha_ce=0.5, width_matched_teacher=matched)  # fmt: skip
     settings = trainer.args.settings()
     assert len(settings) == 12 and settings[-1] == (1.0, 1.0)
     batch = trainer._prepare_inputs(one_batch(trainer))
     student, teacher = trainer.student, trainer.teacher
-    # Reference: each sub-network's loss written out from the paper, back-propagated one by one.
+    # Reference: each sub-network's loss written out from the paper, back-propagated one by one; the paper's
+    # teacher for width w is the width stage's model cut to width w at full depth (here a physically smaller copy).
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     with torch.no_grad():
-        t = teacher(**inputs, output_hidden_states=True)
+        full = teacher(**inputs, output_hidden_states=True)
+        by_width = {w: export_subnetwork(teacher, w, 1.0)(**inputs, output_hidden_states=True) for w, _ in settings}
     reference = {n: torch.zeros_like(p) for n, p in student.named_parameters()}
     for width, depth in settings:
+        t = by_width[width] if matched else full
         student.zero_grad()
         with elastic_setting(student, width, depth):
             s = student(**inputs, output_hidden_states=True)
@@ -288,3 +295,21 @@ def test_distill_glue_both_stages_then_grid_and_export(teacher_dir, glue_dir, tm
     assert sum(p.numel() for p in small.parameters()) == chosen["parameters"]
     with pytest.raises(ValueError, match="No setting fits"):
         choose_setting(rows, "accuracy", max_parameters=10)
+
+
+def test_stage_weights_and_width_matched_teacher_needs_the_width_stage_model(tmp_path, tokenizer):
+    from bertdistill import DynaBertConfig
+
+    def config(**kwargs):
+        return DynaBertConfig(output_dir=str(tmp_path), report_to=[], **kwargs)
+
+    # The authors' lambda_2: 0.1 in the width stage, 1.0 in the width-and-depth stage.
+    width, width_depth = config(stage="both").split_stages()
+    assert (width.stage_alpha_hidden(), width_depth.stage_alpha_hidden()) == (0.1, 1.0)
+    assert config(stage="width", width_alpha_hidden=None, alpha_hidden=0.7).stage_alpha_hidden() == 0.7
+    with pytest.raises(ValueError, match="width_alpha_hidden must be >= 0"):
+        config(width_alpha_hidden=-1.0)
+    with pytest.raises(ValueError, match="must be the width stage's"):
+        dynabert_trainer(tmp_path, tokenizer, stage="width_depth", rewire=False)
+    trainer = dynabert_trainer(tmp_path, tokenizer, stage="width_depth", rewire=False, width_matched_teacher=False)
+    assert not trainer.uses_width_matched_teacher()

@@ -29,6 +29,7 @@ def main(tokenizer_dir: str, out: str, method: str = "kd") -> None:
         student = BertForSequenceClassification(config)
     elif method == "dynabert":
         student = make_teacher(tokenizer)  # a copy of the teacher
+        teacher.config.dynabert_rewired = True  # the width stage's model: run at each sub-network's width
     else:
         student = build_student(teacher, num_layers=2)
     # DynaBERT's width-and-depth stage: most sub-networks leave layers unused, so only the full one may sync.

@@ -41,7 +41,14 @@ class DynaBertConfig(DistillationTrainingConfig):
             fine-tunes every sub-network on the gold labels (task loss only, the teacher unused), as the authors'
             recipe does after the width-and-depth stage when a task has no augmented data; 0: no such stage.
         final_learning_rate (`float`, *optional*): learning rate of that stage (default: `learning_rate`).
-        alpha_hidden (`float`, *optional*, defaults to 1.0): weight of the hidden-state loss (the paper's lambda_2).
+        alpha_hidden (`float`, *optional*, defaults to 1.0): weight of the hidden-state loss (the paper's lambda_2)
+            in the width-and-depth stage (the authors' `depth_lambda2`), and in the width stage when
+            `width_alpha_hidden` is None.
+        width_alpha_hidden (`float`, *optional*, defaults to 0.1): that weight in the width stage (the authors'
+            `width_lambda2`: the width stage leans on the logits, the width-and-depth stage on the hidden states).
+        width_matched_teacher (`bool`, *optional*, defaults to `True`): in the width-and-depth stage, each
+            sub-network learns from the teacher (the width stage's model) at its own width and full depth, as in the
+            paper and the authors' code; `False`: every sub-network learns from the teacher's full-size model.
         rewire (`bool`, *optional*, defaults to `True`): before the width stage, compute head and neuron importance
             and reorder them (skipped for a model whose config says it is rewired already).
         importance_samples (`int`, *optional*, defaults to 2048): importance is computed with the task loss on the
@@ -70,6 +77,13 @@ class DynaBertConfig(DistillationTrainingConfig):
         default=None, metadata={"help": "With stage both: learning rate of the final fine-tuning."}
     )
     alpha_hidden: float = field(default=1.0, metadata={"help": "Weight of the hidden-state MSE (lambda_2)."})
+    width_alpha_hidden: float | None = field(
+        default=0.1, metadata={"help": "Weight of the hidden-state MSE in the width stage (None: alpha_hidden)."}
+    )
+    width_matched_teacher: bool = field(
+        default=True,
+        metadata={"help": "Width-and-depth stage: each sub-network learns from the teacher at its own width."},
+    )
     rewire: bool = field(default=True, metadata={"help": "Reorder heads and neurons by importance first."})
     importance_samples: int = field(
         default=2048, metadata={"help": "Training rows (the first ones) that importance is computed on."}
@@ -87,12 +101,19 @@ class DynaBertConfig(DistillationTrainingConfig):
             if 1.0 not in values:
                 raise ValueError(f"{name} must include 1.0 (the full model is trained too), got {values}")
             setattr(self, name, values)
-        if self.alpha_hidden < 0:
-            raise ValueError(f"alpha_hidden must be >= 0, got {self.alpha_hidden}")
+        for name in ("alpha_hidden", "width_alpha_hidden"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.final_num_train_epochs < 0:
             raise ValueError(f"final_num_train_epochs must be >= 0, got {self.final_num_train_epochs}")
         if self.importance_samples < 1:
             raise ValueError(f"importance_samples must be >= 1, got {self.importance_samples}")
+
+    def stage_alpha_hidden(self) -> float:
+        """The hidden-state loss weight of this config's stage."""
+        if self.stage == "width" and self.width_alpha_hidden is not None:
+            return self.width_alpha_hidden
+        return self.alpha_hidden
 
     def settings(self) -> list[tuple[float, float]]:
         """The (width, depth) sub-networks of one training step, smallest first and the full model last."""

@@ -65,6 +65,14 @@ class DynaBertTrainer(DistillationTrainer):
                 )
         super().__init__(model, teacher_model, args, **kwargs)
         make_elastic(self.student)
+        if self.uses_width_matched_teacher():
+            if not getattr(teacher_model.config, "dynabert_rewired", False):
+                raise ValueError(
+                    "The width-and-depth stage with width_matched_teacher=True runs the teacher at each width, so the "
+                    "teacher must be the width stage's (rewired) model; got a teacher whose config is not rewired. "
+                    "Pass the width stage's output, or set width_matched_teacher=False"
+                )
+            make_elastic(self.accelerator.unwrap_model(self.teacher))
         if args.rewire and args.stage == "width" and not getattr(self.student.config, "dynabert_rewired", False):
             self.rewire_student()
 
@@ -93,14 +101,14 @@ class DynaBertTrainer(DistillationTrainer):
         return [
             self.task_loss_term(args.alpha_ce),
             prediction_term(args.alpha_kd, args.temperature),
-            LossTerm("hidden", args.alpha_hidden, hidden, needs_hidden_states=True),
+            LossTerm("hidden", args.stage_alpha_hidden(), hidden, needs_hidden_states=True),
         ]
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
         model.train()
         inputs = self._prepare_inputs(inputs)
-        teacher_outputs = self._teacher_outputs(self.accelerator.unwrap_model(model), inputs)
         settings = self.args.settings()
+        teacher_outputs = self._teacher_outputs_by_width(self.accelerator.unwrap_model(model), inputs, settings)
         # Set by the training loop (the last accumulation window may be shorter); the configured value outside it.
         accumulation = getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
         total = torch.zeros((), device=self.args.device)
@@ -108,11 +116,28 @@ class DynaBertTrainer(DistillationTrainer):
             # Gradients add up locally; the full model, last, uses every parameter and synchronises them all.
             sync = contextlib.nullcontext() if index == len(settings) - 1 else self.accelerator.no_sync(model)
             with sync, elastic_setting(self.student, width, depth), self.compute_loss_context_manager():
-                loss = self._distill_forward(model, inputs, teacher_outputs).loss
+                loss = self._distill_forward(model, inputs, teacher_outputs[width]).loss
                 loss = loss / accumulation
                 self.accelerator.backward(loss)
             total += loss.detach()
         return total
+
+    def uses_width_matched_teacher(self) -> bool:
+        return self.args.stage == "width_depth" and self.args.width_matched_teacher
+
+    def _teacher_outputs_by_width(self, wrapper, inputs, settings) -> dict[float, Any]:
+        """`{width: teacher outputs}` for the widths of `settings`: the teacher at that width and full depth when
+        `width_matched_teacher` applies (one teacher pass per width), otherwise the full teacher's, shared."""
+        widths = sorted({width for width, _ in settings})
+        if not self.uses_width_matched_teacher():
+            shared = self._teacher_outputs(wrapper, inputs)
+            return dict.fromkeys(widths, shared)
+        teacher = self.accelerator.unwrap_model(self.teacher)
+        outputs = {}
+        for width in widths:
+            with elastic_setting(teacher, width, 1.0):
+                outputs[width] = self._teacher_outputs(wrapper, inputs)
+        return outputs
 
     @classmethod
     def teacher_for_next_stage(cls, teacher: PreTrainedModel, student: PreTrainedModel) -> PreTrainedModel:
@@ -128,7 +153,12 @@ class DynaBertTrainer(DistillationTrainer):
             "stage": args.stage,
             "settings (width, depth)": settings,
             "alpha_kd": args.alpha_kd,
-            "alpha_hidden": args.alpha_hidden,
+            "alpha_hidden": args.stage_alpha_hidden(),
+            **(
+                {"teacher": "the width stage's model at each sub-network's width, full depth"}
+                if self.uses_width_matched_teacher()
+                else {}
+            ),
             "alpha_ce": args.alpha_ce,
             "temperature": args.temperature,
             "rewired on": f"first {args.importance_samples} training rows",
