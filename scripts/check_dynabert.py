@@ -19,6 +19,7 @@ Every run is resumable (a finished run is kept). Writes docs/dynabert.md, with e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -35,6 +36,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import check_layer_methods  # noqa: E402
 import dynabert_grid  # noqa: E402
 
+from bertdistill import DynaBertConfig  # noqa: E402
 from bertdistill.elastic import compute_importance, export_subnetwork, rewire  # noqa: E402
 from bertdistill.glue_run import tokenize_split  # noqa: E402
 from glue_tasks import get_task, load_glue_split  # noqa: E402
@@ -199,7 +201,8 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
             else ""
         )
         + ". "
-        "Baselines: the teacher rewired by importance on the same rows, "
+        + losses_text()
+        + " Baselines: the teacher rewired by importance on the same rows, "
         "cut to the same (width, depth) and fine-tuned with "
         "the teacher's recipe (3 epochs, learning rate 5e-5), no teacher"
         + (f"; both on the first {args.max_train_samples} training rows" if args.max_train_samples else "")
@@ -210,6 +213,23 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         + "\n\n".join(sections)
     )
     return "\n".join(lines)
+
+
+def losses_text() -> str:
+    """DynaBERT's losses as the library's defaults (which this check uses) set them."""
+    defaults = {f.name: f.default for f in dataclasses.fields(DynaBertConfig)}
+    teacher = (
+        "the width stage's model at each sub-network's width and full depth"
+        if defaults["width_matched_teacher"]
+        else "the width stage's full model"
+    )
+    width_hidden = defaults["width_alpha_hidden"]
+    width_hidden = defaults["alpha_hidden"] if width_hidden is None else width_hidden
+    return (
+        f"Losses: width stage {defaults['alpha_kd']:g} x soft cross-entropy on the logits + {width_hidden:g} x "
+        f"hidden-state MSE against the fine-tuned teacher; width-and-depth stage {defaults['alpha_kd']:g} x soft "
+        f"cross-entropy + {defaults['alpha_hidden']:g} x hidden-state MSE against {teacher}."
+    )
 
 
 if __name__ == "__main__":
