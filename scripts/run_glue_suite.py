@@ -105,15 +105,14 @@ def reuse_teacher(task, output_root: Path, seed: str, store, common: list[str], 
         print(f"{task.name}: no teacher to reuse in {source} (with {source_record})", flush=True)
         return False
     record = json.loads(source_record.read_text())
-    ours = without_option(check_layer_methods.teacher_command(common, target)[1:], "--output_dir")
-    if without_option(record["command"].split(), "--output_dir") != ours:
+    command = check_layer_methods.teacher_command(common, target)
+    if without_option(record["command"].split(), "--output_dir") != without_option(command[1:], "--output_dir"):
         print(
             f"{task.name}: the teacher in {source} was trained by another command; training the suite's own",
             flush=True,
         )
         return False
     shutil.copytree(source, target)
-    command = check_layer_methods.teacher_command(common, target)
     store.save(task.name, "teacher", seed, check_layer_methods.result_record(
         task, target, command, record.get("wall_time_s") or 0.0, method="teacher", copied_from=str(source),
         machine=record["machine"], date=record["date"],
