@@ -9,8 +9,9 @@ Per task (budget in SUITE_SETTINGS: sequence length, epochs, training rows):
 - `finetune`: the 3-layer student (teacher layers --student_layer_selection, the same for every method so that only
   the losses differ) fine-tuned without a teacher: the baseline every method has to beat;
 - `kd`, `pkd`, `distilbert`, `tinybert` (`--stage both`): that student distilled with each method's defaults;
-- `dynabert`: one elastic model (`--stage both`), from which the (width 0.5, depth 1.0) and (1.0, 0.5)
-  sub-networks are exported and evaluated (rows `dynabert-w0.5-d1`, `dynabert-w1-d0.5`);
+- `dynabert`: one elastic model (`--stage both`, with DYNABERT_BUDGET: the first 1500 training rows, 3 epochs per
+  stage + 3 of final fine-tuning, the recipe of docs/dynabert_matched.md), from which the (width 0.5, depth 1.0)
+  and (1.0, 0.5) sub-networks are exported and evaluated (rows `dynabert-w0.5-d1`, `dynabert-w1-d0.5`);
 - `int8`: the best distilled 3-layer student of the task, INT8 dynamically quantized (CPU), evaluated on the dev set.
 
 Every finished (task, run) leaves `results/glue_suite/<task>/<run>-seed<seed>.json` (metrics, shape, size, command,
@@ -22,7 +23,8 @@ latency.json` for when they are gone.
 
 Budget on 2 CPU cores (the MiniLM teacher trains at ~20 samples/s at length 64, ~10 at 128): the teacher of the
 five default tasks takes about 1.5 h; each 3-layer student about half its teacher's time plus the teacher's forward
-(TinyBERT and DynaBERT twice that: two stages); the whole default suite about 10 h, resumable at any point.
+(TinyBERT twice that: two stages; DynaBERT about 35 min a task on its 1500 rows); the whole default suite about
+8 h, resumable at any point.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ SUITE_SETTINGS = {
 DEFAULT_TASKS = ["cola", "sst2", "mrpc", "stsb", "rte"]
 DISTILLED = {"kd": [], "pkd": [], "distilbert": [], "tinybert": ["--stage", "both"]}
 DYNABERT_SETTINGS = [(0.5, 1.0), (1.0, 0.5)]
+# DynaBERT runs 12 sub-networks a step in two stages and a final one: on 2 cores it gets the recipe of
+# scripts/check_dynabert.py (docs/dynabert_matched.md) on the first training rows, not the task's budget.
+DYNABERT_BUDGET = {"max_train_samples": 1500, "epochs": 3, "final_epochs": 3}
 RUNS = ["teacher", "finetune", *DISTILLED, "dynabert", "int8"]
 
 
@@ -127,15 +132,20 @@ def record_exported(task, store, run_name, seed, folder: Path, metrics: dict, co
     store.save(task.name, run_name, seed, check_layer_methods.result_record(task, folder, command, 0.0, **extra))
 
 
+def task_arguments(task, args, settings: dict) -> list[str]:
+    """The arguments every run of the task shares, with `settings` (SUITE_SETTINGS' keys) as its budget."""
+    common = check_layer_methods.common_arguments(task, args.glue_dir, args.seed, settings)
+    if not args.glue_dir:  # the Hub: the scripts' default when no --glue_dir is given
+        common = without_option(common, "--glue_dir")
+    return common + (["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else [])
+
+
 def run_task(task, args, store: ResultStore) -> None:
     settings = SUITE_SETTINGS[task.name] | (
         {"max_train_samples": args.max_train_samples} if args.max_train_samples else {}
     )
     root = Path(args.output_dir) / task.name
-    common = check_layer_methods.common_arguments(task, args.glue_dir, args.seed, settings)
-    if not args.glue_dir:  # the Hub: the scripts' default when no --glue_dir is given
-        common = without_option(common, "--glue_dir")
-    common += ["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []
+    common = task_arguments(task, args, settings)
     base = ["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []
     if args.reuse_teachers:
         reuse_teacher(task, Path(args.output_dir), args.seed, store, [*common, *base], *map(Path, args.reuse_teachers))
@@ -155,9 +165,9 @@ def run_task(task, args, store: ResultStore) -> None:
     names = [dynabert_name(w, d) for w, d in DYNABERT_SETTINGS]
     if "dynabert" in args.runs and not all(store.has(task.name, n, args.seed) for n in names):
         elastic = root / "dynabert"
-        command = [sys.executable, "scripts/distill_glue.py", *common, "--method", "dynabert", "--stage", "both",
-                   "--teacher_model_name_or_path", str(teacher), "--learning_rate", args.dynabert_learning_rate,
-                   "--output_dir", str(elastic)]  # fmt: skip
+        command = [sys.executable, "scripts/distill_glue.py", *dynabert_arguments(task, args), "--method", "dynabert",
+                   "--stage", "both", "--teacher_model_name_or_path", str(teacher), "--learning_rate",
+                   args.dynabert_learning_rate, "--output_dir", str(elastic)]  # fmt: skip
         seconds = 0.0
         if not (elastic / "eval_results.json").is_file():
             seconds = check_layer_methods.run(command, root / "dynabert.log")
@@ -192,6 +202,15 @@ def run_task(task, args, store: ResultStore) -> None:
                 "size_mb": serialized_size(quantized) / 2**20, "command": f"quantize_dynamic_int8({root / source})",
                 "wall_time_s": 0, "machine": check_layer_methods.machine(), "date": time.strftime("%Y-%m-%d"),
             })  # fmt: skip
+
+
+def dynabert_arguments(task, args) -> list[str]:
+    """The task's arguments with DYNABERT_BUDGET's rows (or --max_train_samples, when smaller) and epochs."""
+    rows = min(filter(None, (DYNABERT_BUDGET["max_train_samples"], args.max_train_samples,
+                             SUITE_SETTINGS[task.name]["max_train_samples"])))  # fmt: skip
+    settings = SUITE_SETTINGS[task.name] | {"max_train_samples": rows, "epochs": DYNABERT_BUDGET["epochs"]}
+    return [*task_arguments(task, args, settings), "--width_num_train_epochs", str(DYNABERT_BUDGET["epochs"]),
+            "--final_num_train_epochs", str(DYNABERT_BUDGET["final_epochs"])]  # fmt: skip
 
 
 def dev_split(task, args, tokenizer):
@@ -321,7 +340,7 @@ def markdown(tasks, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--glue_dir", default="../shared/glue_data", help="Classic GLUE folder ('' for the Hub).")
     parser.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, choices=sorted(SUITE_SETTINGS))
@@ -343,7 +362,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--latency_repeats", type=int, default=10)
     parser.add_argument("--max_train_samples", type=int, default=None, help="For a quick trial run only.")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="For a quick trial run only.")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
     tasks = [get_task(name) for name in dict.fromkeys(args.tasks)]
     store = ResultStore(args.results_dir)
     if not args.report_only:
@@ -370,6 +393,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"`{args.results_dir}/<task>/<run>-seed<seed>.json`).\n\n"
         f"Machines: {'; '.join(machines)}. Budgets per task: "
         + ", ".join(f"{t.name} {SUITE_SETTINGS[t.name]}" for t in tasks)
+        + f". DynaBERT (every task): the first {DYNABERT_BUDGET['max_train_samples']} training rows, "
+        f"{DYNABERT_BUDGET['epochs']} epochs per stage + {DYNABERT_BUDGET['final_epochs']} of final fine-tuning, "
+        f"learning rate {args.dynabert_learning_rate}"
         + f". Students: 3 layers from the teacher ({args.student_layer_selection}), learning rate "
         f"{args.learning_rate}, seed {args.seed}. Dev-set scores x 100; the average is over the tasks run, each "
         "task the mean of its metrics; retention is vs the teacher's average. Latency: median forward time on "

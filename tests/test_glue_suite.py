@@ -91,3 +91,25 @@ def test_teacher_reused_only_when_trained_by_the_same_command(tiny_base, glue_di
     suite.main(argv)
     record = json.loads((elsewhere / "results" / "rte" / "teacher-seed42.json").read_text())
     assert "copied_from" not in record and "--max_train_samples 40" in record["command"]
+
+
+def test_dynabert_gets_its_own_budget():
+    from glue_tasks import get_task
+
+    suite = load_script("run_glue_suite")
+
+    def options(argv, task):
+        command = suite.dynabert_arguments(get_task(task), suite.parse_args(argv))
+        return {command[i]: command[i + 1] for i in range(len(command) - 1) if command[i].startswith("--")}
+
+    # SST-2's suite budget is 16000 rows for 1 epoch; DynaBERT gets DYNABERT_BUDGET instead.
+    sst2 = options([], "sst2")
+    budget = suite.DYNABERT_BUDGET
+    assert sst2["--max_train_samples"] == str(budget["max_train_samples"]) == "1500"
+    assert sst2["--num_train_epochs"] == sst2["--width_num_train_epochs"] == str(budget["epochs"])
+    assert sst2["--final_num_train_epochs"] == str(budget["final_epochs"])
+    assert sst2["--max_seq_length"] == "64" and sst2["--task_name"] == "sst2"
+    # A smaller trial budget wins; the Hub (no --glue_dir) stays the Hub.
+    trial = options(["--max_train_samples", "48", "--max_eval_samples", "24", "--glue_dir", ""], "rte")
+    assert trial["--max_train_samples"] == "48" and trial["--max_eval_samples"] == "24"
+    assert "--glue_dir" not in trial
