@@ -30,6 +30,8 @@ five default tasks takes about 1.5 h; each 3-layer student about half its teache
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import shutil
 import statistics
@@ -42,8 +44,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
+import check_dynabert  # noqa: E402
 import check_layer_methods  # noqa: E402
 
+from bertdistill import DynaBertConfig  # noqa: E402
 from bertdistill.benchmark import count_parameters, interleaved_latency  # noqa: E402
 from bertdistill.elastic import export_subnetwork, make_elastic  # noqa: E402
 from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
@@ -168,7 +172,13 @@ def run_task(task, args, store: ResultStore) -> None:
         command = [sys.executable, "scripts/distill_glue.py", *dynabert_arguments(task, args), "--method", "dynabert",
                    "--stage", "both", "--teacher_model_name_or_path", str(teacher), "--learning_rate",
                    args.dynabert_learning_rate, "--output_dir", str(elastic)]  # fmt: skip
-        seconds = 0.0
+        seconds, reused = 0.0, None
+        if args.reuse_dynabert and not (elastic / "eval_results.json").is_file():
+            reused = reusable_dynabert(task, args, teacher)
+            if reused is not None:
+                shutil.copytree(reused, elastic)
+                seconds = training_seconds(reused)
+                print(f"{task.name}: DynaBERT copied from {reused} (same recipe and teacher)", flush=True)
         if not (elastic / "eval_results.json").is_file():
             seconds = check_layer_methods.run(command, root / "dynabert.log")
         model = make_elastic(AutoModelForSequenceClassification.from_pretrained(elastic))
@@ -183,7 +193,8 @@ def run_task(task, args, store: ResultStore) -> None:
             tokenizer.save_pretrained(folder)
             metrics = evaluate_model(sub, dev, tokenizer, task)
             record_exported(task, store, name, args.seed, folder, metrics, command, method="dynabert",
-                            width_mult=width, depth_mult=depth, dynabert_wall_time_s=round(seconds))  # fmt: skip
+                            width_mult=width, depth_mult=depth, dynabert_wall_time_s=round(seconds),
+                            **({"copied_from": str(reused)} if reused else {}))  # fmt: skip
 
     if "int8" in args.runs and not store.has(task.name, "int8", args.seed):
         recorded = store.load(task.name)
@@ -204,13 +215,66 @@ def run_task(task, args, store: ResultStore) -> None:
             })  # fmt: skip
 
 
-def dynabert_arguments(task, args) -> list[str]:
-    """The task's arguments with DYNABERT_BUDGET's rows (or --max_train_samples, when smaller) and epochs."""
-    rows = min(filter(None, (DYNABERT_BUDGET["max_train_samples"], args.max_train_samples,
+def dynabert_rows(task, args) -> int:
+    """DYNABERT_BUDGET's training rows, or fewer when --max_train_samples or the task's budget says so."""
+    return min(filter(None, (DYNABERT_BUDGET["max_train_samples"], args.max_train_samples,
                              SUITE_SETTINGS[task.name]["max_train_samples"])))  # fmt: skip
-    settings = SUITE_SETTINGS[task.name] | {"max_train_samples": rows, "epochs": DYNABERT_BUDGET["epochs"]}
+
+
+def dynabert_arguments(task, args) -> list[str]:
+    """The task's arguments with DYNABERT_BUDGET's rows and epochs."""
+    settings = SUITE_SETTINGS[task.name] | {"max_train_samples": dynabert_rows(task, args),
+                                            "epochs": DYNABERT_BUDGET["epochs"]}  # fmt: skip
     return [*task_arguments(task, args, settings), "--width_num_train_epochs", str(DYNABERT_BUDGET["epochs"]),
             "--final_num_train_epochs", str(DYNABERT_BUDGET["final_epochs"])]  # fmt: skip
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def reusable_dynabert(task, args, teacher: Path) -> Path | None:
+    """The task's elastic model from scripts/check_dynabert.py (`--reuse_dynabert OUTPUT_DIR REPORT_JSON`: its
+    folders and the .json of its report, which records its arguments) when that check trained it with this suite's
+    DynaBERT recipe (data, sequence length, rows, epochs, learning rate, importance rows, seed) from a teacher with
+    the same weights; otherwise None, with the reason printed."""
+    folder, report = map(Path, args.reuse_dynabert)
+    source = folder / task.name / f"seed{args.seed}" / "dynabert"
+    check = json.loads(report.read_text())["args"] if report.is_file() else {"tasks": []}
+    if not (source / "eval_results.json").is_file() or task.name not in check["tasks"]:
+        print(f"{task.name}: no DynaBERT model to reuse in {source} (reported in {report})", flush=True)
+        return None
+    defaults = {f.name: f.default for f in dataclasses.fields(DynaBertConfig)}
+    ours = {"glue_dir": args.glue_dir, "max_seq_length": SUITE_SETTINGS[task.name]["max_seq_length"],
+            "max_train_samples": dynabert_rows(task, args), "max_eval_samples": args.max_eval_samples,
+            "epochs": DYNABERT_BUDGET["epochs"], "final_epochs": DYNABERT_BUDGET["final_epochs"],
+            "learning_rate": float(args.dynabert_learning_rate),
+            "importance_samples": defaults["importance_samples"]}  # fmt: skip
+    theirs = {"glue_dir": check["glue_dir"],
+              "max_seq_length": check_layer_methods.TASK_SETTINGS[task.name]["max_seq_length"],
+              "max_train_samples": check["max_train_samples"], "max_eval_samples": check["max_eval_samples"],
+              "epochs": check["epochs"] or check_dynabert.DYNABERT_EPOCHS[task.name],
+              "final_epochs": check["final_epochs"], "learning_rate": float(check["learning_rate"]),
+              "importance_samples": check["importance_samples"]}  # fmt: skip
+    differing = [f"{k} {theirs[k]} (suite: {ours[k]})" for k in ours if ours[k] != theirs[k]]
+    their_teacher = Path(check["teacher_root"]) / task.name / "teacher" / "model.safetensors"
+    if not their_teacher.is_file() or file_digest(their_teacher) != file_digest(teacher / "model.safetensors"):
+        differing.append(f"teacher {their_teacher.parent} (not the suite's {teacher})")
+    if differing:
+        print(
+            f"{task.name}: {source} was trained differently: {', '.join(differing)}; training the suite's own",
+            flush=True,
+        )
+        return None
+    return source
+
+
+def training_seconds(elastic: Path) -> float:
+    """The training time of a `--stage both` DynaBERT run: its stages' train_runtime, added up."""
+    stages = [elastic.with_name(f"{elastic.name}-{stage}") for stage in ("width", "width_depth")] + [elastic]
+    files = [stage / "train_results.json" for stage in stages if (stage / "train_results.json").is_file()]
+    return sum(json.loads(f.read_text())["train_runtime"] for f in files)
 
 
 def dev_split(task, args, tokenizer):
@@ -358,6 +422,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reuse_teachers", nargs=2, metavar=("OUTPUT_DIR", "RESULTS_DIR"), default=None,
         help="Copy each task's teacher from another check's folders (e.g. runs/layer_methods results/layer_methods) "
         "when its recorded command is the one this suite would run.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reuse_dynabert", nargs=2, metavar=("OUTPUT_DIR", "REPORT_JSON"), default=None,
+        help="Copy each task's elastic model from scripts/check_dynabert.py's folder (e.g. runs/dynabert3m "
+        "docs/dynabert_matched.json) when that check trained it with the suite's DynaBERT recipe and teacher.",
     )  # fmt: skip
     parser.add_argument("--latency_repeats", type=int, default=10)
     parser.add_argument("--max_train_samples", type=int, default=None, help="For a quick trial run only.")

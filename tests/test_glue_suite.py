@@ -113,3 +113,38 @@ def test_dynabert_gets_its_own_budget():
     trial = options(["--max_train_samples", "48", "--max_eval_samples", "24", "--glue_dir", ""], "rte")
     assert trial["--max_train_samples"] == "48" and trial["--max_eval_samples"] == "24"
     assert "--glue_dir" not in trial
+
+
+def test_dynabert_reused_only_with_the_same_recipe_and_teacher(tmp_path):
+    from glue_tasks import get_task
+
+    suite = load_script("run_glue_suite")
+    task = get_task("mrpc")
+    # What scripts/check_dynabert.py leaves: its report's arguments, its elastic model, the teacher it used.
+    check_args = {"glue_dir": "glue", "tasks": ["mrpc"], "teacher_root": str(tmp_path / "lm"), "learning_rate": "5e-5",
+                  "importance_samples": 2048, "max_train_samples": 1500, "max_eval_samples": None, "epochs": 3,
+                  "final_epochs": 3}  # fmt: skip
+    report = tmp_path / "check.json"
+    source = tmp_path / "check" / "mrpc" / "seed42" / "dynabert"
+    source.mkdir(parents=True)
+    (source / "eval_results.json").write_text("{}")
+    for folder in (tmp_path / "lm" / "mrpc" / "teacher", tmp_path / "suite_teacher"):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"same weights")
+    argv = ["--glue_dir", "glue", "--reuse_dynabert", str(tmp_path / "check"), str(report)]
+
+    def reusable(**changes):
+        report.write_text(json.dumps({"args": check_args | changes}))
+        return suite.reusable_dynabert(task, suite.parse_args(argv), tmp_path / "suite_teacher")
+
+    assert reusable() == source
+    assert reusable(epochs=8) is None and reusable(final_epochs=0) is None and reusable(learning_rate="2e-5") is None
+    assert reusable(max_train_samples=None) is None and reusable(tasks=["cola"]) is None
+    assert reusable(epochs=None) == source, "the check's default for MRPC is 3 epochs per stage"
+    (tmp_path / "suite_teacher" / "model.safetensors").write_bytes(b"other weights")
+    assert reusable() is None
+
+    for stage, seconds in (("dynabert-width", 10.0), ("dynabert-width_depth", 20.5), ("dynabert", 30.0)):
+        (source.parent / stage).mkdir(exist_ok=True)
+        (source.parent / stage / "train_results.json").write_text(json.dumps({"train_runtime": seconds}))
+    assert suite.training_seconds(source) == pytest.approx(60.5)
