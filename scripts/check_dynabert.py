@@ -41,7 +41,7 @@ from bertdistill.elastic import compute_importance, export_subnetwork, rewire  #
 from bertdistill.glue_run import tokenize_split  # noqa: E402
 from glue_tasks import get_task, load_glue_split  # noqa: E402
 
-DYNABERT_EPOCHS = {"cola": 3, "rte": 3, "mrpc": 3, "sst2": 1}  # per stage; the baselines train 3 epochs
+DYNABERT_EPOCHS = {"cola": 3, "rte": 3, "mrpc": 3, "sst2": 1, "stsb": 3}  # per stage; the baselines train 3 epochs
 COMPARED = [(0.5, 1.0), (1.0, 0.5)]
 
 

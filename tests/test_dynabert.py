@@ -313,3 +313,21 @@ def test_stage_weights_and_width_matched_teacher_needs_the_width_stage_model(tmp
         dynabert_trainer(tmp_path, tokenizer, stage="width_depth", rewire=False)
     trainer = dynabert_trainer(tmp_path, tokenizer, stage="width_depth", rewire=False, width_matched_teacher=False)
     assert not trainer.uses_width_matched_teacher()
+
+
+def test_regression_task_all_stages_and_grid(tokenizer, glue_dir, tmp_path):
+    from test_scripts import distill_args, distill_glue
+
+    teacher = make_teacher(tokenizer, num_labels=1)
+    teacher.save_pretrained(tmp_path / "teacher")
+    tokenizer.save_pretrained(tmp_path / "teacher")
+    out = tmp_path / "dyna"
+    metrics = distill_glue.main(distill_args(tmp_path / "teacher", glue_dir, out, "stsb", "--method", "dynabert",
+                                             "--stage", "both", "--importance_samples", "16",
+                                             "--final_num_train_epochs", "1"))  # fmt: skip
+    assert {"eval_pearson", "eval_spearmanr"} <= set(metrics)
+    rows = load_script("dynabert_grid").main([
+        "--model_dir", str(out), "--task_name", "stsb", "--glue_dir", str(glue_dir), "--max_eval_samples", "16",
+        "--max_seq_length", "32", "--latency_repeats", "1", "--widths", "0.5", "1.0", "--depths", "0.5", "1.0",
+    ])  # fmt: skip
+    assert len(rows) == 4 and all(-1 <= r["pearson"] <= 1 for r in rows)
