@@ -30,7 +30,6 @@ five default tasks takes about 1.5 h; each 3-layer student about half its teache
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -173,14 +172,14 @@ def run_task(task, args, store: ResultStore) -> None:
                    "--stage", "both", "--teacher_model_name_or_path", str(teacher), "--learning_rate",
                    args.dynabert_learning_rate, "--output_dir", str(elastic)]  # fmt: skip
         seconds, reused = 0.0, None
-        if args.reuse_dynabert and not (elastic / "eval_results.json").is_file():
-            reused = reusable_dynabert(task, args, teacher)
+        if not (elastic / "eval_results.json").is_file():
+            reused = reusable_dynabert(task, args, teacher) if args.reuse_dynabert else None
             if reused is not None:
                 shutil.copytree(reused, elastic)
                 seconds = training_seconds(reused)
                 print(f"{task.name}: DynaBERT copied from {reused} (same recipe and teacher)", flush=True)
-        if not (elastic / "eval_results.json").is_file():
-            seconds = check_layer_methods.run(command, root / "dynabert.log")
+            else:
+                seconds = check_layer_methods.run(command, root / "dynabert.log")
         model = make_elastic(AutoModelForSequenceClassification.from_pretrained(elastic))
         tokenizer = AutoTokenizer.from_pretrained(elastic)
         dev = dev_split(task, args, tokenizer)
@@ -245,12 +244,11 @@ def reusable_dynabert(task, args, teacher: Path) -> Path | None:
     if not (source / "eval_results.json").is_file() or task.name not in check["tasks"]:
         print(f"{task.name}: no DynaBERT model to reuse in {source} (reported in {report})", flush=True)
         return None
-    defaults = {f.name: f.default for f in dataclasses.fields(DynaBertConfig)}
     ours = {"glue_dir": args.glue_dir, "max_seq_length": SUITE_SETTINGS[task.name]["max_seq_length"],
             "max_train_samples": dynabert_rows(task, args), "max_eval_samples": args.max_eval_samples,
             "epochs": DYNABERT_BUDGET["epochs"], "final_epochs": DYNABERT_BUDGET["final_epochs"],
             "learning_rate": float(args.dynabert_learning_rate),
-            "importance_samples": defaults["importance_samples"]}  # fmt: skip
+            "importance_samples": DynaBertConfig.importance_samples}  # fmt: skip
     theirs = {"glue_dir": check["glue_dir"],
               "max_seq_length": check_layer_methods.TASK_SETTINGS[task.name]["max_seq_length"],
               "max_train_samples": check["max_train_samples"], "max_eval_samples": check["max_eval_samples"],
