@@ -121,8 +121,9 @@ def reuse_teacher(task, output_root: Path, seed: str, store, common: list[str], 
         )
         return False
     shutil.copytree(source, target)
+    seconds = record.get("wall_time_s") or train_runtime([source])  # older records have no wall time
     store.save(task.name, "teacher", seed, check_layer_methods.result_record(
-        task, target, command, record.get("wall_time_s") or 0.0, method="teacher", copied_from=str(source),
+        task, target, command, seconds, method="teacher", copied_from=str(source),
         machine=record["machine"], date=record["date"],
     ))  # fmt: skip
     print(f"{task.name}: teacher copied from {source} (same command)", flush=True)
@@ -268,11 +269,16 @@ def reusable_dynabert(task, args, teacher: Path) -> Path | None:
     return source
 
 
+def train_runtime(folders: list[Path]) -> float:
+    """The Trainer's recorded train_runtime (train_results.json) of the given run folders, added up."""
+    files = [folder / "train_results.json" for folder in folders if (folder / "train_results.json").is_file()]
+    return sum(json.loads(f.read_text())["train_runtime"] for f in files)
+
+
 def training_seconds(elastic: Path) -> float:
     """The training time of a `--stage both` DynaBERT run: its stages' train_runtime, added up."""
-    stages = [elastic.with_name(f"{elastic.name}-{stage}") for stage in ("width", "width_depth")] + [elastic]
-    files = [stage / "train_results.json" for stage in stages if (stage / "train_results.json").is_file()]
-    return sum(json.loads(f.read_text())["train_runtime"] for f in files)
+    return train_runtime([elastic.with_name(f"{elastic.name}-{stage}") for stage in ("width", "width_depth")]
+                         + [elastic])  # fmt: skip
 
 
 def dev_split(task, args, tokenizer):
@@ -318,6 +324,23 @@ def measure_latency(tasks, args, results_dir: Path) -> dict:
     return latency
 
 
+def run_seconds(record: dict) -> float:
+    """A run's training wall time; a DynaBERT setting's is its elastic model's (shared by every setting)."""
+    return record.get("dynabert_wall_time_s", record.get("wall_time_s")) or 0.0
+
+
+def task_wall_times(tasks, args, store: ResultStore) -> dict[str, float]:
+    """Each task's training wall time in seconds: every recorded run, DynaBERT's elastic model counted once."""
+    totals = {}
+    for task in tasks:
+        records = [by_seed[args.seed] for name, by_seed in store.load(task.name).items() if args.seed in by_seed
+                   and not name.startswith("dynabert-")]  # fmt: skip
+        elastic = [by_seed[args.seed] for name, by_seed in store.load(task.name).items() if args.seed in by_seed
+                   and name.startswith("dynabert-")]  # fmt: skip
+        totals[task.name] = sum(map(run_seconds, records)) + max(map(run_seconds, elastic), default=0.0)
+    return totals
+
+
 def build_rows(tasks, args, store: ResultStore, latency: dict) -> list[dict]:
     recorded = {task.name: store.load(task.name) for task in tasks}
     rows = []
@@ -333,6 +356,7 @@ def build_rows(tasks, args, store: ResultStore, latency: dict) -> list[dict]:
             "average": statistics.fmean(scores.values()) if len(scores) == len(tasks) else None,
             "layers": first["layers"], "hidden": first["hidden"], "parameters": first["parameters"],
             "size_mb": first["size_mb"], "source": first.get("source"),
+            "train_s": sum(run_seconds(r) for r in done.values()),
             **{k: latency.get(name, {}).get(k) for k in ("latency_b1_ms", "latency_b32_ms")},
         })  # fmt: skip
     teacher = next((r for r in rows if r["run"] == "teacher"), None)
@@ -381,7 +405,7 @@ def targets(rows: list[dict]) -> list[str]:
 
 def markdown(tasks, rows: list[dict]) -> str:
     header = ["run", "shape", *(f"{t.name} ({'/'.join(t.metrics)})" for t in tasks), "average", "retention",
-              "params (M)", "size (MB)", "b1 ms", "b32 ms", "speedup b1", "speedup b32"]  # fmt: skip
+              "params (M)", "size (MB)", "b1 ms", "b32 ms", "speedup b1", "speedup b32", "train (min)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def fmt(value, pattern):
@@ -397,7 +421,8 @@ def markdown(tasks, rows: list[dict]) -> str:
             cells.append("/".join(f"{100 * results[f'eval_{m}']:.1f}" for m in task.metrics) if results else "n/a")
         cells += [fmt(row["average"], "{:.2f}"), fmt(row["retention"], "{:.1%}"), f"{row['parameters'] / 1e6:.1f}",
                   f"{row['size_mb']:.1f}", fmt(row["latency_b1_ms"], "{:.1f}"), fmt(row["latency_b32_ms"], "{:.0f}"),
-                  fmt(row["speedup_b1"], "{:.2f}x"), fmt(row["speedup_b32"], "{:.2f}x")]  # fmt: skip
+                  fmt(row["speedup_b1"], "{:.2f}x"), fmt(row["speedup_b32"], "{:.2f}x"),
+                  f"{row['train_s'] / 60:.0f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -466,7 +491,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         + f". Students: 3 layers from the teacher ({args.student_layer_selection}), learning rate "
         f"{args.learning_rate}, seed {args.seed}. Dev-set scores x 100; the average is over the tasks run, each "
         "task the mean of its metrics; retention is vs the teacher's average. Latency: median forward time on "
-        f"{tasks[0].name} dev sentences, all models interleaved in one run.\n\n"
+        f"{tasks[0].name} dev sentences, all models interleaved in one run. Train (min): the run's training wall "
+        "time summed over the tasks (a DynaBERT setting: the one elastic model every setting comes from; INT8: "
+        "quantization only). Training wall time per task, every run: "
+        + ", ".join(f"{name} {seconds / 60:.0f} min" for name, seconds in task_wall_times(tasks, args, store).items())
+        + ".\n\n"
         + table
         + "\n\n"
         + ("![metric vs latency and size](" + report.with_suffix(".png").name + ")\n\n" if plotted else "")

@@ -37,6 +37,10 @@ def test_suite_records_each_run_once_and_reports(tiny_base, glue_dir, tmp_path):
     assert all(row["latency_b32_ms"] > 0 for row in rows.values())
     report = (tmp_path / "suite.md").read_text()
     assert "| kd |" in report and "## Targets" in report and "beats the no-teacher baseline" in report
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "rte").glob("*.json")]
+    minutes = sum(r["wall_time_s"] for r in records) / 60
+    assert "train (min) |" in report and f"every run: rte {minutes:.0f} min." in report
+    assert rows["kd"]["train_s"] == kd["wall_time_s"] > 0
     assert (tmp_path / "suite.png").stat().st_size > 0
 
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "rte").glob("*-seed42.json")}
@@ -83,6 +87,14 @@ def test_teacher_reused_only_when_trained_by_the_same_command(tiny_base, glue_di
     assert f"--output_dir {tmp_path / 'runs' / 'rte' / 'teacher'}" in record["command"]
     copied = (tmp_path / "runs" / "rte" / "teacher" / "model.safetensors").read_bytes()
     assert copied == (other / "runs" / "rte" / "teacher" / "model.safetensors").read_bytes()
+
+    # A record without a wall time (older checks wrote none): the Trainer's train_runtime of the copied teacher.
+    (other / "results" / "rte" / "teacher-seed42.json").write_text(json.dumps(source | {"wall_time_s": None}))
+    runtime = json.loads((other / "runs" / "rte" / "teacher" / "train_results.json").read_text())["train_runtime"]
+    untimed = tmp_path / "untimed"
+    suite.main(suite_args(tiny_base, glue_dir, untimed, "--tasks", "rte", "--runs", "teacher", *reuse))
+    record = json.loads((untimed / "results" / "rte" / "teacher-seed42.json").read_text())
+    assert record["copied_from"] and record["wall_time_s"] == round(runtime)
 
     # Another budget is another teacher: trained, not copied.
     elsewhere = tmp_path / "elsewhere"
