@@ -34,6 +34,12 @@ def test_step_costs_are_reported_against_floor_and_finetune(six_layer_teacher, g
         assert row["vs_floor"] == pytest.approx(row["step_s"] / rows["floor"]["step_s"])
         assert row["vs_finetune"] == pytest.approx(row["step_s"] / rows["finetune"]["step_s"])
     assert report["teacher_pass_s"] >= 0
+    assert rows["floor"]["vs_floor_by_round"] == [1.0] and len(rows["kd"]["vs_floor_by_round"]) == 1
+    # The targets are read from the rows: kd and kd-cached here, against floor and finetune.
+    text = (tmp_path / "throughput.md").read_text()
+    kd = rows["kd"]["vs_floor"]
+    assert f"step costs <= 1.10x the floor: kd {kd:.2f}x ({'met' if kd <= 1.10 else '**missed**'})" in text
+    assert f"plain fine-tuning: {rows['kd-cached']['vs_finetune']:.2f}x" in text
     saved = json.loads((tmp_path / "throughput.json").read_text())
     assert [row["run"] for row in saved["steps"]] == list(rows)
     assert "| kd-cached |" in (tmp_path / "throughput.md").read_text()
