@@ -479,6 +479,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         pareto_plot(plotted, report.with_suffix(".png"), title=f"GLUE ({', '.join(t.name for t in tasks)}) dev")
     machines = sorted({r["machine"] for t in tasks for by in store.load(t.name).values() for r in by.values()})
     command = f"python scripts/run_glue_suite.py --glue_dir {args.glue_dir} --tasks {' '.join(t.name for t in tasks)}"
+    for option in ("reuse_teachers", "reuse_dynabert"):  # copies of runs made by the same commands (see the records)
+        command += f" --{option} {' '.join(getattr(args, option))}" if getattr(args, option) else ""
     report.write_text(
         "# GLUE suite: every method next to the teacher and the no-teacher baseline\n\n"
         f"Command: `{command}` (resumable; each run's result, command, wall time and machine are in "

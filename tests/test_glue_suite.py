@@ -83,6 +83,7 @@ def test_teacher_reused_only_when_trained_by_the_same_command(tiny_base, glue_di
     suite.main(suite_args(tiny_base, glue_dir, tmp_path, "--tasks", "rte", "--runs", "teacher", *reuse))
     record = json.loads((tmp_path / "results" / "rte" / "teacher-seed42.json").read_text())
     assert record["copied_from"] == str(other / "runs" / "rte" / "teacher")
+    assert f"--reuse_teachers {other / 'runs'} {other / 'results'}`" in (tmp_path / "suite.md").read_text()
     assert record["eval_results"] == source["eval_results"] and record["wall_time_s"] == source["wall_time_s"]
     assert f"--output_dir {tmp_path / 'runs' / 'rte' / 'teacher'}" in record["command"]
     copied = (tmp_path / "runs" / "rte" / "teacher" / "model.safetensors").read_bytes()
