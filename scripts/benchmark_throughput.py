@@ -16,6 +16,8 @@ shared machine hits all of them alike. A step's cost is the wall time between co
 loading, forwards, backward, clipping, optimizer and scheduler included), the median after --warmup steps.
 - `floor`: the teacher's forward (logits only, no gradient) plus the student's forward/backward/optimizer step on
   the same batches, in a bare loop with nothing else;
+- `floor-student`: the same bare loop without the teacher: next to `finetune`, what the Trainer's own bookkeeping
+  (scheduler, logging, callbacks, loss plumbing) costs a step, which every method through a Trainer pays too;
 - `finetune`: the student alone (the no-teacher baseline) through the Trainer;
 - one row per method through its Trainer (`kd`, `kd-cached` with `cache_teacher_logits`, `pkd`, `distilbert`,
   `tinybert-intermediate`, `tinybert-prediction`), printed as ratios to the floor and to `finetune`. `kd-cached`'s
@@ -49,9 +51,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Per-step measurements: name -> (method, config overrides); "floor" is the bare loop.
+# Per-step measurements: name -> (method, config overrides); None: a bare loop ("floor" with the teacher's forward).
 STEP_RUNS = {
     "floor": None,
+    "floor-student": None,
     "finetune": ("finetune", {}),
     "kd": ("kd", {}),
     "kd-cached": ("kd", {"cache_teacher_logits": True}),
@@ -158,8 +161,9 @@ def step_worker(args, name: str) -> dict:
             stamps = []
             for batch, _ in zip(cycle(trainer.get_train_dataloader()), range(steps + 1)):
                 batch = {k: v.to(device) for k, v in batch.items()}
-                with torch.no_grad():
-                    teacher(**{k: v for k, v in batch.items() if k != "labels"})
+                if name == "floor":
+                    with torch.no_grad():
+                        teacher(**{k: v for k, v in batch.items() if k != "labels"})
                 student(**batch).loss.backward()
                 torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
                 optimizer.step()
@@ -450,7 +454,7 @@ def targets(report: dict) -> list[str]:
         return "met" if ok else "**missed**"
 
     steps = {row["run"]: row for row in report["steps"]}
-    distilled = [row for name, row in steps.items() if name not in ("floor", "finetune", "kd-cached")]
+    distilled = [row for name, row in steps.items() if name not in ("floor", "floor-student", "finetune", "kd-cached")]
     lines = []
     if distilled:
         worst = max(distilled, key=lambda row: row["vs_floor"])

@@ -25,10 +25,11 @@ def common(teacher, glue_dir, tmp_path):
 def test_step_costs_are_reported_against_floor_and_finetune(six_layer_teacher, glue_dir, tmp_path):
     benchmark = load_script("benchmark_throughput")
     report = benchmark.main(
-        [*common(six_layer_teacher, glue_dir, tmp_path), "--runs", "floor", "finetune", "kd", "kd-cached"]
-    )
+        [*common(six_layer_teacher, glue_dir, tmp_path), "--runs", "floor", "floor-student", "finetune", "kd",
+         "kd-cached"]
+    )  # fmt: skip
     rows = {row["run"]: row for row in report["steps"]}
-    assert list(rows) == ["floor", "finetune", "kd", "kd-cached"]
+    assert list(rows) == ["floor", "floor-student", "finetune", "kd", "kd-cached"]
     for row in rows.values():
         assert row["step_s"] > 0 and row["peak_mb"] > 0
         assert row["vs_floor"] == pytest.approx(row["step_s"] / rows["floor"]["step_s"])
@@ -39,6 +40,7 @@ def test_step_costs_are_reported_against_floor_and_finetune(six_layer_teacher, g
     text = (tmp_path / "throughput.md").read_text()
     kd = rows["kd"]["vs_floor"]
     assert f"step costs <= 1.10x the floor: kd {kd:.2f}x ({'met' if kd <= 1.10 else '**missed**'})" in text
+    assert "| floor-student |" in text and "floor-student " not in text.split("## Targets")[1]
     assert f"plain fine-tuning: {rows['kd-cached']['vs_finetune']:.2f}x" in text
     saved = json.loads((tmp_path / "throughput.json").read_text())
     assert [row["run"] for row in saved["steps"]] == list(rows)
