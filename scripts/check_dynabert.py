@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         samples = min(args.importance_samples, args.max_train_samples or args.importance_samples)
         export_rewired_teacher(teacher, task, args.glue_dir, samples, initials)
         docs = Path(args.report).with_suffix("") / task.name
-        scores = {setting: {"dynabert": {}, "baseline": {}, "width_stage": {}} for setting in COMPARED}
+        scores = {setting: {"dynabert": {}, "baseline": {}, "width_stage": {}, "before_final": {}}
+                  for setting in COMPARED}  # fmt: skip
         for seed in seeds:
             seed_root = root / f"seed{seed}"
             common = [*check_layer_methods.common_arguments(task, args.glue_dir, seed), *trial]
@@ -135,18 +136,23 @@ def main(argv: list[str] | None = None) -> None:
             if first:
                 parameters = {(r["width_mult"], r["depth_mult"]): r["parameters"] for r in rows}
                 grid_text = (docs / "grid.md").read_text().split("\n\n", 2)[-1]
-            # Diagnostic, not the verdict: the full-depth cells straight after the width stage (DynaBERT_W), before
-            # the width-and-depth stage and the final fine-tuning trained the same weights for the shallow cells.
-            width_stage = elastic.with_name(f"{elastic.name}-width")
-            widths = [w for w, d in COMPARED if d == 1.0]
-            width_rows = dynabert_grid.main([
-                "--model_dir", str(width_stage), "--task_name", task.name, "--glue_dir", args.glue_dir,
-                "--max_seq_length", str(settings["max_seq_length"]), "--output_dir", str(seed_root / "grid-width"),
-                "--widths", *(str(w) for w in widths), "--depths", "1.0", "--latency_repeats", "1",
-                *(["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []),
-            ])  # fmt: skip
-            for row in width_rows:
-                scores[row["width_mult"], 1.0]["width_stage"][seed] = row[task.main_metric]
+            # Diagnostics, not the verdict: the full-depth cells straight after the width stage (DynaBERT_W), before
+            # the width-and-depth stage and the final fine-tuning trained the same weights for the shallow cells; and
+            # the compared cells before the final fine-tuning (when there is one).
+            diagnostics = [("width_stage", "width", [(w, d) for w, d in COMPARED if d == 1.0])]
+            if args.final_epochs:
+                diagnostics.append(("before_final", "width_depth", COMPARED))
+            for key, stage, cells in diagnostics:
+                stage_rows = dynabert_grid.main([
+                    "--model_dir", str(elastic.with_name(f"{elastic.name}-{stage}")), "--task_name", task.name,
+                    "--glue_dir", args.glue_dir, "--max_seq_length", str(settings["max_seq_length"]),
+                    "--output_dir", str(seed_root / f"grid-{stage}"), "--widths", *(str(w) for w, _ in cells),
+                    "--depths", *(str(d) for _, d in cells), "--latency_repeats", "1",
+                    *(["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []),
+                ])  # fmt: skip
+                for row in stage_rows:
+                    if (row["width_mult"], row["depth_mult"]) in cells:
+                        scores[row["width_mult"], row["depth_mult"]][key][seed] = row[task.main_metric]
             for width, depth in COMPARED:
                 label = f"w{width:g}-d{depth:g}"
                 tuned = seed_root / f"baseline-{label}"
@@ -169,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 "dynabert": means["dynabert"], "baseline": means["baseline"], "teacher": teacher_score,
                 "seeds": seeds, "dynabert_by_seed": by_run["dynabert"], "baseline_by_seed": by_run["baseline"],
                 "width_stage": means["width_stage"], "width_stage_by_seed": by_run["width_stage"],
+                "before_final": means["before_final"], "before_final_by_seed": by_run["before_final"],
                 "parameters": parameters[width, depth], "beats_baseline": means["dynabert"] > means["baseline"],
             })  # fmt: skip
         sections.append(
@@ -184,8 +191,8 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
     """Write --report (markdown) and its .json from the tasks finished so far; returns the summary table."""
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     lines = ["| task | width | depth | params (M) | metric | seeds | DynaBERT sub-network | fine-tuned same size | "
-             "teacher | beats baseline | after the width stage only |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "teacher | beats baseline | after the width stage only | before the final fine-tuning |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
 
     def cell(row, key):
         """The mean over the seeds, then with several seeds every seed's score in the order of the seeds column."""
@@ -199,7 +206,7 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         lines.append(f"| {row['task']} | {row['width_mult']:g} | {row['depth_mult']:g} | "
                      f"{row['parameters'] / 1e6:.1f} | {row['metric']} | {', '.join(row['seeds'])} | "
                      f"{cell(row, 'dynabert')} | {cell(row, 'baseline')} | {row['teacher']:.4f} | {verdict} | "
-                     f"{cell(row, 'width_stage')} |")  # fmt: skip
+                     f"{cell(row, 'width_stage')} | {cell(row, 'before_final')} |")  # fmt: skip
     report = Path(args.report)
     report.with_suffix(".json").write_text(json.dumps({"machine": machine, "args": vars(args), "rows": summary},
                                                       indent=2))  # fmt: skip
@@ -226,9 +233,10 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         "the teacher's recipe (3 epochs, learning rate 5e-5), no teacher"
         + (f"; both on the first {args.max_train_samples} training rows" if args.max_train_samples else "")
         + ". Dev-set scores; with several seeds, DynaBERT and the baselines are compared on their means (each "
-        "seed's score in brackets), and the grid below is the first seed's. The last column, a diagnostic outside "
-        "the verdict: the same width of the width stage's model (DynaBERT_W), before the width-and-depth stage and "
-        "the final fine-tuning went on training its weights for the shallow sub-networks too.\n\n"
+        "seed's score in brackets), and the grid below is the first seed's. The last two columns are diagnostics "
+        "outside the verdict: the same width of the width stage's model (DynaBERT_W), before the width-and-depth "
+        "stage and the final fine-tuning went on training its weights for the shallow sub-networks too; and the "
+        "same sub-network before the final fine-tuning (n/a without one).\n\n"
         + "\n".join(lines)
         + "\n\n"
         + "\n\n".join(sections)

@@ -25,7 +25,7 @@ from bertdistill.elastic import (
 )
 from bertdistill.pruned_bert import PrunedBertForSequenceClassification
 
-from conftest import load_script, make_teacher
+from conftest import load_script, make_teacher, save_with_tokenizer, tiny_config
 from test_trainer import make_trainer, state, tiny_dataset
 
 SETTINGS = [(w, d) for w in (0.25, 0.5, 0.75, 1.0) for d in (0.5, 0.75, 1.0)]
@@ -331,3 +331,33 @@ def test_regression_task_all_stages_and_grid(tokenizer, glue_dir, tmp_path):
         "--max_seq_length", "32", "--latency_repeats", "1", "--widths", "0.5", "1.0", "--depths", "0.5", "1.0",
     ])  # fmt: skip
     assert len(rows) == 4 and all(-1 <= r["pearson"] <= 1 for r in rows)
+
+
+def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_path, tokenizer, glue_dir):
+    """scripts/check_dynabert.py on a tiny teacher and a few real RTE rows, two seeds, with the final step: the
+    verdict compares the means of the seeds' scores read from the runs' own results, and both diagnostic columns
+    (width stage only, before the final fine-tuning) are filled from the stages' saved models."""
+    check = load_script("check_dynabert")
+    teacher = tmp_path / "teachers" / "rte" / "teacher"
+    save_with_tokenizer(BertForSequenceClassification(tiny_config(len(tokenizer), layers=4)), tokenizer, teacher)
+    (teacher / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
+    report = tmp_path / "check.md"
+    check.main(["--glue_dir", str(glue_dir), "--tasks", "rte", "--teacher_root", str(tmp_path / "teachers"),
+                "--output_dir", str(tmp_path / "runs"), "--report", str(report), "--max_train_samples", "32",
+                "--max_eval_samples", "16", "--importance_samples", "16", "--epochs", "1", "--final_epochs", "1",
+                "--seeds", "42", "43"])  # fmt: skip
+    rows = json.loads(report.with_suffix(".json").read_text())["rows"]
+    assert [(r["width_mult"], r["depth_mult"]) for r in rows] == [(0.5, 1.0), (1.0, 0.5)]
+    for row in rows:
+        label = f"w{row['width_mult']:g}-d{row['depth_mult']:g}"
+        for seed in ("42", "43"):
+            tuned = json.loads((tmp_path / "runs" / "rte" / f"seed{seed}" / f"baseline-{label}" /
+                                "eval_results.json").read_text())  # fmt: skip
+            assert row["baseline_by_seed"][seed] == tuned["eval_accuracy"]
+        for key in ("dynabert", "baseline", "before_final"):
+            assert set(row[f"{key}_by_seed"]) == {"42", "43"}
+            assert row[key] == pytest.approx(sum(row[f"{key}_by_seed"].values()) / 2)
+        assert row["beats_baseline"] == (row["dynabert"] > row["baseline"])
+    assert set(rows[0]["width_stage_by_seed"]) == {"42", "43"} and rows[1]["width_stage"] is None
+    text = report.read_text()
+    assert "before the final fine-tuning |" in text and "| rte | 0.5 | 1 |" in text and "42, 43" in text
