@@ -110,14 +110,29 @@ RUN_NAMES = [r.name for r in RUNS]
 
 
 def run(command: list[str], log: Path) -> float:
-    """Run a subprocess of the repo with its output in `log`; returns its wall time in seconds."""
+    """Run a subprocess of the repo with its output in `log`; returns its wall time in seconds, added up over the
+    attempts when an earlier one was interrupted or failed (the command resumes from its checkpoints; the log keeps
+    every attempt's output).
+
+    `<log>.time.json` keeps the earlier attempts' seconds and the current attempt's start; an attempt that never
+    came back (killed with its session) is counted up to the last write to `log`, which the training writes to
+    throughout. After a successful run the next call starts the count afresh (a new training)."""
     print("$", " ".join(command), flush=True)
+    clock = log.with_name(log.name + ".time.json")
+    spent = 0.0
+    earlier = json.loads(clock.read_text()) if clock.is_file() else {"succeeded": True}
+    if not earlier["succeeded"]:
+        spent = earlier["seconds"]
+        if earlier["started"] is not None and log.is_file():
+            spent += max(0.0, log.stat().st_mtime - earlier["started"])
     start = time.time()
-    with open(log, "w", encoding="utf-8") as f:
+    clock.write_text(json.dumps({"seconds": spent, "started": start, "succeeded": False}))
+    with open(log, "a" if spent else "w", encoding="utf-8") as f:
         result = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+    seconds = spent + time.time() - start
+    clock.write_text(json.dumps({"seconds": seconds, "started": None, "succeeded": not result.returncode}))
     if result.returncode:
         raise SystemExit(f"failed ({result.returncode}); see {log}")
-    seconds = time.time() - start
     print(f"  done in {seconds:.0f} s", flush=True)
     return seconds
 

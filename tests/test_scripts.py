@@ -229,3 +229,36 @@ def test_kd_into_a_narrower_random_student_from_a_config(teacher_dir, glue_dir, 
     student = AutoModelForSequenceClassification.from_pretrained(out)
     assert (student.config.hidden_size, student.config.num_hidden_layers) == (16, 1)
     assert student.config.num_labels == 2
+
+
+def test_run_adds_up_the_wall_time_of_interrupted_attempts(tmp_path):
+    """check_layer_methods.run, used by the real-data checks and the GLUE suite: an attempt killed with its session
+    counts up to its log's last write, a resumed run adds to it, a finished run's successor counts afresh."""
+    import os
+    import sys
+    import time
+
+    run = load_script("check_layer_methods").run
+    log = tmp_path / "job.log"
+    clock = tmp_path / "job.log.time.json"
+    say = [sys.executable, "-c", "print('attempt')"]
+    first = run(say, log)
+    assert 0 < first < 60 and json.loads(clock.read_text())["succeeded"]
+
+    # An attempt that started 1000 s ago and last wrote its log 400 s later, then died without a word.
+    started = time.time() - 1000
+    log.write_text("interrupted output\n")
+    os.utime(log, (started + 400, started + 400))
+    clock.write_text(json.dumps({"seconds": 50.0, "started": started, "succeeded": False}))
+    resumed = run(say, log)
+    assert 450 <= resumed < 450 + 60
+    assert log.read_text() == "interrupted output\nattempt\n", "the log keeps every attempt"
+
+    fresh = run(say, log)  # after a success: a new training, counted from zero, a new log
+    assert fresh < 60 and log.read_text() == "attempt\n"
+
+    with pytest.raises(SystemExit, match="failed"):
+        run([sys.executable, "-c", "raise SystemExit(3)"], log)
+    failed = json.loads(clock.read_text())
+    assert not failed["succeeded"] and failed["started"] is None
+    assert run(say, log) >= failed["seconds"]
