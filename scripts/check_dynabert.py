@@ -64,6 +64,20 @@ def export_rewired_teacher(teacher: Path, task, glue_dir: str, samples: int, out
         tokenizer.save_pretrained(out)
 
 
+def grid(model_dir: Path, output_dir: Path, argv: list[str]) -> list[dict]:
+    """dynabert_grid.py's rows for `model_dir` (written to `output_dir`), read back from `output_dir/grid.json` when
+    that grid was made from the same weights with the same arguments: a rerun of the check (another task, another
+    seed) does not evaluate and time again the grids it has."""
+    source = {"argv": argv, "weights": check_layer_methods.file_digest(model_dir / "model.safetensors")}
+    stamp, made = output_dir / "grid.source.json", output_dir / "grid.json"
+    if stamp.is_file() and made.is_file() and json.loads(stamp.read_text()) == source:
+        print(f"{output_dir}: grid of {model_dir} kept (same weights, same arguments)", flush=True)
+        return json.loads(made.read_text())["rows"]
+    rows = dynabert_grid.main(["--model_dir", str(model_dir), "--output_dir", str(output_dir), *argv])
+    stamp.write_text(json.dumps(source))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--glue_dir", default="../shared/glue_data")
@@ -125,13 +139,12 @@ def main(argv: list[str] | None = None) -> None:
                 )  # fmt: skip
             # The first seed's model gets the full grid (table, heatmap, latency); the others only the compared cells.
             first = seed == seeds[0]
-            rows = dynabert_grid.main([
-                "--model_dir", str(elastic), "--task_name", task.name, "--glue_dir", args.glue_dir,
+            rows = grid(elastic, docs if first else seed_root / "grid", [
+                "--task_name", task.name, "--glue_dir", args.glue_dir,
                 "--max_seq_length", str(settings["max_seq_length"]),
                 *(["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []),
-                *(["--output_dir", str(docs)] if first else
-                  ["--output_dir", str(seed_root / "grid"), "--widths", *(str(w) for w, _ in COMPARED),
-                   "--depths", *(str(d) for _, d in COMPARED), "--latency_repeats", "1"]),
+                *([] if first else ["--widths", *(str(w) for w, _ in COMPARED),
+                                    "--depths", *(str(d) for _, d in COMPARED), "--latency_repeats", "1"]),
             ])  # fmt: skip
             if first:
                 parameters = {(r["width_mult"], r["depth_mult"]): r["parameters"] for r in rows}
@@ -143,10 +156,9 @@ def main(argv: list[str] | None = None) -> None:
             if args.final_epochs:
                 diagnostics.append(("before_final", "width_depth", COMPARED))
             for key, stage, cells in diagnostics:
-                stage_rows = dynabert_grid.main([
-                    "--model_dir", str(elastic.with_name(f"{elastic.name}-{stage}")), "--task_name", task.name,
-                    "--glue_dir", args.glue_dir, "--max_seq_length", str(settings["max_seq_length"]),
-                    "--output_dir", str(seed_root / f"grid-{stage}"), "--widths", *(str(w) for w, _ in cells),
+                stage_rows = grid(elastic.with_name(f"{elastic.name}-{stage}"), seed_root / f"grid-{stage}", [
+                    "--task_name", task.name, "--glue_dir", args.glue_dir,
+                    "--max_seq_length", str(settings["max_seq_length"]), "--widths", *(str(w) for w, _ in cells),
                     "--depths", *(str(d) for _, d in cells), "--latency_repeats", "1",
                     *(["--max_eval_samples", str(args.max_eval_samples)] if args.max_eval_samples else []),
                 ])  # fmt: skip

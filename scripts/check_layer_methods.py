@@ -26,6 +26,7 @@ numbers, to the same path with a .json suffix.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import statistics
@@ -135,6 +136,12 @@ def run(command: list[str], log: Path) -> float:
         raise SystemExit(f"failed ({result.returncode}); see {log}")
     print(f"  done in {seconds:.0f} s", flush=True)
     return seconds
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file (model weights), to tell whether two runs used the same ones."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def machine() -> str:

@@ -30,7 +30,6 @@ five default tasks takes about 1.5 h; each 3-layer student about half its teache
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import statistics
@@ -229,11 +228,6 @@ def dynabert_arguments(task, args) -> list[str]:
             "--final_num_train_epochs", str(DYNABERT_BUDGET["final_epochs"])]  # fmt: skip
 
 
-def file_digest(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def reusable_dynabert(task, args, teacher: Path) -> Path | None:
     """The task's elastic model from scripts/check_dynabert.py (`--reuse_dynabert OUTPUT_DIR REPORT_JSON`: its
     folders and the .json of its report, which records its arguments) when that check trained it with this suite's
@@ -258,7 +252,8 @@ def reusable_dynabert(task, args, teacher: Path) -> Path | None:
               "importance_samples": check["importance_samples"]}  # fmt: skip
     differing = [f"{k} {theirs[k]} (suite: {ours[k]})" for k in ours if ours[k] != theirs[k]]
     their_teacher = Path(check["teacher_root"]) / task.name / "teacher" / "model.safetensors"
-    if not their_teacher.is_file() or file_digest(their_teacher) != file_digest(teacher / "model.safetensors"):
+    digest = check_layer_methods.file_digest
+    if not their_teacher.is_file() or digest(their_teacher) != digest(teacher / "model.safetensors"):
         differing.append(f"teacher {their_teacher.parent} (not the suite's {teacher})")
     if differing:
         print(

@@ -333,7 +333,7 @@ def test_regression_task_all_stages_and_grid(tokenizer, glue_dir, tmp_path):
     assert len(rows) == 4 and all(-1 <= r["pearson"] <= 1 for r in rows)
 
 
-def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_path, tokenizer, glue_dir):
+def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_path, tokenizer, glue_dir, capsys):
     """scripts/check_dynabert.py on a tiny teacher and a few real RTE rows, two seeds, with the final step: the
     verdict compares the means of the seeds' scores read from the runs' own results, and both diagnostic columns
     (width stage only, before the final fine-tuning) are filled from the stages' saved models."""
@@ -342,10 +342,11 @@ def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_pa
     save_with_tokenizer(BertForSequenceClassification(tiny_config(len(tokenizer), layers=4)), tokenizer, teacher)
     (teacher / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
     report = tmp_path / "check.md"
-    check.main(["--glue_dir", str(glue_dir), "--tasks", "rte", "--teacher_root", str(tmp_path / "teachers"),
-                "--output_dir", str(tmp_path / "runs"), "--report", str(report), "--max_train_samples", "32",
-                "--max_eval_samples", "16", "--importance_samples", "16", "--epochs", "1", "--final_epochs", "1",
-                "--seeds", "42", "43"])  # fmt: skip
+    argv = ["--glue_dir", str(glue_dir), "--tasks", "rte", "--teacher_root", str(tmp_path / "teachers"),
+            "--output_dir", str(tmp_path / "runs"), "--report", str(report), "--max_train_samples", "32",
+            "--max_eval_samples", "16", "--importance_samples", "16", "--epochs", "1", "--final_epochs", "1",
+            "--seeds", "42", "43"]  # fmt: skip
+    check.main(argv)
     rows = json.loads(report.with_suffix(".json").read_text())["rows"]
     assert [(r["width_mult"], r["depth_mult"]) for r in rows] == [(0.5, 1.0), (1.0, 0.5)]
     for row in rows:
@@ -361,3 +362,14 @@ def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_pa
     assert set(rows[0]["width_stage_by_seed"]) == {"42", "43"} and rows[1]["width_stage"] is None
     text = report.read_text()
     assert "before the final fine-tuning |" in text and "| rte | 0.5 | 1 |" in text and "42, 43" in text
+
+    # Run again: nothing is trained, every grid (2 seeds x model, width stage, width-and-depth stage) is read back.
+    grids = sorted((tmp_path / "runs" / "rte").glob("seed*/grid*/grid.json")) + [
+        tmp_path / "check" / "rte" / "grid.json"
+    ]
+    stamps = {path: path.stat().st_mtime_ns for path in grids}
+    capsys.readouterr()
+    check.main(argv)
+    assert capsys.readouterr().out.count("kept (same weights, same arguments)") == 6 == len(grids)
+    assert {path: path.stat().st_mtime_ns for path in grids} == stamps
+    assert json.loads(report.with_suffix(".json").read_text())["rows"] == rows
