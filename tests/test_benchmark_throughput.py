@@ -81,3 +81,21 @@ def test_predictions_differing_counts_changed_rows():
     assert benchmark.predictions_differing([0.5, 2.0], [0.50001, 2.5]) == 1  # regression: beyond 1e-4
     with pytest.raises(ValueError, match="cannot be compared"):
         benchmark.predictions_differing([0, 1], [0])
+
+
+def test_step_target_is_not_judged_against_a_floor_slower_than_the_trainer():
+    benchmark = load_script("benchmark_throughput")
+
+    def report(bare_s):
+        rows = [("floor", 0.5), ("floor-student", bare_s), ("finetune", 0.3), ("kd", 0.52), ("kd-cached", 0.31)]
+        return {"steps": [{"run": name, "step_s": s, "vs_floor": s / 0.5, "vs_finetune": s / 0.3}
+                          for name, s in rows]}  # fmt: skip
+
+    honest, suspect = benchmark.targets(report(0.29)), benchmark.targets(report(0.35))
+    assert honest[0] == "- A distillation step costs <= 1.10x the floor: kd 1.04x (met)."
+    assert "kd 1.04x (not judged: the bare student loop (floor-student, 0.350 s)" in suspect[0]
+    assert (
+        honest[1]
+        == suspect[1]
+        == "- Logit KD with cached teacher outputs costs <= 1.05x plain fine-tuning: 1.03x (met)."
+    )
