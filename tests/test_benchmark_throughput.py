@@ -39,7 +39,11 @@ def test_step_costs_are_reported_against_floor_and_finetune(six_layer_teacher, g
     # The targets are read from the rows: kd and kd-cached here, against floor and finetune.
     text = (tmp_path / "throughput.md").read_text()
     kd = rows["kd"]["vs_floor"]
-    assert f"step costs <= 1.10x the floor: kd {kd:.2f}x ({'met' if kd <= 1.10 else '**missed**'})" in text
+    if rows["floor-student"]["step_s"] > rows["finetune"]["step_s"]:  # tiny models: either can be faster
+        verdict = "not judged: the bare student loop (floor-student"
+    else:
+        verdict = "met" if kd <= 1.10 else "**missed**"
+    assert f"step costs <= 1.10x the floor: kd {kd:.2f}x ({verdict}" in text
     assert "| floor-student |" in text and "floor-student " not in text.split("## Targets")[1]
     assert f"plain fine-tuning: {rows['kd-cached']['vs_finetune']:.2f}x" in text
     saved = json.loads((tmp_path / "throughput.json").read_text())
