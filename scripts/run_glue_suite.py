@@ -328,11 +328,10 @@ def task_wall_times(tasks, args, store: ResultStore) -> dict[str, float]:
     """Each task's training wall time in seconds: every recorded run, DynaBERT's elastic model counted once."""
     totals = {}
     for task in tasks:
-        records = [by_seed[args.seed] for name, by_seed in store.load(task.name).items() if args.seed in by_seed
-                   and not name.startswith("dynabert-")]  # fmt: skip
-        elastic = [by_seed[args.seed] for name, by_seed in store.load(task.name).items() if args.seed in by_seed
-                   and name.startswith("dynabert-")]  # fmt: skip
-        totals[task.name] = sum(map(run_seconds, records)) + max(map(run_seconds, elastic), default=0.0)
+        seconds = {name: run_seconds(by_seed[args.seed]) for name, by_seed in store.load(task.name).items()
+                   if args.seed in by_seed}  # fmt: skip
+        elastic = [s for name, s in seconds.items() if name.startswith("dynabert-")]
+        totals[task.name] = sum(seconds.values()) - sum(elastic) + max(elastic, default=0.0)
     return totals
 
 
