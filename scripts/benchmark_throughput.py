@@ -5,15 +5,18 @@ end-to-end job through bertdistill and through TextBrewer.
     python scripts/benchmark_throughput.py --glue_dir ../shared/glue_data --output docs/throughput.md
     python scripts/benchmark_throughput.py --glue_dir ../shared/glue_data --e2e --e2e_rows 8000 --e2e_epochs 3
 
-Workload: the first --rows training rows of --task_name (SST-2 by default), dynamically padded batches of
---batch_size, truncated at --max_seq_length. Teacher: --teacher_model_name_or_path, by default the packaged MiniLM-L6
-with a fresh task head (the speed of a step does not depend on how well the head is trained); student: its layers
-1, 3, 5 (3 x 384).
+Workload: the first --rows training rows of --task_name (SST-2 by default; by default exactly the rows the steps
+need), dynamically padded batches of --batch_size, truncated at --max_seq_length. Teacher:
+--teacher_model_name_or_path, by default the packaged MiniLM-L6 with a fresh task head (the speed of a step does not
+depend on how well the head is trained); student: its layers 1, 3, 5 (3 x 384).
 
 Per-step part. Every measurement runs in its own subprocess, so that its peak memory (resident set size on the CPU,
-allocated memory on a GPU) is its own; the subprocesses take turns for --rounds rounds, so a burst of load on a
-shared machine hits all of them alike. A step's cost is the wall time between consecutive optimizer steps (data
-loading, forwards, backward, clipping, optimizer and scheduler included), the median after --warmup steps.
+allocated memory on a GPU) is its own. The subprocesses are all alive at once and take turns: in each of --rounds
+rounds every one runs a block of --steps steps while the others wait, and all walk the same batches in the same order,
+so the runs of a round see the same batches at nearly the same moment. A step's cost is the wall time between the
+ends of consecutive optimizer steps (data loading, forwards, backward, clipping, optimizer and scheduler included);
+a ratio is the median over the rounds of the ratio of the two runs' median step in that round (paired, so that a
+burst of load from elsewhere hits both sides of a ratio alike). Warm-up steps are not timed.
 - `floor`: the teacher's forward (logits only, no gradient) plus the student's forward/backward/optimizer step on
   the same batches, in a bare loop with nothing else;
 - `floor-student`: the same bare loop without the teacher: next to `finetune`, what the Trainer's own bookkeeping
@@ -46,10 +49,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from itertools import cycle
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+PACER_READY = "@@bertdistill-benchmark-block-done"
 
 # Per-step measurements: name -> (method, config overrides); None: a bare loop ("floor" with the teacher's forward).
 STEP_RUNS = {
@@ -117,16 +121,8 @@ def load_workload(args, rows: int):
 
 def make_trainer(args, teacher, tokenizer, data, method_name: str, overrides: dict, output_dir: str, **extra):
     import torch
-    from transformers import TrainerCallback
 
     from bertdistill import build_student, get_method
-
-    class StepClock(TrainerCallback):
-        def __init__(self):
-            self.stamps: list[float] = []
-
-        def on_step_end(self, *unused, **kwargs):
-            self.stamps.append(time.perf_counter())
 
     torch.manual_seed(0)
     student = build_student(teacher, num_layers=3, selection="uniform")
@@ -136,30 +132,58 @@ def make_trainer(args, teacher, tokenizer, data, method_name: str, overrides: di
         learning_rate=1e-4, save_strategy="no", report_to=[], disable_tqdm=True, logging_steps=10**6, seed=0,
         **{**overrides, **extra},
     )  # fmt: skip
-    clock = StepClock()
     start = time.perf_counter()
     trainer = method.trainer_class(
         model=student, teacher_model=teacher, args=config, train_dataset=data, processing_class=tokenizer,
-        callbacks=[clock],
     )  # fmt: skip
-    return trainer, clock, time.perf_counter() - start
+    return trainer, time.perf_counter() - start
+
+
+class Pacer:
+    """Takes turns with the other step workers: after the warm-up steps and after every block of --steps timed steps
+    the worker says so on stdout and waits for the coordinator's word on stdin (`go`: one more block, `stop`: end).
+    A step's time runs from the end of the previous step (or from the word `go`) to the end of this one, so a wait
+    is never counted."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps = warmup, steps
+        self.count, self.last = 0, None
+        self.blocks: list[list[float]] = []
+        self.stopped = False
+
+    def tick(self) -> bool:
+        """Call at the end of every optimizer step; False once the coordinator said stop."""
+        now = time.perf_counter()
+        self.count += 1
+        if self.count > self.warmup:
+            self.blocks[-1].append(now - self.last)
+        if self.count == self.warmup or (self.count > self.warmup and len(self.blocks[-1]) == self.steps):
+            print(PACER_READY, flush=True)
+            word = sys.stdin.readline().strip()
+            if word != "go":
+                self.stopped = True
+                return False
+            self.blocks.append([])
+        self.last = time.perf_counter()
+        return True
 
 
 def step_worker(args, name: str) -> dict:
     import torch
+    from transformers import TrainerCallback
 
     teacher, tokenizer, data = load_workload(args, args.rows)
-    steps = args.warmup + args.steps
+    pacer = Pacer(args.warmup, args.steps)
     setup_rss = rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
         if STEP_RUNS[name] is None:
-            trainer, _, init_s = make_trainer(args, teacher, tokenizer, data, "finetune", {}, tmp)
+            trainer, init_s = make_trainer(args, teacher, tokenizer, data, "finetune", {}, tmp)
             student, device = trainer.student, trainer.args.device
             teacher = teacher.to(device).eval()
             optimizer = trainer.create_optimizer()  # the Trainer's own (fused AdamW on torch >= 2.8), same settings
             student.train()
-            stamps = []
-            for batch, _ in zip(cycle(trainer.get_train_dataloader()), range(steps + 1)):
+            # One pass over the Trainer's own dataloader: the same batches, in the same order, as the Trainer's runs.
+            for batch in trainer.get_train_dataloader():
                 batch = {k: v.to(device) for k, v in batch.items()}
                 if name == "floor":
                     with torch.no_grad():
@@ -168,19 +192,87 @@ def step_worker(args, name: str) -> dict:
                 torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
                 optimizer.step()
                 optimizer.zero_grad()
-                stamps.append(time.perf_counter())
+                if not pacer.tick():
+                    break
         else:
+
+            class Paced(TrainerCallback):
+                def on_step_end(self, _args, _state, control, **kwargs):
+                    if not pacer.tick():
+                        control.should_training_stop = True
+
             method, overrides = STEP_RUNS[name]
-            trainer, clock, init_s = make_trainer(
-                args, teacher, tokenizer, data, method, overrides, tmp, max_steps=steps + 1
+            trainer, init_s = make_trainer(
+                args, teacher, tokenizer, data, method, overrides, tmp, max_steps=steps_needed(args)
             )
+            trainer.add_callback(Paced())
             trainer.train()
-            stamps = clock.stamps
-    intervals = [b - a for a, b in zip(stamps, stamps[1:])][args.warmup :]
+    if not pacer.stopped:
+        raise RuntimeError(f"{name} ran out of batches before the coordinator said stop")
     shapes = {role: f"{m.config.num_hidden_layers} x {m.config.hidden_size}" for role, m in
               (("teacher", teacher), ("student", trainer.student))}  # fmt: skip
-    return {"step_times_s": intervals, "init_s": init_s, "setup_rss_mb": setup_rss, "peak_mb": peak_memory_mb(),
-            "shapes": shapes}  # fmt: skip
+    return {"blocks": [block for block in pacer.blocks if block], "init_s": init_s, "setup_rss_mb": setup_rss,
+            "peak_mb": peak_memory_mb(), "shapes": shapes}  # fmt: skip
+
+
+def steps_needed(args) -> int:
+    """Optimizer steps of one step worker: the warm-up and every round's block."""
+    return args.warmup + args.rounds * args.steps
+
+
+def run_step_workers(argv: list[str], names: list[str], rounds: int) -> dict[str, dict]:
+    """Every step measurement in its own subprocess (its peak memory is its own), all alive at once, taking turns:
+    in each round every worker runs one block of steps while the others wait, on the same batches (they all walk the
+    same batch order in step). Short turns spread a burst of load from elsewhere over all runs alike."""
+    workers, logs = {}, {}
+
+    def failed(name: str) -> RuntimeError:
+        logs[name].seek(0)
+        code = workers[name].returncode
+        return RuntimeError(f"step worker {name} failed (exit {code}):\n{logs[name].read()[-3000:]}")
+
+    def wait_block(name: str) -> None:
+        for line in workers[name].stdout:
+            if line.strip() == PACER_READY:
+                return
+        workers[name].wait()
+        raise failed(name)
+
+    def say(name: str, word: str) -> None:
+        workers[name].stdin.write(word + "\n")
+        workers[name].stdin.flush()
+
+    outputs = {name: tempfile.NamedTemporaryFile(suffix=".json") for name in names}
+    try:
+        for name in names:  # one at a time: each warms up while the others wait
+            logs[name] = tempfile.TemporaryFile("w+")
+            workers[name] = subprocess.Popen(
+                [sys.executable, __file__, *argv, "--step_worker", name, "--worker_output", outputs[name].name],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[name], text=True, cwd=REPO,
+            )  # fmt: skip
+            wait_block(name)
+        for round_index in range(rounds):
+            lead = round_index % len(names)  # each run leads a round in turn
+            order = names[lead:] + names[:lead]
+            for name in order:
+                say(name, "go")
+                wait_block(name)
+            print(f"round {round_index + 1}/{rounds} done", flush=True)
+        results = {}
+        for name in names:
+            say(name, "stop")
+            workers[name].communicate()  # reads what it still prints, so that a full pipe cannot block it
+            if workers[name].returncode:
+                raise failed(name)
+            results[name] = json.loads(Path(outputs[name].name).read_text())
+        return results
+    finally:
+        for worker in workers.values():
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        for handle in [*outputs.values(), *logs.values()]:
+            handle.close()
 
 
 def e2e_worker(args, name: str) -> dict:
@@ -201,7 +293,7 @@ def e2e_worker(args, name: str) -> dict:
         extra |= {"bf16": True, "use_cpu": not torch.cuda.is_available()}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        trainer, _, _ = make_trainer(args, teacher, tokenizer, data, method, overrides, tmp, **extra)
+        trainer, _ = make_trainer(args, teacher, tokenizer, data, method, overrides, tmp, **extra)
         if variant == "textbrewer":
             run_textbrewer(job, trainer, teacher, args.e2e_epochs, tmp)
         else:
@@ -310,10 +402,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--teacher_model_name_or_path", default=None, help="Default: the packaged MiniLM-L6.")
     parser.add_argument("--max_seq_length", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--rows", type=int, default=2048, help="Training rows the per-step part draws batches from.")
-    parser.add_argument("--steps", type=int, default=20, help="Timed steps per measurement and round.")
+    parser.add_argument(
+        "--rows", type=int, default=None,
+        help="Training rows of the per-step part (default: exactly the batches it needs, (warmup + rounds x steps) x "
+        "batch_size); every run walks them once, in the same order.",
+    )  # fmt: skip
+    parser.add_argument("--steps", type=int, default=10, help="Timed steps per run and round (one turn).")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--runs", nargs="+", default=list(STEP_RUNS), choices=list(STEP_RUNS))
     parser.add_argument("--e2e", action="store_true", help="Also time the end-to-end jobs (and TextBrewer).")
     parser.add_argument("--e2e_jobs", nargs="+", default=list(E2E_JOBS), choices=list(E2E_JOBS))
@@ -333,34 +429,37 @@ def main(argv: list[str] | None = None) -> dict:
     if not {"floor", "finetune"} <= set(args.runs):
         raise ValueError("--runs must include floor and finetune: every ratio is taken against them")
 
-    forwarded = [a for a in argv if a != "--e2e"]
-    times: dict[str, list[float]] = {name: [] for name in args.runs}
-    by_round: dict[str, list[float]] = {name: [] for name in args.runs}
-    extra: dict[str, dict] = {name: {} for name in args.runs}
-    for round_index in range(args.rounds):
-        for name in args.runs:
-            result = run_worker(forwarded, "step", name)
-            times[name] += result["step_times_s"]
-            by_round[name].append(statistics.median(result["step_times_s"]))
-            shapes = result["shapes"]
-            for key in ("init_s", "setup_rss_mb", "peak_mb"):
-                extra[name].setdefault(key, []).append(result[key])
-            print(f"round {round_index + 1}/{args.rounds} {name}: {statistics.median(result['step_times_s']):.3f} "
-                  "s/step", flush=True)  # fmt: skip
-    step = {name: statistics.median(values) for name, values in times.items()}
+    if args.rows is None:
+        args.rows = steps_needed(args) * args.batch_size
+    elif args.rows < steps_needed(args) * args.batch_size:
+        raise ValueError(
+            f"--rows {args.rows} is too few: {steps_needed(args)} steps (--warmup + --rounds x --steps) of "
+            f"--batch_size {args.batch_size} need {steps_needed(args) * args.batch_size}, so that every run walks the "
+            "same batches in one epoch"
+        )
+    forwarded = [a for a in argv if a != "--e2e"] + ["--rows", str(args.rows)]
+    results = run_step_workers(forwarded, args.runs, args.rounds)
+    shapes = results[args.runs[0]]["shapes"]
+    # Per round: the median of the block's steps; every ratio is taken within a round (same batches, same moment),
+    # and a run's ratio is the median over the rounds of those paired ratios.
+    by_round = {name: [statistics.median(block) for block in result["blocks"]] for name, result in results.items()}
+
+    def paired(name: str, base: str) -> list[float]:
+        return [t / b for t, b in zip(by_round[name], by_round[base])]
+
     rows = []
     for name in args.runs:
+        step_s = statistics.median([t for block in results[name]["blocks"] for t in block])
         rows.append({
-            "run": name, "step_s": step[name], "samples_per_s": args.batch_size / step[name],
-            "vs_floor": step[name] / step["floor"], "vs_finetune": step[name] / step["finetune"],
-            "peak_mb": max(extra[name]["peak_mb"]), "setup_rss_mb": statistics.median(extra[name]["setup_rss_mb"]),
-            "init_s": statistics.median(extra[name]["init_s"]),
-            # The ratio within each round, against the floor measured in the same round: how far noise moves it.
-            "vs_floor_by_round": [t / f for t, f in zip(by_round[name], by_round["floor"])],
+            "run": name, "step_s": step_s, "samples_per_s": args.batch_size / step_s,
+            "vs_floor": statistics.median(paired(name, "floor")),
+            "vs_finetune": statistics.median(paired(name, "finetune")),
+            "peak_mb": results[name]["peak_mb"], "setup_rss_mb": results[name]["setup_rss_mb"],
+            "init_s": results[name]["init_s"], "vs_floor_by_round": paired(name, "floor"),
         })  # fmt: skip
     report = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if "worker" not in k},
               "shapes": shapes, "steps": rows}  # fmt: skip
-    if "kd-cached" in step and "kd" in step:
+    if "kd-cached" in results and "kd" in results:
         report["teacher_pass_s"] = max(
             0.0, rows[args.runs.index("kd-cached")]["init_s"] - rows[args.runs.index("kd")]["init_s"]
         )
@@ -412,8 +511,9 @@ def markdown(report: dict) -> str:
         "",
         f"Machine: {report['machine']}. Workload: {args['rows']} {args['task_name']} training rows, batch "
         f"{args['batch_size']}, max length {args['max_seq_length']}, dynamic padding; teacher "
-        f"{report['shapes']['teacher']}, student {report['shapes']['student']}; median of {args['steps']} steps x "
-        f"{args['rounds']} interleaved rounds.",
+        f"{report['shapes']['teacher']}, student {report['shapes']['student']}; {args['rounds']} rounds, each run "
+        f"taking a turn of {args['steps']} steps on the same batches per round; s/step: median over every step; "
+        "ratios: median over the rounds of the ratio within the round.",
         "",
         "| run | s/step | samples/s | vs floor | vs floor, each round | vs finetune | peak memory (MB) |",
         "|---|---|---|---|---|---|---|",
