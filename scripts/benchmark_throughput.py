@@ -426,6 +426,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = step_worker(args, args.step_worker) if args.step_worker else e2e_worker(args, args.e2e_worker)
         Path(args.worker_output).write_text(json.dumps(result))
         return result
+    args.runs = list(dict.fromkeys(args.runs))  # a run named twice is measured once
     if not {"floor", "finetune"} <= set(args.runs):
         raise ValueError("--runs must include floor and finetune: every ratio is taken against them")
 
