@@ -211,7 +211,7 @@ def step_worker(args, name: str) -> dict:
         raise RuntimeError(f"{name} ran out of batches before the coordinator said stop")
     shapes = {role: f"{m.config.num_hidden_layers} x {m.config.hidden_size}" for role, m in
               (("teacher", teacher), ("student", trainer.student))}  # fmt: skip
-    return {"blocks": [block for block in pacer.blocks if block], "init_s": init_s, "setup_rss_mb": setup_rss,
+    return {"blocks": pacer.blocks, "init_s": init_s, "setup_rss_mb": setup_rss,
             "peak_mb": peak_memory_mb(), "shapes": shapes}  # fmt: skip
 
 
@@ -430,13 +430,15 @@ def main(argv: list[str] | None = None) -> dict:
     if not {"floor", "finetune"} <= set(args.runs):
         raise ValueError("--runs must include floor and finetune: every ratio is taken against them")
 
+    if args.warmup < 1:
+        raise ValueError(f"--warmup must be at least 1 (a worker's first turn follows its warm-up), not {args.warmup}")
+    needed = steps_needed(args) * args.batch_size
     if args.rows is None:
-        args.rows = steps_needed(args) * args.batch_size
-    elif args.rows < steps_needed(args) * args.batch_size:
+        args.rows = needed
+    elif args.rows < needed:
         raise ValueError(
             f"--rows {args.rows} is too few: {steps_needed(args)} steps (--warmup + --rounds x --steps) of "
-            f"--batch_size {args.batch_size} need {steps_needed(args) * args.batch_size}, so that every run walks the "
-            "same batches in one epoch"
+            f"--batch_size {args.batch_size} need {needed}, so that every run walks the same batches in one epoch"
         )
     forwarded = [a for a in argv if a != "--e2e"] + ["--rows", str(args.rows)]
     results = run_step_workers(forwarded, args.runs, args.rounds)
@@ -451,12 +453,12 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for name in args.runs:
         step_s = statistics.median([t for block in results[name]["blocks"] for t in block])
+        vs_floor = paired(name, "floor")
         rows.append({
             "run": name, "step_s": step_s, "samples_per_s": args.batch_size / step_s,
-            "vs_floor": statistics.median(paired(name, "floor")),
-            "vs_finetune": statistics.median(paired(name, "finetune")),
+            "vs_floor": statistics.median(vs_floor), "vs_finetune": statistics.median(paired(name, "finetune")),
             "peak_mb": results[name]["peak_mb"], "setup_rss_mb": results[name]["setup_rss_mb"],
-            "init_s": results[name]["init_s"], "vs_floor_by_round": paired(name, "floor"),
+            "init_s": results[name]["init_s"], "vs_floor_by_round": vs_floor,
         })  # fmt: skip
     report = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if "worker" not in k},
               "shapes": shapes, "steps": rows}  # fmt: skip
