@@ -22,21 +22,26 @@ def suite_args(base, glue_dir, tmp_path, *extra):
             "--max_train_samples", "48", "--max_eval_samples", "24", "--latency_repeats", "1", *extra]  # fmt: skip
 
 
-def test_suite_records_each_run_once_and_reports(tiny_base, glue_dir, tmp_path):
+def test_suite_records_each_run_once_and_reports(tiny_base, glue_dir, tmp_path, capsys):
     suite = load_script("run_glue_suite")
     argv = suite_args(tiny_base, glue_dir, tmp_path, "--tasks", "rte", "--runs", "teacher", "finetune", "kd", "int8")
+    suite.main(argv)  # INT8 of the default source, tinybert, which this run did not train: skipped, and said so
+    assert "rte: no tinybert student to quantize" in capsys.readouterr().out
+    assert not list((tmp_path / "results" / "rte").glob("int8*"))
+    argv += ["--int8_source", "kd"]
     rows = {row["run"]: row for row in suite.main(argv)}
     files = sorted(p.name for p in (tmp_path / "results" / "rte").glob("*.json"))
-    assert files == ["finetune-seed42.json", "int8-seed42.json", "kd-seed42.json", "teacher-seed42.json"]
-    assert list(rows) == ["teacher", "finetune", "kd", "int8"]
-    assert rows["int8"]["source"] == "kd" and rows["kd"]["layers"] == 3 and rows["teacher"]["layers"] == 6
+    assert files == ["finetune-seed42.json", "int8-kd-seed42.json", "kd-seed42.json", "teacher-seed42.json"]
+    assert list(rows) == ["teacher", "finetune", "kd", "int8-kd"]
+    assert rows["int8-kd"]["source"] == "kd" and rows["kd"]["layers"] == 3 and rows["teacher"]["layers"] == 6
     assert rows["teacher"]["retention"] == pytest.approx(1.0)
     kd = json.loads((tmp_path / "results" / "rte" / "kd-seed42.json").read_text())
     assert rows["kd"]["scores"]["rte"] == pytest.approx(100 * kd["eval_results"]["eval_accuracy"])
     assert rows["kd"]["average"] == pytest.approx(rows["kd"]["scores"]["rte"]), "one task: its score"
     assert all(row["latency_b32_ms"] > 0 for row in rows.values())
     report = (tmp_path / "suite.md").read_text()
-    assert "| kd |" in report and "## Targets" in report and "beats the no-teacher baseline" in report
+    assert "| kd |" in report and "| int8-kd |" in report and "## Targets" in report
+    assert "beats the no-teacher baseline" in report and "INT8 >= 1.5x faster than its float32 kd" in report
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "rte").glob("*.json")]
     minutes = sum(r["wall_time_s"] for r in records) / 60
     assert "train (min) |" in report and f"every run: rte {minutes:.0f} min." in report
@@ -56,7 +61,7 @@ def test_whole_suite_on_two_tasks(tiny_base, glue_dir, tmp_path):
     rows = load_script("run_glue_suite").main(suite_args(tiny_base, glue_dir, tmp_path, "--tasks", "rte", "stsb"))
     names = [row["run"] for row in rows]
     assert names == ["teacher", "finetune", "kd", "pkd", "distilbert", "tinybert", "dynabert-w0.5-d1",
-                     "dynabert-w1-d0.5", "int8"]  # fmt: skip
+                     "dynabert-w1-d0.5", "int8-tinybert"]  # fmt: skip
     for row in rows:
         assert set(row["scores"]) == {"rte", "stsb"} and row["average"] is not None
 
@@ -71,6 +76,20 @@ def test_task_score_and_pareto_front():
     assert suite.task_score(get_task("cola"), {"eval_matthews_correlation": 0.3}) == pytest.approx(30.0)
     # (cost, metric): the cheapest, then each point better than every cheaper one.
     assert pareto_front([(3, 0.9), (1, 0.5), (2, 0.4), (2, 0.7), (4, 0.8)]) == [1, 3, 0]
+
+
+def test_int8_target_compares_each_task_with_the_same_source():
+    suite = load_script("run_glue_suite")
+    rows = [
+        {"run": "tinybert", "scores": {"rte": 60.0, "mrpc": 80.0}, "latency_b32_ms": 100.0, "retention": None},
+        {"run": "int8-tinybert", "source": "tinybert", "scores": {"rte": 59.5, "mrpc": 78.0}, "latency_b32_ms": 50.0,
+         "retention": None},
+    ]  # fmt: skip
+    (line,) = suite.targets(rows)
+    assert line == ("- INT8 >= 1.5x faster than its float32 tinybert at <= 1 point lost on every task: 2.00x, +2.00 "
+                    "points lost on mrpc (+1.25 on the average) (**missed**).")  # fmt: skip
+    rows[1]["scores"]["mrpc"] = 79.5
+    assert suite.targets(rows)[0].endswith("+0.50 points lost on rte (+0.50 on the average) (met).")
 
 
 def test_teacher_reused_only_when_trained_by_the_same_command(tiny_base, glue_dir, tmp_path):
