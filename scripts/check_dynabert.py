@@ -14,6 +14,8 @@ Per task (teacher from scripts/check_layer_methods.py's folder, trained first if
 With `--seeds 42 43 44`, steps 1 and 3 run once per seed (`<output_dir>/<task>/seed<seed>/`, the baselines' rewired
 starting points shared) and the table compares the means; the full grid is the first seed's.
 Every run is resumable (a finished run is kept). Writes docs/dynabert.md, with each task's grid under docs/dynabert/.
+`--report_only` trains nothing: it reports each task at the seeds whose runs have all finished (the report of a
+check stopped part-way; the same command without it trains the rest).
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
         help="Budget: DynaBERT and the baselines train on the first N training rows.",
     )
     parser.add_argument("--max_eval_samples", type=int, default=None, help="For a quick trial run only.")
+    parser.add_argument(
+        "--report_only", action="store_true", help="Train nothing; report each task at its finished seeds."
+    )
     parser.add_argument("--epochs", type=int, default=None, help="Epochs per stage (default: DYNABERT_EPOCHS).")
     parser.add_argument(
         "--final_epochs", type=int, default=0, help="Epochs of DynaBERT's optional final gold-label fine-tuning."
@@ -110,8 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in dict.fromkeys(args.tasks):
         task = get_task(name)
         settings = check_layer_methods.TASK_SETTINGS[task.name]
-        teacher = check_layer_methods.ensure_teacher(task, args.glue_dir, Path(args.teacher_root), args.seed)
         root = Path(args.output_dir) / task.name
+        task_seeds = [seed for seed in seeds if not args.report_only or finished(root / f"seed{seed}")]
+        if not task_seeds:
+            print(f"{task.name}: no seed with every run finished in {root}; not reported", flush=True)
+            continue
+        teacher = check_layer_methods.ensure_teacher(task, args.glue_dir, Path(args.teacher_root), args.seed)
         root.mkdir(parents=True, exist_ok=True)
         epochs = str(args.epochs or DYNABERT_EPOCHS[task.name])
         teacher_score = json.loads((teacher / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         docs = Path(args.report).with_suffix("") / task.name
         scores = {setting: {"dynabert": {}, "baseline": {}, "width_stage": {}, "before_final": {}}
                   for setting in COMPARED}  # fmt: skip
-        for seed in seeds:
+        for seed in task_seeds:
             seed_root = root / f"seed{seed}"
             common = [*check_layer_methods.common_arguments(task, args.glue_dir, seed), *trial]
             elastic = seed_root / "dynabert"
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
                     seed_root / "dynabert.log",
                 )  # fmt: skip
             # The first seed's model gets the full grid (table, heatmap, latency); the others only the compared cells.
-            first = seed == seeds[0]
+            first = seed == task_seeds[0]
             rows = grid(elastic, docs if first else seed_root / "grid", [
                 "--task_name", task.name, "--glue_dir", args.glue_dir,
                 "--max_seq_length", str(settings["max_seq_length"]),
@@ -185,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             summary.append({
                 "task": task.name, "width_mult": width, "depth_mult": depth, "metric": task.main_metric,
                 "dynabert": means["dynabert"], "baseline": means["baseline"], "teacher": teacher_score,
-                "seeds": seeds, "dynabert_by_seed": by_run["dynabert"], "baseline_by_seed": by_run["baseline"],
+                "seeds": task_seeds, "dynabert_by_seed": by_run["dynabert"], "baseline_by_seed": by_run["baseline"],
                 "width_stage": means["width_stage"], "width_stage_by_seed": by_run["width_stage"],
                 "before_final": means["before_final"], "before_final_by_seed": by_run["before_final"],
                 "parameters": parameters[width, depth], "beats_baseline": means["dynabert"] > means["baseline"],
@@ -193,10 +202,16 @@ def main(argv: list[str] | None = None) -> None:
         sections.append(
             f"## {task.name}\n\nTeacher (full MiniLM, fine-tuned): {task.main_metric} {teacher_score:.4f}. DynaBERT: "
             f"{epochs} epoch(s) per stage{f' + {args.final_epochs} final' if args.final_epochs else ''}, seed "
-            f"{seeds[0]}. ![grid]({docs.parent.name}/{task.name}/grid.png)\n\n" + grid_text
+            f"{task_seeds[0]}. ![grid]({docs.parent.name}/{task.name}/grid.png)\n\n" + grid_text
         )
         # Written after every task, so that an interrupted check keeps the report of the tasks it finished.
         print(write_report(args, trial, sections, summary))
+
+
+def finished(seed_root: Path) -> bool:
+    """Whether a seed's elastic model and both baselines have finished (their dev results are written last)."""
+    folders = ["dynabert", *(f"baseline-w{w:g}-d{d:g}" for w, d in COMPARED)]
+    return all((seed_root / folder / "eval_results.json").is_file() for folder in folders)
 
 
 def write_report(args, trial: list[str], sections: list[str], summary: list[dict]) -> str:
@@ -219,6 +234,8 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
                      f"{row['parameters'] / 1e6:.1f} | {row['metric']} | {', '.join(row['seeds'])} | "
                      f"{cell(row, 'dynabert')} | {cell(row, 'baseline')} | {row['teacher']:.4f} | {verdict} | "
                      f"{cell(row, 'width_stage')} | {cell(row, 'before_final')} |")  # fmt: skip
+    wanted = list(dict.fromkeys(args.seeds))
+    partial = list({r["task"]: ", ".join(r["seeds"]) for r in summary if r["seeds"] != wanted}.items())
     report = Path(args.report)
     report.with_suffix(".json").write_text(json.dumps({"machine": machine, "args": vars(args), "rows": summary},
                                                       indent=2))  # fmt: skip
@@ -248,7 +265,13 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         "seed's score in brackets), and the grid below is the first seed's. The last two columns are diagnostics "
         "outside the verdict: the same width of the width stage's model (DynaBERT_W), before the width-and-depth "
         "stage and the final fine-tuning went on training its weights for the shallow sub-networks too; and the "
-        "same sub-network before the final fine-tuning (n/a without one).\n\n"
+        "same sub-network before the final fine-tuning (n/a without one)."
+        + "".join(
+            f" Reported before every run had finished: {task} at seed(s) {seeds} only (the command above trains "
+            "the rest)."
+            for task, seeds in partial
+        )
+        + "\n\n"
         + "\n".join(lines)
         + "\n\n"
         + "\n\n".join(sections)

@@ -373,3 +373,15 @@ def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_pa
     assert capsys.readouterr().out.count("kept (same weights, same arguments)") == 6 == len(grids)
     assert {path: path.stat().st_mtime_ns for path in grids} == stamps
     assert json.loads(report.with_suffix(".json").read_text())["rows"] == rows
+
+    # A check stopped part-way: --report_only reports each task at its finished seeds, trains nothing (no seed 44,
+    # no STS-B teacher trained), and says which tasks are short of seeds.
+    partial = [*argv[: argv.index("--tasks") + 1], "rte", "stsb", *argv[argv.index("--tasks") + 2 : -3],
+               "--seeds", "42", "43", "44", "--report_only"]  # fmt: skip
+    capsys.readouterr()
+    check.main(partial)
+    assert "stsb: no seed with every run finished" in capsys.readouterr().out
+    assert not (tmp_path / "runs" / "rte" / "seed44").exists() and not (tmp_path / "teachers" / "stsb").exists()
+    assert json.loads(report.with_suffix(".json").read_text())["rows"] == rows, "the same seeds, the same numbers"
+    text = report.read_text()
+    assert "Reported before every run had finished: rte at seed(s) 42, 43 only" in text and "--seeds 42 43 44`" in text
