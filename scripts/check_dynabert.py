@@ -16,6 +16,14 @@ starting points shared) and the table compares the means; the full grid is the f
 Every run is resumable (a finished run is kept). Writes docs/dynabert.md, with each task's grid under docs/dynabert/.
 `--report_only` trains nothing: it reports each task at the seeds whose runs have all finished (the report of a
 check stopped part-way; the same command without it trains the rest).
+
+`--select_rows N` adds a second verdict with model selection on held-out training rows, a rule fixed before its
+numbers were seen: the last N rows of the training split (never trained on by DynaBERT or the baselines, nor by
+SST-2's teacher, which trains on the first 8000; the other teachers saw every training row). Each compared DynaBERT
+sub-network picks between its model before and after the final fine-tuning, each baseline among its end-of-epoch
+checkpoints (it is retrained once with one checkpoint per epoch, `baseline-<setting>-epochs/`), by the main metric
+on those rows (ties keep the recipe's own model: after the final step, the last epoch); the verdict compares the
+picked models' dev scores. Every candidate's held-out and dev scores go into the report's .json.
 """
 
 from __future__ import annotations
@@ -39,8 +47,8 @@ import check_layer_methods  # noqa: E402
 import dynabert_grid  # noqa: E402
 
 from bertdistill import DynaBertConfig  # noqa: E402
-from bertdistill.elastic import compute_importance, export_subnetwork, rewire  # noqa: E402
-from bertdistill.glue_run import tokenize_split  # noqa: E402
+from bertdistill.elastic import compute_importance, export_subnetwork, make_elastic, rewire  # noqa: E402
+from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
 from glue_tasks import get_task, load_glue_split  # noqa: E402
 
 DYNABERT_EPOCHS = {"cola": 3, "rte": 3, "mrpc": 3, "sst2": 1, "stsb": 3}  # per stage; the baselines train 3 epochs
@@ -107,7 +115,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--final_epochs", type=int, default=0, help="Epochs of DynaBERT's optional final gold-label fine-tuning."
     )
+    parser.add_argument(
+        "--select_rows",
+        type=int,
+        default=0,
+        help="Add a verdict with model selection on the last N training rows (see above); needs --final_epochs and "
+        "--max_train_samples.",
+    )
     args = parser.parse_args(argv)
+    if args.select_rows and not (args.final_epochs and args.max_train_samples):
+        raise ValueError(
+            "--select_rows picks between the models before and after the final fine-tuning on training rows nothing "
+            "trained on: give --final_epochs and --max_train_samples too"
+        )
     trial = [f"--{k}={getattr(args, k)}" for k in ("max_train_samples", "max_eval_samples") if getattr(args, k)]
 
     sections, summary = [], []
@@ -116,7 +136,9 @@ def main(argv: list[str] | None = None) -> None:
         task = get_task(name)
         settings = check_layer_methods.TASK_SETTINGS[task.name]
         root = Path(args.output_dir) / task.name
-        task_seeds = [seed for seed in seeds if not args.report_only or finished(root / f"seed{seed}")]
+        task_seeds = [
+            seed for seed in seeds if not args.report_only or finished(root / f"seed{seed}", bool(args.select_rows))
+        ]
         if not task_seeds:
             print(f"{task.name}: no seed with every run finished in {root}; not reported", flush=True)
             continue
@@ -132,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         docs = Path(args.report).with_suffix("") / task.name
         scores = {setting: {"dynabert": {}, "baseline": {}, "width_stage": {}, "before_final": {}}
                   for setting in COMPARED}  # fmt: skip
+        selections = {setting: {} for setting in COMPARED}
+        if args.select_rows:
+            splits = selection_splits(task, args, teacher, settings["max_seq_length"])
         for seed in task_seeds:
             seed_root = root / f"seed{seed}"
             common = [*check_layer_methods.common_arguments(task, args.glue_dir, seed), *trial]
@@ -189,6 +214,29 @@ def main(argv: list[str] | None = None) -> None:
                 scores[width, depth]["baseline"][seed] = json.loads((tuned / "eval_results.json").read_text())[
                     f"eval_{task.main_metric}"
                 ]
+                if args.select_rows:
+                    epochs_dir = seed_root / f"baseline-{label}-epochs"
+                    if not (epochs_dir / "eval_results.json").is_file():
+                        check_layer_methods.run(
+                            [sys.executable, "scripts/distill_glue.py", *common, "--method", "finetune",
+                             "--teacher_model_name_or_path", str(teacher), "--student_model_name_or_path",
+                             str(initials[width, depth]), "--learning_rate", "5e-5", "--output_dir", str(epochs_dir),
+                             "--save_strategy", "epoch", "--save_total_limit", str(settings["epochs"])],
+                            seed_root / f"baseline-{label}-epochs.log",
+                        )  # fmt: skip
+                    # The recipe's own model first: it is kept on a tie.
+                    dynabert_candidates = {"after final": (elastic, (width, depth)),
+                                           "before final": (elastic.with_name(f"{elastic.name}-width_depth"),
+                                                            (width, depth))}  # fmt: skip
+                    baseline_candidates = {
+                        f"epoch {epoch:g}": (checkpoint, None)
+                        for epoch, checkpoint in reversed(epoch_checkpoints(epochs_dir))
+                    }
+                    selections[width, depth][seed] = {
+                        who: pick(candidates, task, splits, seed_root / "selection.json")
+                        for who, candidates in (("dynabert", dynabert_candidates),
+                                                ("baseline", baseline_candidates))
+                    }  # fmt: skip
         for (width, depth), by_run in scores.items():
             means = {run: statistics.fmean(by_seed.values()) if by_seed else None for run, by_seed in by_run.items()}
             summary.append({
@@ -199,6 +247,16 @@ def main(argv: list[str] | None = None) -> None:
                 "before_final": means["before_final"], "before_final_by_seed": by_run["before_final"],
                 "parameters": parameters[width, depth], "beats_baseline": means["dynabert"] > means["baseline"],
             })  # fmt: skip
+            if selections[width, depth]:
+                picked = {who: {seed: s[who]["picked"] for seed, s in selections[width, depth].items()}
+                          for who in ("dynabert", "baseline")}  # fmt: skip
+                means = {who: statistics.fmean(p[seed]["dev"] for seed in p) for who, p in picked.items()}
+                summary[-1]["selection"] = {
+                    "rows": args.select_rows, "dynabert": means["dynabert"], "baseline": means["baseline"],
+                    "beats_baseline": means["dynabert"] > means["baseline"], "picked": picked,
+                    "candidates": {seed: {who: s[who]["scores"] for who in s}
+                                   for seed, s in selections[width, depth].items()},
+                }  # fmt: skip
         sections.append(
             f"## {task.name}\n\nTeacher (full MiniLM, fine-tuned): {task.main_metric} {teacher_score:.4f}. DynaBERT: "
             f"{epochs} epoch(s) per stage{f' + {args.final_epochs} final' if args.final_epochs else ''}, seed "
@@ -208,10 +266,66 @@ def main(argv: list[str] | None = None) -> None:
         print(write_report(args, trial, sections, summary))
 
 
-def finished(seed_root: Path) -> bool:
-    """Whether a seed's elastic model and both baselines have finished (their dev results are written last)."""
+def finished(seed_root: Path, select: bool = False) -> bool:
+    """Whether a seed's elastic model and both baselines (with `select`, also the baselines with one checkpoint per
+    epoch) have finished (their dev results are written last)."""
     folders = ["dynabert", *(f"baseline-w{w:g}-d{d:g}" for w, d in COMPARED)]
+    folders += [f"baseline-w{w:g}-d{d:g}-epochs" for w, d in COMPARED] if select else []
     return all((seed_root / folder / "eval_results.json").is_file() for folder in folders)
+
+
+def selection_splits(task, args, teacher: Path, max_seq_length: int):
+    """The held-out rows (the last --select_rows of the training split) and the dev split, tokenized by the teacher's
+    tokenizer (every candidate shares its vocabulary), and that tokenizer. Raises when the held-out rows would overlap
+    the rows trained on."""
+    train = load_glue_split(task, "train", args.glue_dir)
+    if len(train) - args.select_rows < args.max_train_samples:
+        raise ValueError(
+            f"{task.name} has {len(train)} training rows: the last --select_rows {args.select_rows} would overlap "
+            f"the first --max_train_samples {args.max_train_samples} trained on; lower one of them"
+        )
+    dev = load_glue_split(task, task.eval_splits[0], args.glue_dir)
+    if args.max_eval_samples:
+        dev = dev.select(range(min(args.max_eval_samples, len(dev))))
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    held_out = train.select(range(len(train) - args.select_rows, len(train)))
+    return *(tokenize_split(rows, task, tokenizer, max_seq_length) for rows in (held_out, dev)), tokenizer
+
+
+def epoch_checkpoints(folder: Path) -> list[tuple[float, Path]]:
+    """`(epoch, checkpoint folder)` of a run saved once per epoch, in training order."""
+    found = []
+    for checkpoint in folder.glob("checkpoint-*"):
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        found.append((state["epoch"], checkpoint))
+    if not found:
+        raise FileNotFoundError(f"no checkpoint-* in {folder}: was it trained with --save_strategy epoch?")
+    return sorted(found)
+
+
+def pick(candidates: dict[str, tuple[Path, tuple | None]], task, splits: tuple, cache: Path) -> dict:
+    """Score every candidate (`name: (folder, (width, depth) of an elastic model, or None for a plain one)`) on the
+    held-out rows and on dev (`splits`: `selection_splits`'s), and pick by the held-out score; the first candidate
+    wins ties. Scores are cached in `cache` under the folder, setting and row counts, with the weights' digest
+    (changed weights are scored again)."""
+    held_out, dev, tokenizer = splits
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    scores = {}
+    for name, (folder, setting) in candidates.items():
+        key = f"{folder}|{setting}|{len(held_out)}|{len(dev)}"
+        digest = check_layer_methods.file_digest(folder / "model.safetensors")
+        if known.get(key, {}).get("weights") != digest:
+            model = AutoModelForSequenceClassification.from_pretrained(folder)
+            if setting is not None:
+                model = export_subnetwork(make_elastic(model), *setting)
+            known[key] = {"weights": digest, **{
+                split: evaluate_model(model, rows, tokenizer, task)[f"eval_{task.main_metric}"]
+                for split, rows in (("held_out", held_out), ("dev", dev))
+            }}  # fmt: skip
+            cache.write_text(json.dumps(known, indent=2))
+        scores[name] = {"held_out": known[key]["held_out"], "dev": known[key]["dev"]}
+    best = max(scores, key=lambda name: scores[name]["held_out"])  # max keeps the first of equal scores
+    return {"scores": scores, "picked": {"candidate": best, **scores[best]}}
 
 
 def write_report(args, trial: list[str], sections: list[str], summary: list[dict]) -> str:
@@ -234,6 +348,26 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
                      f"{row['parameters'] / 1e6:.1f} | {row['metric']} | {', '.join(row['seeds'])} | "
                      f"{cell(row, 'dynabert')} | {cell(row, 'baseline')} | {row['teacher']:.4f} | {verdict} | "
                      f"{cell(row, 'width_stage')} | {cell(row, 'before_final')} |")  # fmt: skip
+    selected = [row for row in summary if "selection" in row]
+    if selected:
+        lines += ["", f"With model selection on the last {args.select_rows} training rows (held out from every "
+                  "model's training; the rule is in the script's docstring): each seed's pick, its dev score, and "
+                  "the verdict on the means.", "",
+                  "| task | width | depth | seeds | DynaBERT picks | DynaBERT dev | same-size picks | same-size dev | "
+                  "beats baseline |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for row in selected:
+            choice = row["selection"]
+
+            def picks(who, choice=choice):
+                by_seed = choice["picked"][who]
+                dev = ", ".join(f"{p['dev']:.4f}" for p in by_seed.values())
+                return (", ".join(p["candidate"] for p in by_seed.values()),
+                        f"{choice[who]:.4f}" + (f" ({dev})" if len(by_seed) > 1 else ""))  # fmt: skip
+
+            verdict = "yes" if choice["beats_baseline"] else "**no**"
+            lines.append(f"| {row['task']} | {row['width_mult']:g} | {row['depth_mult']:g} | "
+                         f"{', '.join(row['seeds'])} | {' | '.join(picks('dynabert'))} | "
+                         f"{' | '.join(picks('baseline'))} | {verdict} |")  # fmt: skip
     wanted = list(dict.fromkeys(args.seeds))
     partial = list({r["task"]: ", ".join(r["seeds"]) for r in summary if r["seeds"] != wanted}.items())
     report = Path(args.report)
@@ -244,7 +378,8 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         f"Command: `python scripts/check_dynabert.py --glue_dir {args.glue_dir} --tasks {' '.join(args.tasks)}"
         f"{''.join(' ' + flag.replace('=', ' ') for flag in trial)} --output_dir {args.output_dir} "
         f"--report {args.report}{f' --epochs {args.epochs}' if args.epochs else ''}"
-        f"{f' --final_epochs {args.final_epochs}' if args.final_epochs else ''} --seeds {' '.join(args.seeds)}`\n\n"
+        f"{f' --final_epochs {args.final_epochs}' if args.final_epochs else ''} --seeds {' '.join(args.seeds)}"
+        f"{f' --select_rows {args.select_rows}' if args.select_rows else ''}`\n\n"
         f"Machine: {machine}. Teacher: the packaged MiniLM-L6 (6 x 384, 12 heads) fine-tuned per task "
         "(scripts/check_layer_methods.py). DynaBERT: learning rate "
         f"{args.learning_rate}, batch 32, importance on the first {args.importance_samples} training rows (at most "

@@ -336,7 +336,9 @@ def test_regression_task_all_stages_and_grid(tokenizer, glue_dir, tmp_path):
 def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_path, tokenizer, glue_dir, capsys):
     """scripts/check_dynabert.py on a tiny teacher and a few real RTE rows, two seeds, with the final step: the
     verdict compares the means of the seeds' scores read from the runs' own results, and both diagnostic columns
-    (width stage only, before the final fine-tuning) are filled from the stages' saved models."""
+    (width stage only, before the final fine-tuning) are filled from the stages' saved models. With --select_rows,
+    each model is picked among its candidates by the held-out rows' score, and the candidates' dev scores are those
+    of the same models evaluated by the grid (DynaBERT) and by the training run (the baseline's last epoch)."""
     check = load_script("check_dynabert")
     teacher = tmp_path / "teachers" / "rte" / "teacher"
     save_with_tokenizer(BertForSequenceClassification(tiny_config(len(tokenizer), layers=4)), tokenizer, teacher)
@@ -345,7 +347,7 @@ def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_pa
     argv = ["--glue_dir", str(glue_dir), "--tasks", "rte", "--teacher_root", str(tmp_path / "teachers"),
             "--output_dir", str(tmp_path / "runs"), "--report", str(report), "--max_train_samples", "32",
             "--max_eval_samples", "16", "--importance_samples", "16", "--epochs", "1", "--final_epochs", "1",
-            "--seeds", "42", "43"]  # fmt: skip
+            "--select_rows", "16", "--seeds", "42", "43"]  # fmt: skip
     check.main(argv)
     rows = json.loads(report.with_suffix(".json").read_text())["rows"]
     assert [(r["width_mult"], r["depth_mult"]) for r in rows] == [(0.5, 1.0), (1.0, 0.5)]
@@ -360,8 +362,27 @@ def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_pa
             assert row[key] == pytest.approx(sum(row[f"{key}_by_seed"].values()) / 2)
         assert row["beats_baseline"] == (row["dynabert"] > row["baseline"])
     assert set(rows[0]["width_stage_by_seed"]) == {"42", "43"} and rows[1]["width_stage"] is None
+    for row in rows:
+        choice = row["selection"]
+        for seed in ("42", "43"):
+            for who in ("dynabert", "baseline"):
+                candidates = choice["candidates"][seed][who]
+                best = max(s["held_out"] for s in candidates.values())
+                first_best = next(name for name, s in candidates.items() if s["held_out"] == best)
+                assert choice["picked"][who][seed] == {"candidate": first_best, **candidates[first_best]}
+            dynabert, baseline = choice["candidates"][seed]["dynabert"], choice["candidates"][seed]["baseline"]
+            assert list(dynabert) == ["after final", "before final"] and list(baseline) == ["epoch 3", "epoch 2",
+                                                                                            "epoch 1"]  # fmt: skip
+            assert dynabert["after final"]["dev"] == pytest.approx(row["dynabert_by_seed"][seed])
+            assert dynabert["before final"]["dev"] == pytest.approx(row["before_final_by_seed"][seed])
+            assert baseline["epoch 3"]["dev"] == pytest.approx(row["baseline_by_seed"][seed])
+        means = {who: sum(p["dev"] for p in choice["picked"][who].values()) / 2 for who in ("dynabert", "baseline")}
+        assert choice["dynabert"] == pytest.approx(means["dynabert"])
+        assert choice["baseline"] == pytest.approx(means["baseline"])
+        assert choice["beats_baseline"] == (choice["dynabert"] > choice["baseline"])
     text = report.read_text()
     assert "before the final fine-tuning |" in text and "| rte | 0.5 | 1 |" in text and "42, 43" in text
+    assert "With model selection on the last 16 training rows" in text and "--select_rows 16" in text
 
     # Run again: nothing is trained, every grid (2 seeds x model, width stage, width-and-depth stage) is read back.
     grids = sorted((tmp_path / "runs" / "rte").glob("seed*/grid*/grid.json")) + [
@@ -384,4 +405,21 @@ def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_pa
     assert not (tmp_path / "runs" / "rte" / "seed44").exists() and not (tmp_path / "teachers" / "stsb").exists()
     assert json.loads(report.with_suffix(".json").read_text())["rows"] == rows, "the same seeds, the same numbers"
     text = report.read_text()
-    assert "Reported before every run had finished: rte at seed(s) 42, 43 only" in text and "--seeds 42 43 44`" in text
+    assert (
+        "Reported before every run had finished: rte at seed(s) 42, 43 only" in text
+        and "--seeds 42 43 44 --select_rows 16`" in text
+    )
+
+
+def test_check_dynabert_refuses_a_selection_that_could_see_trained_rows(tmp_path, glue_dir):
+    check = load_script("check_dynabert")
+    base = ["--glue_dir", str(glue_dir), "--tasks", "rte", "--teacher_root", str(tmp_path / "none"),
+            "--output_dir", str(tmp_path / "runs"), "--report", str(tmp_path / "check.md")]  # fmt: skip
+    with pytest.raises(ValueError, match="give --final_epochs and --max_train_samples"):
+        check.main([*base, "--select_rows", "100", "--max_train_samples", "500"])
+    teacher = tmp_path / "none" / "rte" / "teacher"
+    with pytest.raises(ValueError, match="rte has 2490 training rows: the last --select_rows 1000 would overlap"):
+        check.selection_splits(check.get_task("rte"), check.argparse.Namespace(
+            glue_dir=str(glue_dir), select_rows=1000, max_train_samples=1500, max_eval_samples=None
+        ), teacher, 128)  # fmt: skip
+    assert not (tmp_path / "runs").exists()
