@@ -187,6 +187,8 @@ def run_task(task, args, store: ResultStore) -> None:
                 print(f"{task.name}: DynaBERT copied from {reused} (same recipe and teacher)", flush=True)
             else:
                 seconds = check_layer_methods.run(command, root / "dynabert.log")
+        else:
+            seconds, reused = earlier_dynabert(task, args, store, names, root)
         model = make_elastic(AutoModelForSequenceClassification.from_pretrained(elastic))
         tokenizer = AutoTokenizer.from_pretrained(elastic)
         dev = dev_split(task, args, tokenizer)
@@ -220,6 +222,21 @@ def run_task(task, args, store: ResultStore) -> None:
             "size_mb": serialized_size(quantized) / 2**20, "command": f"quantize_dynamic_int8({root / source})",
             "wall_time_s": 0, "machine": check_layer_methods.machine(), "date": time.strftime("%Y-%m-%d"),
         })  # fmt: skip
+
+
+def earlier_dynabert(task, args, store: ResultStore, names: list[str], root: Path) -> tuple[float, str | None]:
+    """The training seconds and origin (`copied_from`, or None when the suite trained it) of an elastic model that an
+    earlier invocation trained or copied but stopped before recording every sub-network: from a sub-network it did
+    record, else from the training's clock (`dynabert.log.time.json`), else from the copy's train_runtime."""
+    recorded = store.load(task.name)
+    for name in names:
+        record = recorded.get(name, {}).get(args.seed)
+        if record is not None:
+            return record["dynabert_wall_time_s"], record.get("copied_from")
+    clock = root / "dynabert.log.time.json"
+    if clock.is_file() and json.loads(clock.read_text())["succeeded"]:
+        return json.loads(clock.read_text())["seconds"], None
+    return training_seconds(root / "dynabert"), None
 
 
 def dynabert_rows(task, args) -> int:

@@ -6,6 +6,8 @@ import json
 import pytest
 from transformers import BertModel
 
+from bertdistill.results import ResultStore
+
 from conftest import load_script, save_with_tokenizer, tiny_config
 
 
@@ -180,3 +182,22 @@ def test_dynabert_reused_only_with_the_same_recipe_and_teacher(tmp_path):
         (source.parent / stage).mkdir(exist_ok=True)
         (source.parent / stage / "train_results.json").write_text(json.dumps({"train_runtime": seconds}))
     assert suite.training_seconds(source) == pytest.approx(60.5)
+
+
+def test_a_resumed_dynabert_keeps_its_training_time_and_origin(tmp_path):
+    """An invocation stopped after DynaBERT trained (or was copied) but before every sub-network was recorded: the
+    next one records the rest with the same training time and origin, not 0 s as if it had cost nothing."""
+    from glue_tasks import get_task
+
+    suite = load_script("run_glue_suite")
+    task, args = get_task("rte"), suite.parse_args([])
+    store, root = ResultStore(tmp_path / "results"), tmp_path / "runs" / "rte"
+    names = [suite.dynabert_name(w, d) for w, d in suite.DYNABERT_SETTINGS]
+    for stage, seconds in (("dynabert-width", 100.0), ("dynabert-width_depth", 200.0), ("dynabert", 50.0)):
+        (root / stage).mkdir(parents=True)
+        (root / stage / "train_results.json").write_text(json.dumps({"train_runtime": seconds}))
+    assert suite.earlier_dynabert(task, args, store, names, root) == (350.0, None), "nothing else: the runtimes"
+    (root / "dynabert.log.time.json").write_text(json.dumps({"seconds": 400.5, "started": None, "succeeded": True}))
+    assert suite.earlier_dynabert(task, args, store, names, root) == (400.5, None), "the suite's own clock"
+    store.save("rte", names[0], args.seed, {"dynabert_wall_time_s": 3488, "copied_from": "check/rte/seed42"})
+    assert suite.earlier_dynabert(task, args, store, names, root) == (3488, "check/rte/seed42")
