@@ -350,9 +350,9 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
                      f"{cell(row, 'width_stage')} | {cell(row, 'before_final')} |")  # fmt: skip
     selected = [row for row in summary if "selection" in row]
     if selected:
-        lines += ["", f"With model selection on the last {args.select_rows} training rows (held out from every "
-                  "model's training; the rule is in the script's docstring): each seed's pick, its dev score, and "
-                  "the verdict on the means.", "",
+        lines += ["", f"With model selection on the last {args.select_rows} training rows (never trained on by "
+                  "DynaBERT or the baselines, but by the teacher they start from, except SST-2's; the rule is in "
+                  "the script's docstring): each seed's pick, its dev score, and the verdict on the means.", "",
                   "| task | width | depth | seeds | DynaBERT picks | DynaBERT dev | same-size picks | same-size dev | "
                   "beats baseline |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for row in selected:
