@@ -234,9 +234,8 @@ def earlier_dynabert(task, args, store: ResultStore, names: list[str], root: Pat
         if record is not None:
             return record["dynabert_wall_time_s"], record.get("copied_from")
     clock = root / "dynabert.log.time.json"
-    if clock.is_file() and json.loads(clock.read_text())["succeeded"]:
-        return json.loads(clock.read_text())["seconds"], None
-    return training_seconds(root / "dynabert"), None
+    clock = json.loads(clock.read_text()) if clock.is_file() else {"succeeded": False}
+    return (clock["seconds"] if clock["succeeded"] else training_seconds(root / "dynabert")), None
 
 
 def dynabert_rows(task, args) -> int:
