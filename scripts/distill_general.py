@@ -37,7 +37,14 @@ from transformers import (
 from transformers.trainer_utils import set_seed
 
 from bertdistill import get_method
-from bertdistill.glue_run import build_student_from_args, load_pretrained, method_from_argv, parse_args, resolve_resume
+from bertdistill.glue_run import (
+    build_student_from_args,
+    load_pretrained,
+    method_from_argv,
+    parse_args,
+    resolve_resume,
+    run_script,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -193,4 +200,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

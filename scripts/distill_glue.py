@@ -31,6 +31,7 @@ from bertdistill.glue_run import (
     method_from_argv,
     parse_args,
     preflight,
+    run_script,
 )
 from bertdistill.trainers import METHODS
 from glue_tasks import get_task
@@ -139,4 +140,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -26,6 +26,7 @@ from bertdistill.glue_run import (
     packaged_minilm_path,
     parse_args,
     preflight,
+    run_script,
 )
 from glue_tasks import get_task
 
@@ -114,4 +115,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -14,6 +14,7 @@ from transformers import BertForSequenceClassification, BertTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bertdistill import build_student, get_method  # noqa: E402
+from bertdistill.glue_run import run_script  # noqa: E402
 
 from conftest import make_teacher, tiny_config  # noqa: E402
 from test_trainer import tiny_dataset  # noqa: E402
@@ -50,4 +51,4 @@ def main(tokenizer_dir: str, out: str, method: str = "kd") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    run_script(lambda argv: main(*argv), sys.argv[1:])
