@@ -88,10 +88,20 @@ def test_int8_target_compares_each_task_with_the_same_source():
          "retention": None},
     ]  # fmt: skip
     (line,) = suite.targets(rows)
-    assert line == ("- INT8 >= 1.5x faster than its float32 tinybert at <= 1 point lost on every task: 2.00x, +2.00 "
-                    "points lost on mrpc (+1.25 on the average) (**missed**).")  # fmt: skip
+    assert line == ("- INT8 >= 1.5x faster (batch 32) than its float32 tinybert at <= 1 point lost on every task: "
+                    "2.00x, +2.00 points lost on mrpc (+1.25 on the average) (**missed**).")  # fmt: skip
     rows[1]["scores"]["mrpc"] = 79.5
     assert suite.targets(rows)[0].endswith("+0.50 points lost on rte (+0.50 on the average) (met).")
+    rows[0]["latency_b1_ms"], rows[1]["latency_b1_ms"] = 8.0, 5.0
+    rows[1]["latency_b32_ms"] = 80.0
+    assert suite.targets(rows)[0].endswith("task: 1.25x (1.60x at batch 1), +0.50 points lost on rte (+0.50 on the "
+                                           "average) (**missed**).")  # fmt: skip
+
+
+def test_budget_in_words():
+    suite = load_script("run_glue_suite")
+    assert suite.budget_text(suite.SUITE_SETTINGS["sst2"]) == "length 64, 1 epoch, the first 16000 training rows"
+    assert suite.budget_text(suite.SUITE_SETTINGS["cola"]) == "length 64, 3 epochs, every training row"
 
 
 def test_teacher_reused_only_when_trained_by_the_same_command(tiny_base, glue_dir, tmp_path):
