@@ -181,10 +181,25 @@ def result_record(task, folder: Path, command: list[str], seconds: float, **extr
     }
 
 
+def check_trained_seed(folder: Path, seed: str) -> None:
+    """Refuse a finished run folder that was trained with another seed: recording it under `seed` would pass one
+    seed's result off as another's. The seed is read from the Trainer's `training_args.bin` in the folder."""
+    args_file = folder / "training_args.bin"
+    if not args_file.is_file():
+        return
+    trained = torch.load(args_file, weights_only=False).seed  # the Trainer's own pickle of its TrainingArguments
+    if str(trained) != str(seed):
+        raise ValueError(
+            f"{folder} holds a run trained with seed {trained}, not {seed}: give each seed its own output folder, or "
+            "delete the folder to retrain it"
+        )
+
+
 def train_and_record(task, store: ResultStore, run_name: str, seed: str, command: list[str], folder: Path, **extra):
     """Train (unless the checkpoint finished before) and record the result; nothing happens when it is recorded."""
     if store.has(task.name, run_name, seed):
         return
+    check_trained_seed(folder, seed)
     seconds = 0.0
     if not (folder / "eval_results.json").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +222,8 @@ def ensure_teacher(
     teacher = output_root / task.name / "teacher"
     common = common if common is not None else common_arguments(task, glue_dir, seed)
     command = teacher_command(common, teacher)
+    if store is not None and not store.has(task.name, "teacher", seed):
+        check_trained_seed(teacher, seed)
     if not (teacher / "eval_results.json").is_file():
         teacher.parent.mkdir(parents=True, exist_ok=True)
         seconds = run(command, teacher.parent / "teacher.log")

@@ -18,10 +18,10 @@ Per task (budget in SUITE_SETTINGS: sequence length, epochs, training rows):
 
 Every finished (task, run) leaves `results/glue_suite/<task>/<run>-seed<seed>.json` (metrics, shape, size, command,
 wall time, machine); a run with a result file is never trained again and an interrupted suite continues where it
-stopped. Checkpoints go to --output_dir (large, not committed). The report (--report, markdown + .json + a .png of
-the average metric against latency and size with the Pareto front) is rebuilt from the result files of the tasks
-given; latency is measured on the checkpoints present, models interleaved, and kept in `results/glue_suite/
-latency.json` for when they are gone.
+stopped. Checkpoints go to `<--output_dir>/seed<seed>/<task>/<run>` (large, not committed), one folder per seed. The
+report (--report, markdown + .json + a .png of the average metric against latency and size with the Pareto front)
+is rebuilt from the result files of the tasks given; latency is measured on the checkpoints present, models
+interleaved, and kept in `results/glue_suite/latency.json` for when they are gone.
 
 Budget on 2 CPU cores, measured by the default suite (seed 42, docs/glue_suite.md): training wall time RTE 170 min
 (its DynaBERT partly ran with the cores shared), MRPC 109, CoLA 48, STS-B 77, SST-2 61; about 7.5 h in
@@ -151,6 +151,11 @@ def budget_text(settings: dict) -> str:
             + (f"the first {rows} training rows" if rows else "every training row"))  # fmt: skip
 
 
+def seed_root(args) -> Path:
+    """Where this seed's checkpoints go: `<output_dir>/seed<seed>` (then `<task>/<run>`), so seeds never share one."""
+    return Path(args.output_dir) / f"seed{args.seed}"
+
+
 def task_arguments(task, args, settings: dict) -> list[str]:
     """The arguments every run of the task shares, with `settings` (SUITE_SETTINGS' keys) as its budget."""
     common = check_layer_methods.common_arguments(task, args.glue_dir, args.seed, settings)
@@ -163,13 +168,13 @@ def run_task(task, args, store: ResultStore) -> None:
     settings = SUITE_SETTINGS[task.name] | (
         {"max_train_samples": args.max_train_samples} if args.max_train_samples else {}
     )
-    root = Path(args.output_dir) / task.name
+    root = seed_root(args) / task.name
     common = task_arguments(task, args, settings)
     base = ["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []
     if args.reuse_teachers:
-        reuse_teacher(task, Path(args.output_dir), args.seed, store, [*common, *base], *map(Path, args.reuse_teachers))
+        reuse_teacher(task, seed_root(args), args.seed, store, [*common, *base], *map(Path, args.reuse_teachers))
     teacher = check_layer_methods.ensure_teacher(
-        task, args.glue_dir, Path(args.output_dir), args.seed, store, common=[*common, *base]
+        task, args.glue_dir, seed_root(args), args.seed, store, common=[*common, *base]
     )
     student = ["--teacher_model_name_or_path", str(teacher), "--student_num_layers", "3", "--student_layer_selection",
                args.student_layer_selection, "--learning_rate", args.learning_rate]  # fmt: skip
@@ -188,6 +193,7 @@ def run_task(task, args, store: ResultStore) -> None:
                    "--stage", "both", "--teacher_model_name_or_path", str(teacher), "--learning_rate",
                    args.dynabert_learning_rate, "--output_dir", str(elastic)]  # fmt: skip
         seconds, reused = 0.0, None
+        check_layer_methods.check_trained_seed(elastic, args.seed)
         if not (elastic / "eval_results.json").is_file():
             reused = reusable_dynabert(task, args, teacher) if args.reuse_dynabert else None
             if reused is not None:
@@ -322,7 +328,7 @@ def measure_latency(tasks, args, results_dir: Path) -> dict:
     latency_file = results_dir / "latency.json"
     latency = json.loads(latency_file.read_text()) if latency_file.is_file() else {}
     task = tasks[0]
-    root = Path(args.output_dir) / task.name
+    root = seed_root(args) / task.name
     store = ResultStore(results_dir)
     recorded = store.load(task.name)
     models = {}

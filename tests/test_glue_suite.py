@@ -43,7 +43,7 @@ def test_suite_records_each_run_once_and_reports(tiny_base, glue_dir, tmp_path, 
     assert all(row["latency_b32_ms"] > 0 for row in rows.values())
     report = (tmp_path / "suite.md").read_text()
     assert "| kd |" in report and "| int8-kd |" in report and "## Targets" in report
-    assert "beats the no-teacher baseline" in report and "INT8 >= 1.5x faster than its float32 kd" in report
+    assert "beats the no-teacher baseline" in report and "INT8 >= 1.5x faster (batch 32) than its float32 kd" in report
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "rte").glob("*.json")]
     minutes = sum(r["wall_time_s"] for r in records) / 60
     assert "train (min) |" in report and f"every run: rte {minutes:.0f} min." in report
@@ -56,6 +56,13 @@ def test_suite_records_each_run_once_and_reports(tiny_base, glue_dir, tmp_path, 
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     log = json.loads((tmp_path / "suite.json").read_text())
     assert [r["run"] for r in log["rows"]] == list(rows)
+
+    # Another seed trains its own runs in its own folders; it never records seed 42's checkpoints as its own.
+    suite.main(argv[: argv.index("--runs")] + ["--runs", "teacher", "finetune", "--seed", "43"])
+    finetune = json.loads((tmp_path / "results" / "rte" / "finetune-seed43.json").read_text())
+    assert f"--output_dir {tmp_path / 'runs' / 'seed43' / 'rte' / 'finetune'}" in finetune["command"]
+    assert "--seed 43" in finetune["command"] and finetune["wall_time_s"] > 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
 @pytest.mark.slow
@@ -109,20 +116,22 @@ def test_teacher_reused_only_when_trained_by_the_same_command(tiny_base, glue_di
     other = tmp_path / "other"
     suite.main(suite_args(tiny_base, glue_dir, other, "--tasks", "rte", "--runs", "teacher"))
     source = json.loads((other / "results" / "rte" / "teacher-seed42.json").read_text())
-    reuse = ["--reuse_teachers", str(other / "runs"), str(other / "results")]
+    reuse = ["--reuse_teachers", str(other / "runs" / "seed42"), str(other / "results")]
 
     suite.main(suite_args(tiny_base, glue_dir, tmp_path, "--tasks", "rte", "--runs", "teacher", *reuse))
     record = json.loads((tmp_path / "results" / "rte" / "teacher-seed42.json").read_text())
-    assert record["copied_from"] == str(other / "runs" / "rte" / "teacher")
-    assert f"--reuse_teachers {other / 'runs'} {other / 'results'}`" in (tmp_path / "suite.md").read_text()
+    assert record["copied_from"] == str(other / "runs" / "seed42" / "rte" / "teacher")
+    assert f"--reuse_teachers {other / 'runs' / 'seed42'} {other / 'results'}`" in (tmp_path / "suite.md").read_text()
     assert record["eval_results"] == source["eval_results"] and record["wall_time_s"] == source["wall_time_s"]
-    assert f"--output_dir {tmp_path / 'runs' / 'rte' / 'teacher'}" in record["command"]
-    copied = (tmp_path / "runs" / "rte" / "teacher" / "model.safetensors").read_bytes()
-    assert copied == (other / "runs" / "rte" / "teacher" / "model.safetensors").read_bytes()
+    assert f"--output_dir {tmp_path / 'runs' / 'seed42' / 'rte' / 'teacher'}" in record["command"]
+    copied = (tmp_path / "runs" / "seed42" / "rte" / "teacher" / "model.safetensors").read_bytes()
+    assert copied == (other / "runs" / "seed42" / "rte" / "teacher" / "model.safetensors").read_bytes()
 
     # A record without a wall time (older checks wrote none): the Trainer's train_runtime of the copied teacher.
     (other / "results" / "rte" / "teacher-seed42.json").write_text(json.dumps(source | {"wall_time_s": None}))
-    runtime = json.loads((other / "runs" / "rte" / "teacher" / "train_results.json").read_text())["train_runtime"]
+    runtime = json.loads((other / "runs" / "seed42" / "rte" / "teacher" / "train_results.json").read_text())[
+        "train_runtime"
+    ]
     untimed = tmp_path / "untimed"
     suite.main(suite_args(tiny_base, glue_dir, untimed, "--tasks", "rte", "--runs", "teacher", *reuse))
     record = json.loads((untimed / "results" / "rte" / "teacher-seed42.json").read_text())

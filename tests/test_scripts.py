@@ -262,3 +262,25 @@ def test_run_adds_up_the_wall_time_of_interrupted_attempts(tmp_path):
     failed = json.loads(clock.read_text())
     assert not failed["succeeded"] and failed["started"] is None
     assert run(say, log) >= failed["seconds"]
+
+
+def test_a_finished_run_of_another_seed_is_refused(tmp_path):
+    """The real-data checks and the suite record a finished folder without training it again: one trained with
+    another seed must be refused, not recorded as this seed's result."""
+    import torch
+    from transformers import TrainingArguments
+
+    from bertdistill.results import ResultStore
+    from glue_tasks import get_task
+
+    checks = load_script("check_layer_methods")
+    folder = tmp_path / "kd"
+    folder.mkdir()
+    torch.save(TrainingArguments(output_dir=str(folder), seed=42, report_to=[]), folder / "training_args.bin")
+    (folder / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.6}))
+    checks.check_trained_seed(folder, "42")
+    checks.check_trained_seed(tmp_path / "never-trained", "43")
+    store = ResultStore(tmp_path / "results")
+    with pytest.raises(ValueError, match="trained with seed 42, not 43"):
+        checks.train_and_record(get_task("rte"), store, "kd", "43", ["unused"], folder, method="kd")
+    assert not store.has("rte", "kd", "43")
