@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,15 +21,30 @@ def size_on_disk(checkpoint_dir: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in Path(checkpoint_dir).glob("*") if p.suffix in (".safetensors", ".bin"))
 
 
-@torch.inference_mode()
-def interleaved_times(
-    models: dict[str, PreTrainedModel], inputs: dict[str, torch.Tensor], repeats: int = 20, warmup: int = 3
-) -> dict[str, list[float]]:
-    """Seconds of each of `repeats` forwards of every model on the same `inputs`.
+@dataclass
+class SideBySide:
+    """Seconds of each of several forwards of every model, the models taking turns within every repeat: the i-th
+    times of two models were measured moments apart, so a burst of load on a shared machine hits both alike."""
 
-    Models take turns within every repeat, so a burst of load on a shared machine hits all of them alike: the i-th
-    times of two models were measured moments apart (see `paired_speedups`).
-    """
+    times: dict[str, list[float]]
+
+    def median(self, name: str) -> float:
+        """Median seconds per forward of `name`."""
+        return statistics.median(self.times[name])
+
+    def speedup(self, name: str, over: str) -> float:
+        """How many times faster `name` runs than `over`: the median over repeats of `over`'s time divided by
+        `name`'s in the same repeat. Load that drifts during the run slows both sides of a pair alike, so this moves
+        less between runs than the ratio of the two medians."""
+        pairs = zip(self.times[over], self.times[name], strict=True)
+        return statistics.median(slow / fast for slow, fast in pairs)
+
+
+@torch.inference_mode()
+def measure_side_by_side(
+    models: dict[str, PreTrainedModel], inputs: dict[str, torch.Tensor], repeats: int = 20, warmup: int = 3
+) -> SideBySide:
+    """Time `repeats` forwards of every model on the same `inputs`, the models taking turns within every repeat."""
     for model in models.values():
         model.eval()
         for _ in range(warmup):
@@ -39,22 +55,4 @@ def interleaved_times(
             start = time.perf_counter()
             model(**inputs)
             times[name].append(time.perf_counter() - start)
-    return times
-
-
-def interleaved_latency(
-    models: dict[str, PreTrainedModel], inputs: dict[str, torch.Tensor], repeats: int = 20, warmup: int = 3
-) -> dict[str, float]:
-    """Median seconds per forward of each model on the same `inputs`, the models taking turns (`interleaved_times`)."""
-    times = interleaved_times(models, inputs, repeats=repeats, warmup=warmup)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def paired_speedups(times: dict[str, list[float]], reference: str) -> dict[str, float]:
-    """How many times faster than `reference` each model runs: the median over repeats of the reference's time
-    divided by the model's time in the same repeat. Load that drifts over the run slows both sides of a pair alike,
-    so this moves less between runs than the ratio of the two medians."""
-    return {
-        name: statistics.median(r / t for r, t in zip(times[reference], values, strict=True))
-        for name, values in times.items()
-    }
+    return SideBySide(times)

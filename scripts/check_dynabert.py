@@ -21,7 +21,8 @@ check stopped part-way; the same command without it trains the rest).
 numbers were seen: the last N rows of the training split (never trained on by DynaBERT or the baselines, nor by
 SST-2's teacher, which trains on the first 8000; the other teachers saw every training row). Each compared DynaBERT
 sub-network picks between its model before and after the final fine-tuning, each baseline among its end-of-epoch
-checkpoints (it is retrained once with one checkpoint per epoch, `baseline-<setting>-epochs/`), by the main metric
+checkpoints (trained with one checkpoint per epoch, `baseline-<setting>-epochs/`, whose last epoch is the plain
+baseline; a check from before --select_rows keeps its `baseline-<setting>/` too), by the main metric
 on those rows (ties keep the recipe's own model: after the final step, the last epoch); the verdict compares the
 picked models' dev scores. Every candidate's held-out and dev scores go into the report's .json.
 """
@@ -201,7 +202,17 @@ def main(argv: list[str] | None = None) -> None:
                         scores[row["width_mult"], row["depth_mult"]][key][seed] = row[task.main_metric]
             for width, depth in COMPARED:
                 label = f"w{width:g}-d{depth:g}"
-                tuned = seed_root / f"baseline-{label}"
+                tuned, epochs_dir = baseline_folder(seed_root, label, bool(args.select_rows)), None
+                if args.select_rows:
+                    epochs_dir = seed_root / f"baseline-{label}-epochs"
+                    if not (epochs_dir / "eval_results.json").is_file():
+                        check_layer_methods.run(
+                            [sys.executable, "scripts/distill_glue.py", *common, "--method", "finetune",
+                             "--teacher_model_name_or_path", str(teacher), "--student_model_name_or_path",
+                             str(initials[width, depth]), "--learning_rate", "5e-5", "--output_dir", str(epochs_dir),
+                             "--save_strategy", "epoch", "--save_total_limit", str(settings["epochs"])],
+                            seed_root / f"baseline-{label}-epochs.log",
+                        )  # fmt: skip
                 if not (tuned / "eval_results.json").is_file():
                     check_layer_methods.run(
                         [sys.executable, "scripts/distill_glue.py", *common, "--method", "finetune",
@@ -215,15 +226,6 @@ def main(argv: list[str] | None = None) -> None:
                     f"eval_{task.main_metric}"
                 ]
                 if args.select_rows:
-                    epochs_dir = seed_root / f"baseline-{label}-epochs"
-                    if not (epochs_dir / "eval_results.json").is_file():
-                        check_layer_methods.run(
-                            [sys.executable, "scripts/distill_glue.py", *common, "--method", "finetune",
-                             "--teacher_model_name_or_path", str(teacher), "--student_model_name_or_path",
-                             str(initials[width, depth]), "--learning_rate", "5e-5", "--output_dir", str(epochs_dir),
-                             "--save_strategy", "epoch", "--save_total_limit", str(settings["epochs"])],
-                            seed_root / f"baseline-{label}-epochs.log",
-                        )  # fmt: skip
                     # The recipe's own model first: it is kept on a tie.
                     dynabert_candidates = {"after final": (elastic, (width, depth)),
                                            "before final": (elastic.with_name(f"{elastic.name}-width_depth"),
@@ -266,12 +268,21 @@ def main(argv: list[str] | None = None) -> None:
         print(write_report(args, trial, sections, summary))
 
 
+def baseline_folder(seed_root: Path, label: str, select: bool) -> Path:
+    """A compared setting's baseline: `baseline-<label>/`, or with `select` the run with one checkpoint per epoch,
+    `baseline-<label>-epochs/`, whose last epoch is the same model (same steps, seed and data), so that one training
+    serves both, unless the plain folder exists already (checks run before --select_rows existed)."""
+    plain = seed_root / f"baseline-{label}"
+    return seed_root / f"baseline-{label}-epochs" if select and not (plain / "eval_results.json").is_file() else plain
+
+
 def finished(seed_root: Path, select: bool = False) -> bool:
-    """Whether a seed's elastic model and both baselines (with `select`, also the baselines with one checkpoint per
+    """Whether a seed's elastic model and both baselines (with `select`, the baselines with one checkpoint per
     epoch) have finished (their dev results are written last)."""
-    folders = ["dynabert", *(f"baseline-w{w:g}-d{d:g}" for w, d in COMPARED)]
-    folders += [f"baseline-w{w:g}-d{d:g}-epochs" for w, d in COMPARED] if select else []
-    return all((seed_root / folder / "eval_results.json").is_file() for folder in folders)
+    labels = [f"w{w:g}-d{d:g}" for w, d in COMPARED]
+    folders = [seed_root / "dynabert", *(baseline_folder(seed_root, label, select) for label in labels)]
+    folders += [seed_root / f"baseline-{label}-epochs" for label in labels] if select else []
+    return all((folder / "eval_results.json").is_file() for folder in folders)
 
 
 def selection_splits(task, args, teacher: Path, max_seq_length: int):

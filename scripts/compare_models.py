@@ -4,8 +4,9 @@
     python scripts/compare_models.py --task_name sst2 --glue_dir ../shared/glue_data runs/teacher runs/student
 
 Metrics come from each folder's eval_results.json (written by finetune_teacher.py / distill_glue.py). Latency is the
-median forward time on real dev sentences at batch 1 and batch 32, models interleaved in one run; speedups are
-relative to the first model. Prints a markdown table and writes it, with the raw numbers, next to --output_json.
+median forward time on real dev sentences at batch 1 and batch 32, models interleaved in one run; a speedup is over
+the first model, the median over the repeats of its time divided by the model's time in the same repeat. Prints a
+markdown table and writes it, with the raw numbers, next to --output_json.
 
 With --int8, every model also gets a row for its INT8 dynamically quantized copy (linear layers, CPU): its metrics
 from a full pass over the dev set, next to the float32 model's metrics from the same pass (`int8_delta`: the change
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from bertdistill.benchmark import count_parameters, interleaved_latency, size_on_disk
+from bertdistill.benchmark import count_parameters, measure_side_by_side, size_on_disk
 from bertdistill.glue_run import evaluate_model, tokenize_split
 from bertdistill.quantization import quantize_dynamic_int8, serialized_size
 from glue_tasks import get_task, load_glue_split
@@ -73,8 +74,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             return_tensors="pt",
         )
 
-    latency = {n: interleaved_latency(models, batch(n), repeats=args.repeats) for n in (1, 32)}
     reference = args.models[0]
+    runs = {n: measure_side_by_side(models, batch(n), repeats=args.repeats) for n in (1, 32)}
     reference_score = _read_metrics(reference).get(f"eval_{task.main_metric}")
     rows = []
     for folder, model in models.items():
@@ -97,10 +98,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "measured_fp32": measured.get(source) if quantized else None,
                 # Share of the reference's main metric that this model keeps.
                 "retention": score / reference_score if score is not None and reference_score else None,
-                "latency_b1_ms": latency[1][folder] * 1e3,
-                "latency_b32_ms": latency[32][folder] * 1e3,
-                "speedup_b1": latency[1][reference] / latency[1][folder],
-                "speedup_b32": latency[32][reference] / latency[32][folder],
+                **{f"latency_b{n}_ms": run.median(folder) * 1e3 for n, run in runs.items()},
+                **{f"speedup_b{n}": run.speedup(folder, over=reference) for n, run in runs.items()},
             }
         )
 
@@ -137,7 +136,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-    print(f"\nGLUE {task.name} dev; CPU latency on {machine}, median of {args.repeats} interleaved runs\n")
+    print(
+        f"\nGLUE {task.name} dev; CPU latency on {machine}, median of {args.repeats} interleaved runs, "
+        "speedups paired within each run\n"
+    )
     print("\n".join(lines))
     if args.output_json:
         Path(args.output_json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from bertdistill.benchmark import count_parameters, interleaved_latency, size_on_disk
+from bertdistill.benchmark import count_parameters, measure_side_by_side, size_on_disk
 from bertdistill.elastic import (
     DEFAULT_DEPTHS,
     DEFAULT_WIDTHS,
@@ -102,15 +102,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          padding=True, return_tensors="pt")  # fmt: skip
 
     # Batch 1 is quick and noisier: three times the repeats.
-    latency = {n: interleaved_latency(exported, batch(n), repeats=args.latency_repeats * (3 if n == 1 else 1))
-               for n in (1, 32)}  # fmt: skip
+    runs = {n: measure_side_by_side(exported, batch(n), repeats=args.latency_repeats * (3 if n == 1 else 1))
+            for n in (1, 32)}  # fmt: skip
     full = "w1-d1"
     for row, name in zip(rows, exported):
-        row["latency_b1_ms"] = latency[1][name] * 1e3
-        row["latency_b32_ms"] = latency[32][name] * 1e3
-        if full in exported:
-            row["speedup_b1"] = latency[1][full] / latency[1][name]
-            row["speedup_b32"] = latency[32][full] / latency[32][name]
+        for n, run in runs.items():
+            row[f"latency_b{n}_ms"] = run.median(name) * 1e3
+            if full in exported:
+                row[f"speedup_b{n}"] = run.speedup(name, over=full)
 
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     metric = task.main_metric

@@ -49,7 +49,7 @@ import check_dynabert  # noqa: E402
 import check_layer_methods  # noqa: E402
 
 from bertdistill import DynaBertConfig  # noqa: E402
-from bertdistill.benchmark import count_parameters, interleaved_times, paired_speedups  # noqa: E402
+from bertdistill.benchmark import count_parameters, measure_side_by_side  # noqa: E402
 from bertdistill.elastic import export_subnetwork, make_elastic  # noqa: E402
 from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
 from bertdistill.plots import pareto_plot  # noqa: E402
@@ -348,14 +348,13 @@ def measure_latency(tasks, args, results_dir: Path) -> dict:
     for n in (1, 32):
         inputs = tokenizer(*(list(t[:n]) for t in texts), truncation=True, max_length=length, padding=True,
                            return_tensors="pt")  # fmt: skip
-        times = interleaved_times(models, inputs, repeats=args.latency_repeats * (3 if n == 1 else 1))
-        speedups = paired_speedups(times, "teacher")
-        for name, values in times.items():
-            latency.setdefault(name, {})[f"latency_b{n}_ms"] = statistics.median(values) * 1e3
-            latency[name][f"speedup_b{n}"] = speedups[name]
+        run = measure_side_by_side(models, inputs, repeats=args.latency_repeats * (3 if n == 1 else 1))
+        for name in models:
+            latency.setdefault(name, {})[f"latency_b{n}_ms"] = run.median(name) * 1e3
+            latency[name][f"speedup_b{n}"] = run.speedup(name, over="teacher")
         int8 = int8_name(args.int8_source)
-        if int8 in times and args.int8_source in times:
-            latency[int8][f"gain_over_source_b{n}"] = paired_speedups(times, args.int8_source)[int8]
+        if int8 in models and args.int8_source in models:
+            latency[int8][f"gain_over_source_b{n}"] = run.speedup(int8, over=args.int8_source)
     for name in models:
         latency[name] |= {"task": task.name, "machine": check_layer_methods.machine(),
                           "date": time.strftime("%Y-%m-%d")}  # fmt: skip

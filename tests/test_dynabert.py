@@ -354,9 +354,12 @@ def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_pa
     for row in rows:
         label = f"w{row['width_mult']:g}-d{row['depth_mult']:g}"
         for seed in ("42", "43"):
-            tuned = json.loads((tmp_path / "runs" / "rte" / f"seed{seed}" / f"baseline-{label}" /
-                                "eval_results.json").read_text())  # fmt: skip
+            # With --select_rows one training serves both: the plain baseline is the last epoch of the run that
+            # keeps a checkpoint per epoch.
+            seed_root = tmp_path / "runs" / "rte" / f"seed{seed}"
+            tuned = json.loads((seed_root / f"baseline-{label}-epochs" / "eval_results.json").read_text())
             assert row["baseline_by_seed"][seed] == tuned["eval_accuracy"]
+            assert not (seed_root / f"baseline-{label}").exists()
         for key in ("dynabert", "baseline", "before_final"):
             assert set(row[f"{key}_by_seed"]) == {"42", "43"}
             assert row[key] == pytest.approx(sum(row[f"{key}_by_seed"].values()) / 2)
@@ -423,3 +426,14 @@ def test_check_dynabert_refuses_a_selection_that_could_see_trained_rows(tmp_path
             glue_dir=str(glue_dir), select_rows=1000, max_train_samples=1500, max_eval_samples=None
         ), teacher, 128)  # fmt: skip
     assert not (tmp_path / "runs").exists()
+
+
+def test_check_dynabert_baseline_folder(tmp_path):
+    """With --select_rows a new check trains each baseline once (one checkpoint per epoch); a check run before
+    --select_rows existed keeps reading its plain baseline."""
+    check = load_script("check_dynabert")
+    assert check.baseline_folder(tmp_path, "w0.5-d1", select=False) == tmp_path / "baseline-w0.5-d1"
+    assert check.baseline_folder(tmp_path, "w0.5-d1", select=True) == tmp_path / "baseline-w0.5-d1-epochs"
+    (tmp_path / "baseline-w0.5-d1").mkdir()
+    (tmp_path / "baseline-w0.5-d1" / "eval_results.json").write_text("{}")
+    assert check.baseline_folder(tmp_path, "w0.5-d1", select=True) == tmp_path / "baseline-w0.5-d1"
