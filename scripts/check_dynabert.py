@@ -202,24 +202,19 @@ def main(argv: list[str] | None = None) -> None:
                         scores[row["width_mult"], row["depth_mult"]][key][seed] = row[task.main_metric]
             for width, depth in COMPARED:
                 label = f"w{width:g}-d{depth:g}"
-                tuned, epochs_dir = baseline_folder(seed_root, label, bool(args.select_rows)), None
-                if args.select_rows:
-                    epochs_dir = seed_root / f"baseline-{label}-epochs"
-                    if not (epochs_dir / "eval_results.json").is_file():
+                tuned = baseline_folder(seed_root, label, bool(args.select_rows))
+                epochs_dir = seed_root / f"baseline-{label}-epochs"
+                # The same fine-tuning either way; the run kept for selection saves a checkpoint per epoch.
+                per_epoch = ["--save_strategy", "epoch", "--save_total_limit", str(settings["epochs"])]
+                for folder, extra in ([(epochs_dir, per_epoch)] if args.select_rows else []) + [(tuned, [])]:
+                    if not (folder / "eval_results.json").is_file():
                         check_layer_methods.run(
                             [sys.executable, "scripts/distill_glue.py", *common, "--method", "finetune",
                              "--teacher_model_name_or_path", str(teacher), "--student_model_name_or_path",
-                             str(initials[width, depth]), "--learning_rate", "5e-5", "--output_dir", str(epochs_dir),
-                             "--save_strategy", "epoch", "--save_total_limit", str(settings["epochs"])],
-                            seed_root / f"baseline-{label}-epochs.log",
+                             str(initials[width, depth]), "--learning_rate", "5e-5", "--output_dir", str(folder),
+                             *extra],
+                            seed_root / f"{folder.name}.log",
                         )  # fmt: skip
-                if not (tuned / "eval_results.json").is_file():
-                    check_layer_methods.run(
-                        [sys.executable, "scripts/distill_glue.py", *common, "--method", "finetune",
-                         "--teacher_model_name_or_path", str(teacher), "--student_model_name_or_path",
-                         str(initials[width, depth]), "--learning_rate", "5e-5", "--output_dir", str(tuned)],
-                        seed_root / f"baseline-{label}.log",
-                    )  # fmt: skip
                 cell = next(r for r in rows if (r["width_mult"], r["depth_mult"]) == (width, depth))
                 scores[width, depth]["dynabert"][seed] = cell[task.main_metric]
                 scores[width, depth]["baseline"][seed] = json.loads((tuned / "eval_results.json").read_text())[

@@ -168,13 +168,14 @@ def run_task(task, args, store: ResultStore) -> None:
     settings = SUITE_SETTINGS[task.name] | (
         {"max_train_samples": args.max_train_samples} if args.max_train_samples else {}
     )
-    root = seed_root(args) / task.name
+    out_root = seed_root(args)
+    root = out_root / task.name
     common = task_arguments(task, args, settings)
     base = ["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []
     if args.reuse_teachers:
-        reuse_teacher(task, seed_root(args), args.seed, store, [*common, *base], *map(Path, args.reuse_teachers))
+        reuse_teacher(task, out_root, args.seed, store, [*common, *base], *map(Path, args.reuse_teachers))
     teacher = check_layer_methods.ensure_teacher(
-        task, args.glue_dir, seed_root(args), args.seed, store, common=[*common, *base]
+        task, args.glue_dir, out_root, args.seed, store, common=[*common, *base]
     )
     student = ["--teacher_model_name_or_path", str(teacher), "--student_num_layers", "3", "--student_layer_selection",
                args.student_layer_selection, "--learning_rate", args.learning_rate]  # fmt: skip
