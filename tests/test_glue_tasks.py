@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import glue_tasks
-from glue_tasks import GLUE_TASKS, get_task, glue_metrics, load_glue_split, read_glue_tsv
+from glue_tasks import GLUE_TASKS, get_task, glue_metrics, load_glue_split, paired_bootstrap, read_glue_tsv
 
 SPLIT_OF_FILE = {"train.tsv": "train", "dev.tsv": "validation"}
 
@@ -135,3 +135,39 @@ def test_metrics_match_their_definitions():
     pearson = (centred_s @ centred_g) / np.sqrt((centred_s @ centred_s) * (centred_g @ centred_g))
     assert stsb["pearson"] == pytest.approx(pearson)
     assert stsb["spearmanr"] == pytest.approx(0.9)  # ranks differ in one adjacent swap: 1 - 6*2/(5*24)
+
+
+def test_paired_bootstrap_matches_the_normal_approximation_of_a_paired_difference():
+    rng = np.random.default_rng(0)
+    references = rng.integers(0, 2, 400)
+    a = np.where(rng.random(400) < 0.85, references, 1 - references)
+    # B is A with about one correct answer in eight made wrong: their errors overlap, so pairing the rows narrows the
+    # interval to about half of what two independent samples would give (which this test would reject).
+    b = np.where((a == references) & (rng.random(400) < 0.12), 1 - a, a)
+    result = paired_bootstrap("rte", a, b, references, n_resamples=1000)
+    # Independent reference: the accuracy difference is the mean of per-row differences d in {-1, 0, 1}; its
+    # normal-approximation 95% interval is mean +- 1.96 sd(d) / sqrt(n).
+    d = (a == references).astype(float) - (b == references).astype(float)
+    half = 1.96 * d.std() / math.sqrt(len(d))
+    assert result["difference"] == pytest.approx(d.mean())
+    assert result["low"] == pytest.approx(d.mean() - half, abs=0.2 * half)
+    assert result["high"] == pytest.approx(d.mean() + half, abs=0.2 * half)
+    assert result["low"] > 0  # a 10-point gap on 400 rows is well outside the noise
+    assert paired_bootstrap("rte", a, b, references, n_resamples=1000) == result  # seeded: reproducible
+
+
+def test_paired_bootstrap_of_identical_models_and_of_several_runs():
+    rng = np.random.default_rng(1)
+    references = rng.integers(0, 2, 60)
+    a, b = (np.where(rng.random((2, 60)) < p, references, 1 - references) for p in (0.9, 0.6))
+    assert paired_bootstrap("mrpc", a[0], a[0], references, n_resamples=50) == {"difference": 0.0, "low": 0.0,
+                                                                               "high": 0.0}  # fmt: skip
+    result = paired_bootstrap("mrpc", a, b, references, n_resamples=200)
+    per_run = [glue_metrics("mrpc", a[i], references)["f1"] - glue_metrics("mrpc", b[i], references)["f1"]
+               for i in range(2)]  # fmt: skip
+    assert result["difference"] == pytest.approx(np.mean(per_run))
+    assert result["low"] <= result["difference"] <= result["high"]
+    with pytest.raises(ValueError, match="pair every run"):
+        paired_bootstrap("mrpc", a, b[0], references)
+    with pytest.raises(ValueError, match=r"shape \(1, 59\)"):
+        paired_bootstrap("mrpc", a[0, :59], b[0], references)
