@@ -50,7 +50,7 @@ import dynabert_grid  # noqa: E402
 from bertdistill import DynaBertConfig  # noqa: E402
 from bertdistill.elastic import compute_importance, export_subnetwork, make_elastic, rewire  # noqa: E402
 from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
-from glue_tasks import get_task, load_glue_split  # noqa: E402
+from glue_tasks import get_task, load_glue_split, paired_bootstrap  # noqa: E402
 
 DYNABERT_EPOCHS = {"cola": 3, "rte": 3, "mrpc": 3, "sst2": 1, "stsb": 3}  # per stage; the baselines train 3 epochs
 COMPARED = [(0.5, 1.0), (1.0, 0.5)]
@@ -254,6 +254,17 @@ def main(argv: list[str] | None = None) -> None:
                     "candidates": {seed: {who: s[who]["scores"] for who in s}
                                    for seed, s in selections[width, depth].items()},
                 }  # fmt: skip
+                # How far each verdict's gap is outside the noise of a dev set this size: a paired bootstrap over
+                # the dev rows (every seed scored on the same resampled rows), for the recipe's own models (each
+                # side's first candidate) and for the picked ones.
+                chosen = selections[width, depth].values()
+                for verdict, choose in (
+                    (summary[-1], lambda side: next(iter(side["scores"]))),
+                    (summary[-1]["selection"], lambda side: side["picked"]["candidate"]),
+                ):
+                    verdict["interval"] = paired_bootstrap(task, *(
+                        [s[who]["dev_predictions"][choose(s[who])] for s in chosen] for who in ("dynabert", "baseline")
+                    ), splits[1]["label"])  # fmt: skip
         sections.append(
             f"## {task.name}\n\nTeacher (full MiniLM, fine-tuned): {task.main_metric} {teacher_score:.4f}. DynaBERT: "
             f"{epochs} epoch(s) per stage{f' + {args.final_epochs} final' if args.final_epochs else ''}, seed "
@@ -312,34 +323,35 @@ def epoch_checkpoints(folder: Path) -> list[tuple[float, Path]]:
 def pick(candidates: dict[str, tuple[Path, tuple | None]], task, splits: tuple, cache: Path) -> dict:
     """Score every candidate (`name: (folder, (width, depth) of an elastic model, or None for a plain one)`) on the
     held-out rows and on dev (`splits`: `selection_splits`'s), and pick by the held-out score; the first candidate
-    wins ties. Scores are cached in `cache` under the folder, setting and row counts, with the weights' digest
-    (changed weights are scored again)."""
+    wins ties. Returns the scores, the pick and every candidate's dev predictions, cached in `cache` under the
+    folder, setting and row counts, with the weights' digest (changed weights are scored again)."""
     held_out, dev, tokenizer = splits
     known = json.loads(cache.read_text()) if cache.is_file() else {}
-    scores = {}
+    scores, predictions = {}, {}
     for name, (folder, setting) in candidates.items():
         key = f"{folder}|{setting}|{len(held_out)}|{len(dev)}"
         digest = check_layer_methods.file_digest(folder / "model.safetensors")
-        if known.get(key, {}).get("weights") != digest:
+        if known.get(key, {}).get("weights") != digest or "dev_predictions" not in known[key]:
             model = AutoModelForSequenceClassification.from_pretrained(folder)
             if setting is not None:
                 model = export_subnetwork(make_elastic(model), *setting)
-            known[key] = {"weights": digest, **{
-                split: evaluate_model(model, rows, tokenizer, task)[f"eval_{task.main_metric}"]
-                for split, rows in (("held_out", held_out), ("dev", dev))
-            }}  # fmt: skip
-            cache.write_text(json.dumps(known, indent=2))
+            metric = f"eval_{task.main_metric}"
+            dev_metrics, dev_predictions = evaluate_model(model, dev, tokenizer, task, return_predictions=True)
+            known[key] = {"weights": digest, "held_out": evaluate_model(model, held_out, tokenizer, task)[metric],
+                          "dev": dev_metrics[metric], "dev_predictions": dev_predictions}  # fmt: skip
+            cache.write_text(json.dumps(known))
         scores[name] = {"held_out": known[key]["held_out"], "dev": known[key]["dev"]}
+        predictions[name] = known[key]["dev_predictions"]
     best = max(scores, key=lambda name: scores[name]["held_out"])  # max keeps the first of equal scores
-    return {"scores": scores, "picked": {"candidate": best, **scores[best]}}
+    return {"scores": scores, "picked": {"candidate": best, **scores[best]}, "dev_predictions": predictions}
 
 
 def write_report(args, trial: list[str], sections: list[str], summary: list[dict]) -> str:
     """Write --report (markdown) and its .json from the tasks finished so far; returns the summary table."""
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     lines = ["| task | width | depth | params (M) | metric | seeds | DynaBERT sub-network | fine-tuned same size | "
-             "teacher | beats baseline | after the width stage only | before the final fine-tuning |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "teacher | beats baseline | difference (95% CI) | after the width stage only | before the final "
+             "fine-tuning |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
 
     def cell(row, key):
         """The mean over the seeds, then with several seeds every seed's score in the order of the seeds column."""
@@ -348,11 +360,18 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         by_seed = row[f"{key}_by_seed"].values()
         return f"{row[key]:.4f}" + (f" ({', '.join(f'{v:.4f}' for v in by_seed)})" if len(by_seed) > 1 else "")
 
+    def interval(verdict):
+        """DynaBERT minus the baseline, with its paired-bootstrap interval over the dev rows (n/a without one)."""
+        if "interval" not in verdict:
+            return "n/a"
+        return "{difference:+.4f} [{low:+.4f}, {high:+.4f}]".format(**verdict["interval"])
+
     for row in summary:
         verdict = "yes" if row["beats_baseline"] else "**no**"
         lines.append(f"| {row['task']} | {row['width_mult']:g} | {row['depth_mult']:g} | "
                      f"{row['parameters'] / 1e6:.1f} | {row['metric']} | {', '.join(row['seeds'])} | "
                      f"{cell(row, 'dynabert')} | {cell(row, 'baseline')} | {row['teacher']:.4f} | {verdict} | "
+                     f"{interval(row)} | "
                      f"{cell(row, 'width_stage')} | {cell(row, 'before_final')} |")  # fmt: skip
     selected = [row for row in summary if "selection" in row]
     if selected:
@@ -360,7 +379,7 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
                   "DynaBERT or the baselines, but by the teacher they start from, except SST-2's; the rule is in "
                   "the script's docstring): each seed's pick, its dev score, and the verdict on the means.", "",
                   "| task | width | depth | seeds | DynaBERT picks | DynaBERT dev | same-size picks | same-size dev | "
-                  "beats baseline |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "beats baseline | difference (95% CI) |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for row in selected:
             choice = row["selection"]
 
@@ -373,7 +392,7 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
             verdict = "yes" if choice["beats_baseline"] else "**no**"
             lines.append(f"| {row['task']} | {row['width_mult']:g} | {row['depth_mult']:g} | "
                          f"{', '.join(row['seeds'])} | {' | '.join(picks('dynabert'))} | "
-                         f"{' | '.join(picks('baseline'))} | {verdict} |")  # fmt: skip
+                         f"{' | '.join(picks('baseline'))} | {verdict} | {interval(choice)} |")  # fmt: skip
     wanted = list(dict.fromkeys(args.seeds))
     partial = list({r["task"]: ", ".join(r["seeds"]) for r in summary if r["seeds"] != wanted}.items())
     report = Path(args.report)
@@ -403,7 +422,11 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         "the teacher's recipe (3 epochs, learning rate 5e-5), no teacher"
         + (f"; both on the first {args.max_train_samples} training rows" if args.max_train_samples else "")
         + ". Dev-set scores; with several seeds, DynaBERT and the baselines are compared on their means (each "
-        "seed's score in brackets), and the grid below is the first seed's. The last two columns are diagnostics "
+        "seed's score in brackets), and the grid below is the first seed's. The difference column (with "
+        "--select_rows) is DynaBERT's score minus the baseline's with a 95% paired percentile bootstrap interval over "
+        "the dev rows (2000 resamples, every seed scored on the same resampled rows): it measures the noise of a "
+        "dev set this size, not that of the seeds; an interval containing 0 means the dev set cannot tell the two "
+        "apart. The last two columns are diagnostics "
         "outside the verdict: the same width of the width stage's model (DynaBERT_W), before the width-and-depth "
         "stage and the final fine-tuning went on training its weights for the shallow sub-networks too; and the "
         "same sub-network before the final fine-tuning (n/a without one)."

@@ -383,7 +383,13 @@ def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_pa
         assert choice["dynabert"] == pytest.approx(means["dynabert"])
         assert choice["baseline"] == pytest.approx(means["baseline"])
         assert choice["beats_baseline"] == (choice["dynabert"] > choice["baseline"])
+        # The bootstrap intervals are about the very models each verdict compares (their dev predictions, re-scored).
+        for verdict in (row, choice):
+            interval = verdict["interval"]
+            assert interval["difference"] == pytest.approx(verdict["dynabert"] - verdict["baseline"])
+            assert interval["low"] <= interval["high"]
     text = report.read_text()
+    assert text.count("difference (95% CI)") == 2 and "paired percentile bootstrap" in text
     assert "before the final fine-tuning |" in text and "| rte | 0.5 | 1 |" in text and "42, 43" in text
     assert "With model selection on the last 16 training rows" in text and "--select_rows 16" in text
 
