@@ -54,6 +54,7 @@ from glue_tasks import get_task, load_glue_split, paired_bootstrap  # noqa: E402
 
 DYNABERT_EPOCHS = {"cola": 3, "rte": 3, "mrpc": 3, "sst2": 1, "stsb": 3}  # per stage; the baselines train 3 epochs
 COMPARED = [(0.5, 1.0), (1.0, 0.5)]
+BOOTSTRAP_RESAMPLES = 2000  # of the dev rows, for the verdicts' intervals (about 10 s per interval on MRPC)
 
 
 def export_rewired_teacher(teacher: Path, task, glue_dir: str, samples: int, outputs: dict[tuple, Path]) -> None:
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
                 ):
                     verdict["interval"] = paired_bootstrap(task, *(
                         [s[who]["dev_predictions"][choose(s[who])] for s in chosen] for who in ("dynabert", "baseline")
-                    ), splits[1]["label"])  # fmt: skip
+                    ), splits[1]["label"], n_resamples=BOOTSTRAP_RESAMPLES)  # fmt: skip
         sections.append(
             f"## {task.name}\n\nTeacher (full MiniLM, fine-tuned): {task.main_metric} {teacher_score:.4f}. DynaBERT: "
             f"{epochs} epoch(s) per stage{f' + {args.final_epochs} final' if args.final_epochs else ''}, seed "
@@ -424,9 +425,9 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         + ". Dev-set scores; with several seeds, DynaBERT and the baselines are compared on their means (each "
         "seed's score in brackets), and the grid below is the first seed's. The difference column (with "
         "--select_rows) is DynaBERT's score minus the baseline's with a 95% paired percentile bootstrap interval over "
-        "the dev rows (2000 resamples, every seed scored on the same resampled rows): it measures the noise of a "
-        "dev set this size, not that of the seeds; an interval containing 0 means the dev set cannot tell the two "
-        "apart. The last two columns are diagnostics "
+        f"the dev rows ({BOOTSTRAP_RESAMPLES} resamples, every seed scored on the same resampled rows): it measures "
+        "the noise of a dev set this size, not that of the seeds; an interval containing 0 means the dev set cannot "
+        "tell the two apart. The last two columns are diagnostics "
         "outside the verdict: the same width of the width stage's model (DynaBERT_W), before the width-and-depth "
         "stage and the final fine-tuning went on training its weights for the shallow sub-networks too; and the "
         "same sub-network before the final fine-tuning (n/a without one)."

@@ -340,6 +340,7 @@ def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_pa
     each model is picked among its candidates by the held-out rows' score, and the candidates' dev scores are those
     of the same models evaluated by the grid (DynaBERT) and by the training run (the baseline's last epoch)."""
     check = load_script("check_dynabert")
+    check.BOOTSTRAP_RESAMPLES = 100  # the intervals' values are not checked here, only what they are about
     teacher = tmp_path / "teachers" / "rte" / "teacher"
     save_with_tokenizer(BertForSequenceClassification(tiny_config(len(tokenizer), layers=4)), tokenizer, teacher)
     (teacher / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
