@@ -13,7 +13,8 @@ from transformers import AutoModelForSequenceClassification
 
 from conftest import REPO, make_teacher, save_with_tokenizer
 
-FEW_ROWS = "max_train_samples=16, max_eval_samples=8"
+GLUE_DIR = 'glue_dir="../shared/glue_data"'
+FEW_ROWS = {f"{GLUE_DIR})": f"{GLUE_DIR}, max_train_samples=16, max_eval_samples=8)"}
 SHORT = "max_steps=2, report_to='none', "
 
 
@@ -42,15 +43,12 @@ def test_readme_python_examples_run_and_the_exported_subnetwork_gives_the_in_pla
 
     distill = shrink(
         blocks[0],
-        {
-            'glue_dir="../shared/glue_data")': f'glue_dir="../shared/glue_data", {FEW_ROWS})',
-            'output_dir="student", ': f'output_dir="student", {SHORT}',
-        },
+        {**FEW_ROWS, 'output_dir="student", ': f'output_dir="student", {SHORT}'},
     )
     dynabert = shrink(
         blocks[1],
         {
-            'glue_dir="../shared/glue_data")': f'glue_dir="../shared/glue_data", {FEW_ROWS})',
+            **FEW_ROWS,
             'output_dir="runs/dyna-width", ': f'output_dir="runs/dyna-width", {SHORT}',
             'output_dir="runs/dyna", ': f'output_dir="runs/dyna", {SHORT}',
         },
