@@ -3,6 +3,7 @@
 its (width, depth) grid, and compare two of its sub-networks with same-size models fine-tuned without DynaBERT.
 
     python scripts/check_dynabert.py --glue_dir ../shared/glue_data --tasks cola rte
+    python scripts/check_dynabert.py --glue_dir "" --tasks qnli mnli --max_train_samples 20000   # from the Hub
 
 Per task (teacher from scripts/check_layer_methods.py's folder, trained first if missing):
 1. `distill_glue.py --method dynabert --stage both` (importance on the first 2048 training rows, rewiring, the width
@@ -19,7 +20,8 @@ check stopped part-way; the same command without it trains the rest).
 
 `--select_rows N` adds a second verdict with model selection on held-out training rows, a rule fixed before its
 numbers were seen: the last N rows of the training split (never trained on by DynaBERT or the baselines, nor by
-SST-2's teacher, which trains on the first 8000; the other teachers saw every training row). Each compared DynaBERT
+the teachers of SST-2, which trains on the first 8000, and of QNLI, QQP and MNLI, on the first 20000; the other
+teachers saw every training row). Each compared DynaBERT
 sub-network picks between its model before and after the final fine-tuning, each baseline among its end-of-epoch
 checkpoints (trained with one checkpoint per epoch, `baseline-<setting>-epochs/`, whose last epoch is the plain
 baseline; a check from before --select_rows keeps its `baseline-<setting>/` too), by the main metric
@@ -33,6 +35,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -50,9 +53,10 @@ import dynabert_grid  # noqa: E402
 from bertdistill import DynaBertConfig  # noqa: E402
 from bertdistill.elastic import compute_importance, export_subnetwork, make_elastic, rewire  # noqa: E402
 from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
-from glue_tasks import get_task, load_glue_split, paired_bootstrap  # noqa: E402
+from glue_tasks import check_glue_dir, get_task, load_glue_split, paired_bootstrap  # noqa: E402
 
-DYNABERT_EPOCHS = {"cola": 3, "rte": 3, "mrpc": 3, "sst2": 1, "stsb": 3}  # per stage; the baselines train 3 epochs
+# Epochs per stage; the baselines train the teacher's epochs (check_layer_methods.TASK_SETTINGS).
+DYNABERT_EPOCHS = {"cola": 3, "rte": 3, "mrpc": 3, "sst2": 1, "stsb": 3, "qnli": 1, "qqp": 1, "mnli": 1}
 COMPARED = [(0.5, 1.0), (1.0, 0.5)]
 BOOTSTRAP_RESAMPLES = 2000  # of the dev rows, for the verdicts' intervals (about 10 s per interval on MRPC)
 
@@ -92,7 +96,11 @@ def grid(model_dir: Path, output_dir: Path, argv: list[str]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--glue_dir", default="../shared/glue_data")
+    parser.add_argument(
+        "--glue_dir",
+        default="../shared/glue_data",
+        help='Classic GLUE TSV folder; --glue_dir "" loads nyu-mll/glue from the Hub (where QNLI, QQP, MNLI are).',
+    )
     parser.add_argument("--tasks", nargs="+", default=["cola", "rte"], choices=sorted(DYNABERT_EPOCHS))
     parser.add_argument("--teacher_root", default="runs/layer_methods", help="check_layer_methods.py's folder.")
     parser.add_argument("--output_dir", default="runs/dynabert")
@@ -131,6 +139,13 @@ def main(argv: list[str] | None = None) -> None:
             "trained on: give --final_epochs and --max_train_samples too"
         )
     trial = [f"--{k}={getattr(args, k)}" for k in ("max_train_samples", "max_eval_samples") if getattr(args, k)]
+    for name in dict.fromkeys(args.tasks):  # Before anything trains: every task's files.
+        task = get_task(name)
+        try:
+            check_glue_dir(task, args.glue_dir, ("train", task.eval_splits[0]))
+        except FileNotFoundError as error:
+            hub = 'In this script, whose --glue_dir has a default: --glue_dir "".'
+            raise FileNotFoundError(f"{error} {hub}") from None
 
     sections, summary = [], []
     seeds = list(dict.fromkeys(args.seeds))
@@ -401,7 +416,8 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
                                                       indent=2))  # fmt: skip
     report.write_text(
         "# DynaBERT: the grid, and sub-networks vs same-size models without DynaBERT\n\n"
-        f"Command: `python scripts/check_dynabert.py --glue_dir {args.glue_dir} --tasks {' '.join(args.tasks)}"
+        f"Command: `python scripts/check_dynabert.py --glue_dir {shlex.quote(args.glue_dir)} "
+        f"--tasks {' '.join(args.tasks)}"
         f"{''.join(' ' + flag.replace('=', ' ') for flag in trial)} --output_dir {args.output_dir} "
         f"--report {args.report}{f' --epochs {args.epochs}' if args.epochs else ''}"
         f"{f' --final_epochs {args.final_epochs}' if args.final_epochs else ''} --seeds {' '.join(args.seeds)}"
@@ -420,7 +436,7 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         + losses_text()
         + " Baselines: the teacher rewired by importance on the same rows, "
         "cut to the same (width, depth) and fine-tuned with "
-        "the teacher's recipe (3 epochs, learning rate 5e-5), no teacher"
+        f"the teacher's recipe ({baseline_epochs(args.tasks)}, learning rate 5e-5), no teacher"
         + (f"; both on the first {args.max_train_samples} training rows" if args.max_train_samples else "")
         + ". Dev-set scores; with several seeds, DynaBERT and the baselines are compared on their means (each "
         "seed's score in brackets), and the grid below is the first seed's. The difference column (with "
@@ -442,6 +458,15 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
         + "\n\n".join(sections)
     )
     return "\n".join(lines)
+
+
+def baseline_epochs(tasks: list[str]) -> str:
+    """The baselines' epochs (their teachers' recipe) for the report: `3 epochs`, or per task when they differ."""
+    epochs = {name: check_layer_methods.TASK_SETTINGS[name]["epochs"] for name in dict.fromkeys(tasks)}
+    if len(set(epochs.values())) == 1:
+        n = next(iter(epochs.values()))
+        return f"{n} epoch{'s' if n != 1 else ''}"
+    return "epochs: " + ", ".join(f"{name} {n}" for name, n in epochs.items())
 
 
 def losses_text() -> str:

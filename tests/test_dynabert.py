@@ -435,6 +435,39 @@ def test_check_dynabert_refuses_a_selection_that_could_see_trained_rows(tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+def test_check_dynabert_runs_a_hub_only_task_and_says_how_to_load_it(tmp_path, tokenizer, glue_dir):
+    """QNLI, QQP and MNLI have no local training set here: the check says, before anything trains, how to load them
+    from the Hub; given the files it runs them with their own budget (the baselines train 1 epoch, as their
+    teachers). The classic-layout QNLI folder here is a stand-in built from real QNLI dev rows (96 as "train", 32 as
+    "dev"): the Hub's split cannot be reached offline, and this only exercises the check's handling of the task."""
+    check = load_script("check_dynabert")
+    with pytest.raises(FileNotFoundError, match=r'QNLI/train\.tsv.*--glue_dir ""'):
+        check.main(["--glue_dir", str(glue_dir), "--tasks", "rte", "qnli", "--output_dir", str(tmp_path / "runs"),
+                    "--teacher_root", str(tmp_path / "teachers"), "--report", str(tmp_path / "check.md")])  # fmt: skip
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "teachers").exists(), "nothing ran before the error"
+
+    lines = (glue_dir / "QNLI" / "dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    local = tmp_path / "glue" / "QNLI"
+    local.mkdir(parents=True)
+    (local / "train.tsv").write_text("".join(lines[:97]), encoding="utf-8")
+    (local / "dev.tsv").write_text("".join(lines[:1] + lines[97:129]), encoding="utf-8")
+    teacher = tmp_path / "teachers" / "qnli" / "teacher"
+    save_with_tokenizer(BertForSequenceClassification(tiny_config(len(tokenizer), layers=4)), tokenizer, teacher)
+    (teacher / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
+    report = tmp_path / "check.md"
+    check.main(["--glue_dir", str(tmp_path / "glue"), "--tasks", "qnli", "--teacher_root", str(tmp_path / "teachers"),
+                "--output_dir", str(tmp_path / "runs"), "--report", str(report), "--max_train_samples", "32",
+                "--max_eval_samples", "16", "--importance_samples", "16", "--seeds", "42"])  # fmt: skip
+    rows = json.loads(report.with_suffix(".json").read_text())["rows"]
+    assert [(r["task"], r["width_mult"], r["depth_mult"]) for r in rows] == [("qnli", 0.5, 1.0), ("qnli", 1.0, 0.5)]
+    seed_root = tmp_path / "runs" / "qnli" / "seed42"
+    for label in ("w0.5-d1", "w1-d0.5"):
+        state = json.loads((seed_root / f"baseline-{label}" / "trainer_state.json").read_text())
+        assert state["epoch"] == 1 and state["global_step"] == 1, "1 epoch of the 32 rows at batch 32"
+    text = report.read_text()
+    assert "the teacher's recipe (1 epoch, learning rate 5e-5)" in text and "| qnli | 0.5 | 1 |" in text
+
+
 def test_check_dynabert_baseline_folder(tmp_path):
     """With --select_rows a new check trains each baseline once (one checkpoint per epoch); a check run before
     --select_rows existed keeps reading its plain baseline."""
