@@ -31,8 +31,8 @@ def tsv_path(task: GlueTask | str, split: str, glue_dir: str | os.PathLike) -> P
     if not path.is_file():
         raise FileNotFoundError(
             f"GLUE file for {task.name} {split} not found: {path}. --glue_dir must hold the classic GLUE layout "
-            f"({task.tsv.folder}/{task.tsv.files[split]}); drop --glue_dir and unset {GLUE_DIR_ENV} to load "
-            f"{HUB_DATASET} from the Hugging Face Hub instead."
+            f"({task.tsv.folder}/{task.tsv.files[split]}); drop --glue_dir (or, where a script gives it a default, "
+            f'pass --glue_dir "") and unset {GLUE_DIR_ENV} to load {HUB_DATASET} from the Hugging Face Hub instead.'
         )
     return path
 

@@ -140,12 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     trial = [f"--{k}={getattr(args, k)}" for k in ("max_train_samples", "max_eval_samples") if getattr(args, k)]
     for name in dict.fromkeys(args.tasks):  # Before anything trains: every task's files.
-        task = get_task(name)
-        try:
-            check_glue_dir(task, args.glue_dir, ("train", task.eval_splits[0]))
-        except FileNotFoundError as error:
-            hub = 'In this script, whose --glue_dir has a default: --glue_dir "".'
-            raise FileNotFoundError(f"{error} {hub}") from None
+        check_glue_dir(name, args.glue_dir, ("train", get_task(name).eval_splits[0]))
 
     sections, summary = [], []
     seeds = list(dict.fromkeys(args.seeds))

@@ -65,10 +65,7 @@ SUITE_SETTINGS = {
     "stsb": {"max_seq_length": 128, "epochs": 3, "max_train_samples": None},
     "rte": {"max_seq_length": 128, "epochs": 3, "max_train_samples": None},
     "wnli": {"max_seq_length": 128, "epochs": 3, "max_train_samples": None},
-    # Only through the Hub (no local copy here): a slice of their large training sets.
-    "qnli": {"max_seq_length": 128, "epochs": 1, "max_train_samples": 20000},
-    "qqp": {"max_seq_length": 128, "epochs": 1, "max_train_samples": 20000},
-    "mnli": {"max_seq_length": 128, "epochs": 1, "max_train_samples": 20000},
+    **dict.fromkeys(check_layer_methods.HUB_ONLY_TASKS, check_layer_methods.HUB_ONLY_SETTINGS),
 }
 DEFAULT_TASKS = ["cola", "sst2", "mrpc", "stsb", "rte"]
 DISTILLED = {"kd": [], "pkd": [], "distilbert": [], "tinybert": ["--stage", "both"]}
