@@ -22,10 +22,12 @@ class LayerMatch:
         teacher_layer (`int`): teacher layer, 0 = embeddings, k = output of layer k.
         student_layer (`int`): student layer, same numbering.
         feature (`str`, *optional*, defaults to `"hidden"`): `"hidden"` (hidden states) or `"attention"`.
-        loss (`str`, *optional*): the loss for this match; `None` lets the method choose (PKD: normalised [CLS]
-            distance; DistilBERT: cosine; TinyBERT: MSE).
+        loss (`str`, *optional*): the loss for this match, a name of `bertdistill.losses.MATCH_LOSSES` valid for its
+            feature (hidden: `mse`, `cosine`, `pkd`; attention: `mse`, `kl`); `None` lets the method choose (PKD:
+            `pkd`, the normalised [CLS] distance; DistilBERT: `cosine`; TinyBERT and DynaBERT: `mse`).
         weight (`float`, *optional*, defaults to 1.0): multiplier of this match within its loss term.
-        proj (`bool`, *optional*, defaults to `False`): learn a linear map from the student's to the teacher's width.
+        proj (`bool`, *optional*, defaults to `False`): learn a linear map from the student's states to the teacher's
+            width before the loss (hidden matches; matches between different widths are always projected).
     """
 
     teacher_layer: int
@@ -161,17 +163,14 @@ def resolve_layer_map(
 
 
 def resolve_hidden_state_map(spec, teacher_config, student_config, method: str) -> list[LayerMatch]:
-    """A layer map for methods that compare hidden states directly (Patient-KD, DistilBERT): same width required,
-    hidden-state matches only."""
-    if teacher_config.hidden_size != student_config.hidden_size:
-        raise ValueError(
-            f"{method} compares hidden states directly, so the student needs the teacher's hidden size "
-            f"({teacher_config.hidden_size}, got {student_config.hidden_size}); use --method tinybert for narrower "
-            "students"
-        )
+    """A layer map for methods whose intermediate loss reads hidden states only (Patient-KD, DistilBERT). A student
+    narrower than the teacher is compared through learned projections (see `bertdistill.layer_matching`)."""
     matches = resolve_layer_map(spec, teacher_config.num_hidden_layers, student_config.num_hidden_layers)
     if any(m.feature != "hidden" for m in matches):
-        raise ValueError(f"{method} matches hidden states only; remove the attention matches from --layer_map")
+        raise ValueError(
+            f"{method} matches hidden states only; remove the attention matches from --layer_map (--method tinybert "
+            "distils attention scores)"
+        )
     return matches
 
 

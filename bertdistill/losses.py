@@ -1,6 +1,15 @@
-"""Distillation losses as pure functions of tensors, and a registry that names them.
+"""Distillation losses as pure functions of tensors, and the registries that name them.
 
-Shapes: `B` batch, `C` classes (1 for regression).
+Shapes: `B` batch, `C` classes (1 for regression), `L` tokens, `H` hidden size, `h` attention heads.
+
+Two registries: `LOSSES` (any loss, by name) and `MATCH_LOSSES`, the losses a `LayerMatch` can name in its `loss`
+field, each registered for the features it reads (`"hidden"`, `"attention"`) with one signature,
+`fn(student_feature, teacher_feature, mask) -> scalar`.
+
+Padding policy, the same for every loss over tokens: padded positions never count; a sequence's loss is the mean over
+its real tokens (for attention, its real query-key pairs), and a batch's loss is the mean over its sequences. So a
+loss does not depend on how much a batch is padded, and splitting a batch into gradient-accumulation steps does not
+change it.
 """
 
 from __future__ import annotations
@@ -9,6 +18,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from .layer_maps import FEATURES
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {}
 
@@ -30,6 +41,44 @@ def get_loss(name: str) -> Callable[..., torch.Tensor]:
     if name not in LOSSES:
         raise ValueError(f"Unknown loss {name!r}. Registered losses: {', '.join(sorted(LOSSES))}")
     return LOSSES[name]
+
+
+MatchLossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+MATCH_LOSSES: dict[str, dict[str, MatchLossFn]] = {}
+
+
+def register_match_loss(name: str, feature: str, fn: MatchLossFn | None = None):
+    """Register `fn(student_feature, teacher_feature, mask) -> scalar` as the loss `name` of `feature` matches
+    (usable as a decorator). Hidden features are `(B, L, H)`, attention features `(B, h, L, L)`, `mask` `(B, L)` (1
+    = real token) or `None`. A (name, feature) pair can be registered once."""
+    if feature not in FEATURES:
+        raise ValueError(f"Unknown feature {feature!r}; valid: {', '.join(FEATURES)}")
+
+    def add(f: MatchLossFn) -> MatchLossFn:
+        by_feature = MATCH_LOSSES.setdefault(name, {})
+        if feature in by_feature:
+            raise ValueError(f"Match loss {name!r} is already registered for {feature} matches")
+        by_feature[feature] = f
+        return f
+
+    return add(fn) if fn is not None else add
+
+
+def get_match_loss(name: str, feature: str) -> MatchLossFn:
+    """The loss `name` for `feature` matches; unknown pairs raise with the names valid for that feature."""
+    if feature not in MATCH_LOSSES.get(name, {}):
+        valid = sorted(n for n, by_feature in MATCH_LOSSES.items() if feature in by_feature)
+        raise ValueError(f"Unknown loss {name!r} for {feature} matches. Valid: {', '.join(valid)}")
+    return MATCH_LOSSES[name][feature]
+
+
+def sequence_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The padding policy: `values` `(B, L)` (one value per token) averaged over each sequence's real tokens, then
+    over the batch; without a mask, the mean of every value."""
+    if mask is None:
+        return values.mean()
+    mask = mask.to(values.device, values.dtype)
+    return ((values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
 
 
 @register_loss("kl")
@@ -120,7 +169,10 @@ def pkd_hidden_distance(student_hidden: torch.Tensor, teacher_hidden: torch.Tens
 def cosine_embedding_loss(
     student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """DistilBERT's cosine-embedding loss with target 1: `1 - cos(h_S, h_T)`, mean over the (unpadded) tokens.
+    """DistilBERT's cosine-embedding loss with target 1: `1 - cos(h_S, h_T)` per token, averaged by the padding
+    policy (each sequence's real tokens, then the sequences). The authors' code averages over all real tokens of a
+    batch at once, which weights long sequences more and changes with how a batch is split; with sequences of equal
+    length the two agree.
 
     Args:
         student_hidden (`torch.Tensor` of shape `(B, L, H)`): student hidden states.
@@ -135,10 +187,7 @@ def cosine_embedding_loss(
             f"Cosine loss needs equal widths (student {student_hidden.shape[-1]}, teacher {teacher_hidden.shape[-1]})"
         )
     cosine = F.cosine_similarity(student_hidden.float(), teacher_hidden.float(), dim=-1)
-    if mask is None:
-        return (1 - cosine).mean()
-    mask = mask.to(cosine.dtype)
-    return ((1 - cosine) * mask).sum() / mask.sum().clamp_min(1)
+    return sequence_mean(1 - cosine, mask)
 
 
 @register_loss("soft_ce")
@@ -171,28 +220,35 @@ def hidden_mse(
     Args:
         student_hidden (`torch.Tensor` of shape `(B, L, H_T)`): projected student states.
         teacher_hidden (`torch.Tensor` of shape `(B, L, H_T)`): teacher states.
-        mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 for real tokens. Given, each sequence's squared error
-            is averaged over its real tokens and the hidden size, then over the batch: padding does not count, and
-            the loss of a batch is the mean of its sequences' losses (so gradient accumulation does not change it).
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 for real tokens. Given, the padding policy applies:
+            each sequence's squared error is averaged over its real tokens and the hidden size, then over the batch.
+            TinyBERT's code pads every batch to 128 tokens and averages over all of them, padding included; with
+            dynamic padding that mean would change with each batch's padding.
 
     Returns:
         `torch.Tensor`: scalar; without a mask, the mean over every element.
     """
-    if mask is None:
-        return F.mse_loss(student_hidden.float(), teacher_hidden.float())
-    mask = mask.to(student_hidden.device, torch.float32)
     squared = (student_hidden.float() - teacher_hidden.float()).pow(2).mean(dim=-1)
-    return ((squared * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
+    return sequence_mean(squared, mask)
+
+
+def _key_mask(mask: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    return mask[:, None, None, :].to(scores.device).bool()
 
 
 @register_loss("attention_mse")
-def attention_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
-    """TinyBERT's attention loss `(1/h) sum_i MSE(A_i^S, A_i^T)` on pre-softmax scores with masked positions zeroed
-    (see `bertdistill.attention`); with equal head counts this is the mean over every element.
+def attention_mse(
+    student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """TinyBERT's attention loss `(1/h) sum_i MSE(A_i^S, A_i^T)` on pre-softmax scores (masked positions zeroed, see
+    `bertdistill.attention`).
 
     Args:
         student_scores (`torch.Tensor` of shape `(B, h, L, L)`): student scores.
-        teacher_scores (`torch.Tensor` of shape `(B, h, L, L)`): teacher scores.
+        teacher_scores (`torch.Tensor` of shape `(B, h, L, L)`): teacher scores, same number of heads.
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 for real tokens. Given, the padding policy applies:
+            each sequence's squared error is averaged over its real (query, key) pairs and the heads, then over the
+            batch. Without it, the mean over every element (TinyBERT's code, whose batches are all padded to 128).
 
     Returns:
         `torch.Tensor`: scalar loss.
@@ -202,13 +258,19 @@ def attention_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor) ->
             f"Attention shapes differ: student {tuple(student_scores.shape)}, teacher {tuple(teacher_scores.shape)}; "
             "TinyBERT's attention loss needs the same number of heads"
         )
-    return F.mse_loss(student_scores.float(), teacher_scores.float())
+    squared = (student_scores.float() - teacher_scores.float()).pow(2)
+    if mask is None:
+        return squared.mean()
+    keys = _key_mask(mask, squared)
+    per_query = squared.masked_fill(~keys, 0.0).sum(-1) / keys.sum(-1).clamp(min=1)  # (B, h, L)
+    return sequence_mean(per_query.mean(dim=1), mask)
 
 
 @register_loss("attention_kl")
 def attention_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Alternative attention loss on probabilities: `KL(softmax(A^T) || softmax(A^S))` per query row, over the keys
-    that are not padding, averaged over the real query rows and heads.
+    that are not padding, averaged over the heads and, by the padding policy, over each sequence's real query rows
+    and then the batch.
 
     Args:
         student_scores (`torch.Tensor` of shape `(B, h, L, L)`): student pre-softmax scores.
@@ -218,9 +280,38 @@ def attention_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, mas
     Returns:
         `torch.Tensor`: scalar loss.
     """
-    keys = mask[:, None, None, :].bool()
+    keys = _key_mask(mask, student_scores)
     student = student_scores.float().masked_fill(~keys, float("-inf")).log_softmax(-1)
     teacher = teacher_scores.float().masked_fill(~keys, float("-inf")).log_softmax(-1)
     per_row = (teacher.exp() * (teacher - student)).masked_fill(~keys, 0.0).sum(-1)  # (B, h, L)
-    rows = mask[:, None, :].to(per_row.dtype).expand_as(per_row)
-    return (per_row * rows).sum() / rows.sum().clamp_min(1)
+    return sequence_mean(per_row.mean(dim=1), mask)
+
+
+@register_loss("pkd_mse")
+def pkd_cls_mse(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Patient-KD's loss as the authors' code computes it: `F.mse_loss` between the L2-normalised [CLS] vectors, the
+    mean over the examples and the hidden size (their `patience_loss` stacks the layers and averages over them too).
+    The paper's `|| . ||_2^2` is the hidden size times this (see [`pkd_hidden_distance`]).
+
+    Args:
+        student_hidden (`torch.Tensor` of shape `(B, L, H)` or `(B, H)`): student states ([CLS] is token 0).
+        teacher_hidden (`torch.Tensor` of the same shape): teacher states of the matched layer.
+        mask: unused ([CLS] is never padding); accepted for the match-loss signature.
+
+    Returns:
+        `torch.Tensor`: scalar loss.
+    """
+    if student_hidden.dim() == 3:
+        student_hidden, teacher_hidden = student_hidden[:, 0], teacher_hidden[:, 0]
+    student = F.normalize(student_hidden.float(), p=2, dim=-1)
+    teacher = F.normalize(teacher_hidden.float(), p=2, dim=-1)
+    return F.mse_loss(student, teacher)
+
+
+register_match_loss("mse", "hidden", hidden_mse)
+register_match_loss("mse", "attention", attention_mse)
+register_match_loss("kl", "attention", attention_kl)
+register_match_loss("cosine", "hidden", cosine_embedding_loss)
+register_match_loss("pkd", "hidden", pkd_cls_mse)

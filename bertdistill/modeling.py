@@ -36,6 +36,13 @@ class LossTerm:
         needs_labels (`bool`, *optional*, defaults to `False`): the term reads the gold labels.
         needs_teacher (`bool`, *optional*, defaults to `True`): the term reads the teacher's outputs; when no active
             term does, the teacher is not run at all.
+        teacher_hidden_layers (`tuple[int, ...]`, *optional*): the teacher hidden states the term reads (numbered as
+            `output_hidden_states`); `None` with `needs_hidden_states`: any of them (e.g. DynaBERT, whose kept layers
+            change with the sub-network). What a cache of teacher outputs has to keep.
+        teacher_attention_layers (`tuple[int, ...]`, *optional*): the teacher layers (1-based) whose attention scores
+            the term reads; the trainer records exactly the union of these (see `bertdistill.attention`).
+        student_attention_layers (`tuple[int, ...]`, *optional*): the same for the student. Either being non-empty
+            implies `needs_attentions`. In `fn`, `outputs.attentions` is then `{layer: scores}` for those layers.
     """
 
     name: str
@@ -45,6 +52,26 @@ class LossTerm:
     needs_attentions: bool = False
     needs_labels: bool = False
     needs_teacher: bool = True
+    teacher_hidden_layers: tuple[int, ...] | None = None
+    teacher_attention_layers: tuple[int, ...] = ()
+    student_attention_layers: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.teacher_attention_layers or self.student_attention_layers:
+            self.needs_attentions = True
+
+
+def attentions_by_layer(outputs: ModelOutput | None, layers: tuple[int, ...]) -> None:
+    """Replace `outputs.attentions`, the recorded layers' scores in layer order, by `{layer: scores}` (in place)."""
+    if outputs is None or not layers or isinstance(outputs.attentions, dict):
+        return
+    attentions = outputs.attentions or ()
+    if len(attentions) != len(layers):
+        raise ValueError(
+            f"Expected the attention scores of layers {list(layers)}, got {len(attentions)} tensors: the model does "
+            "not record exactly those layers (bertdistill.attention.record_attention_scores)"
+        )
+    outputs.attentions = dict(zip(layers, attentions))
 
 
 @dataclass
@@ -86,8 +113,30 @@ class DistillationModel(nn.Module):
         return any(term.needs_attentions for term in self.loss_terms)
 
     @property
+    def teacher_attention_layers(self) -> tuple[int, ...]:
+        """The teacher layers whose attention scores some active term reads (what the teacher must record)."""
+        return tuple(sorted({layer for term in self.loss_terms for layer in term.teacher_attention_layers}))
+
+    @property
+    def student_attention_layers(self) -> tuple[int, ...]:
+        return tuple(sorted({layer for term in self.loss_terms for layer in term.student_attention_layers}))
+
+    @property
     def needs_teacher(self) -> bool:
         return any(term.needs_teacher for term in self.loss_terms)
+
+    @property
+    def teacher_hidden_layers(self) -> tuple[int, ...] | None:
+        """The teacher hidden states the active terms read, sorted; `None` when one of them may read any layer, and
+        `()` when none reads hidden states."""
+        layers: set[int] = set()
+        for term in self.loss_terms:
+            if not (term.needs_teacher and term.needs_hidden_states):
+                continue
+            if term.teacher_hidden_layers is None:
+                return None
+            layers.update(term.teacher_hidden_layers)
+        return tuple(sorted(layers))
 
     def forward(
         self,
@@ -115,6 +164,8 @@ class DistillationModel(nn.Module):
         outputs = self.student(
             **inputs, output_hidden_states=self.needs_hidden_states, output_attentions=self.needs_attentions
         )
+        attentions_by_layer(outputs, self.student_attention_layers)
+        attentions_by_layer(teacher_outputs, self.teacher_attention_layers)
         batch = {**inputs, "labels": labels}
         components = {}
         for term in self.loss_terms:

@@ -85,16 +85,70 @@ def test_cosine_loss_matches_the_formula_over_unpadded_tokens():
     rng = np.random.default_rng(2)
     student, teacher = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
     mask = np.array([[1, 1, 0], [1, 0, 0]])
-    terms = []
+    per_sequence = []
     for b in range(2):
+        terms = []
         for i in range(3):
             if mask[b, i]:
                 s, t = student[b, i], teacher[b, i]
                 terms.append(1 - float(s @ t) / math.sqrt(float(s @ s) * float(t @ t)))
+        per_sequence.append(sum(terms) / len(terms))
     got = cosine_embedding_loss(torch.tensor(student), torch.tensor(teacher), torch.tensor(mask))
-    assert got.item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    # The padding policy: each sequence's mean over its real tokens, then the mean over sequences.
+    assert got.item() == pytest.approx(sum(per_sequence) / 2, rel=1e-5)
     with pytest.raises(ValueError, match="equal widths"):
         cosine_embedding_loss(torch.zeros(1, 2, 4), torch.zeros(1, 2, 8))
+
+
+def test_token_losses_ignore_padding_and_split_over_accumulation_steps():
+    """Padding policy: extra padding changes nothing, and a batch's loss is the mean of its halves' losses."""
+    from bertdistill.losses import attention_kl, attention_mse, hidden_mse
+
+    rng = np.random.default_rng(7)
+    lengths = [5, 2, 3, 4]
+    mask = torch.tensor([[1] * n + [0] * (5 - n) for n in lengths])
+    hidden = [torch.tensor(rng.normal(size=(4, 5, 6))) for _ in range(2)]
+    scores = [torch.tensor(rng.normal(size=(4, 2, 5, 5))) for _ in range(2)]
+    for loss, (s, t) in ((hidden_mse, hidden), (cosine_embedding_loss, hidden), (attention_mse, scores),
+                         (attention_kl, scores)):  # fmt: skip
+        whole = loss(s, t, mask)
+        halves = (loss(s[:2], t[:2], mask[:2]) + loss(s[2:], t[2:], mask[2:])) / 2
+        torch.testing.assert_close(whole, halves)
+        # Two more padded positions, filled with noise, must not count.
+        pad = (0, 0, 0, 2) if s.dim() == 3 else (0, 2, 0, 2)
+        noisy = [torch.nn.functional.pad(x, pad, value=3.0) for x in (s, t)]
+        wider = torch.nn.functional.pad(mask, (0, 2))
+        torch.testing.assert_close(loss(*noisy, wider), whole)
+
+
+def test_pkd_mse_is_the_authors_mean_over_examples_and_hidden_size():
+    from bertdistill.losses import pkd_cls_mse
+
+    rng = np.random.default_rng(8)
+    student, teacher = rng.normal(size=(3, 4, 5)), rng.normal(size=(3, 4, 5)) * 4
+    total = 0.0
+    for b in range(3):
+        s, t = student[b, 0], teacher[b, 0]
+        s, t = s / math.sqrt(float(s @ s)), t / math.sqrt(float(t @ t))
+        total += sum((x - y) ** 2 for x, y in zip(s, t))
+    got = pkd_cls_mse(torch.tensor(student), torch.tensor(teacher))
+    assert got.item() == pytest.approx(total / (3 * 5), rel=1e-6)
+    # The paper's squared L2 norm is the hidden size times this.
+    paper = pkd_hidden_distance(torch.tensor(student[:, 0]), torch.tensor(teacher[:, 0])).mean()
+    assert paper.item() == pytest.approx(5 * got.item(), rel=1e-6)
+
+
+def test_match_loss_registry_is_per_feature():
+    from bertdistill.losses import attention_kl, get_match_loss, hidden_mse, register_match_loss
+
+    assert get_match_loss("mse", "hidden") is hidden_mse
+    assert get_match_loss("kl", "attention") is attention_kl
+    with pytest.raises(ValueError, match="Unknown loss 'cosine' for attention matches. Valid: kl, mse"):
+        get_match_loss("cosine", "attention")
+    with pytest.raises(ValueError, match="already registered for hidden"):
+        register_match_loss("mse", "hidden", hidden_mse)
+    with pytest.raises(ValueError, match="Unknown feature"):
+        register_match_loss("new", "logits", hidden_mse)
 
 
 def test_masked_kl_and_mlm_loss_use_the_masked_positions_only():
@@ -144,13 +198,21 @@ def test_tinybert_hidden_and_attention_mse_match_the_formula():
         attention_mse(torch.zeros(1, 2, 3, 3), torch.zeros(1, 4, 3, 3))
 
     mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])
-    total, rows = 0.0, 0
+    # Masked MSE: each sequence's squared error over its real (query, key) pairs and heads, then the mean.
+    per_sequence = []
     for b in range(2):
         n = int(mask[b].sum())
+        per_sequence.append(((a_s[b, :, :n, :n] - a_t[b, :, :n, :n]) ** 2).mean())
+    got = attention_mse(torch.tensor(a_s), torch.tensor(a_t), torch.tensor(mask))
+    assert got.item() == pytest.approx(np.mean(per_sequence), rel=1e-6)
+
+    per_sequence = []
+    for b in range(2):
+        n, total = int(mask[b].sum()), 0.0
         for h in range(3):
             for q in range(n):
                 p_t, p_s = softmax(a_t[b, h, q, :n].tolist(), 1.0), softmax(a_s[b, h, q, :n].tolist(), 1.0)
                 total += sum(pt * (math.log(pt) - math.log(ps)) for pt, ps in zip(p_t, p_s))
-                rows += 1
+        per_sequence.append(total / (3 * n))
     got = attention_kl(torch.tensor(a_s), torch.tensor(a_t), torch.tensor(mask))
-    assert got.item() == pytest.approx(total / rows, rel=1e-5)
+    assert got.item() == pytest.approx(np.mean(per_sequence), rel=1e-5)

@@ -13,6 +13,17 @@ from conftest import make_teacher, tiny_config
 from test_trainer import StopAt, make_trainer, state
 
 
+def sequence_mse(a, b, mask):
+    """Reference of the padding policy: each sequence's squared error over its real tokens, then the mean."""
+    return torch.stack([((a[i, : int(n)] - b[i, : int(n)]) ** 2).mean() for i, n in enumerate(mask.sum(1))]).mean()
+
+
+def attention_sequence_mse(a, b, mask):
+    """The same over each sequence's real (query, key) pairs and heads."""
+    lengths = [int(n) for n in mask.sum(1)]
+    return torch.stack([((a[i, :, :n, :n] - b[i, :, :n, :n]) ** 2).mean() for i, n in enumerate(lengths)]).mean()
+
+
 def narrow_student(tokenizer, heads=4):
     config = tiny_config(len(tokenizer), layers=2, dropout=0.0)
     config.hidden_size, config.num_attention_heads, config.intermediate_size = 16, heads, 32
@@ -37,8 +48,9 @@ def test_intermediate_losses_match_references_through_projections(tmp_path, toke
     proj = wrapper.extras["proj"]
     mask = batch["attention_mask"]
     # Uniform 4 -> 2: embeddings 0<-0, hidden 1<-2 and 2<-4, attention 1<-2 and 2<-4.
-    expected_emb = torch.mean((proj(s.hidden_states[0]) - ref_t.hidden_states[0]) ** 2)
-    expected_hidden = sum(torch.mean((proj(s.hidden_states[m]) - ref_t.hidden_states[2 * m]) ** 2) for m in (1, 2))
+    assert int(mask.sum()) < mask.numel(), "the batch must have padding for this test to see it"
+    expected_emb = sequence_mse(proj(s.hidden_states[0]), ref_t.hidden_states[0], mask)
+    expected_hidden = sum(sequence_mse(proj(s.hidden_states[m]), ref_t.hidden_states[2 * m], mask) for m in (1, 2))
     torch.testing.assert_close(out.loss_components["emb"], expected_emb, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(out.loss_components["hidden"], expected_hidden, rtol=1e-4, atol=1e-6)
     student_ref = copy.deepcopy(trainer.student)
@@ -47,7 +59,7 @@ def test_intermediate_losses_match_references_through_projections(tmp_path, toke
     for m in (1, 2):
         scores_t = reference_scores(eager_teacher.bert, ref_t.hidden_states[2 * m - 1], 2 * m, mask)
         scores_s = reference_scores(student_ref.bert, s.hidden_states[m - 1], m, mask)
-        expected_attn = expected_attn + torch.mean((scores_s - scores_t) ** 2)
+        expected_attn = expected_attn + attention_sequence_mse(scores_s, scores_t, mask)
     torch.testing.assert_close(out.loss_components["attn"], expected_attn, rtol=1e-4, atol=1e-6)
 
 
@@ -75,10 +87,38 @@ def test_prediction_stage_uses_only_the_soft_loss(tmp_path, tokenizer):
     assert trainer.student.config._attn_implementation != "bertdistill_scores"
 
 
-def test_kl_attention_and_head_mismatch(tmp_path, tokenizer):
-    trainer = make_trainer(tmp_path, tokenizer, method="tinybert", attention_loss="kl", max_steps=1)
-    trainer.train()
-    with pytest.raises(ValueError, match="the teacher has 4 heads, the student 2"):
+def test_kl_attention_loss_matches_a_reference(tmp_path, tokenizer):
+    teacher = make_teacher(tokenizer, layers=4, dropout=0.0)
+    eager_teacher = copy.deepcopy(teacher)
+    trainer = make_trainer(tmp_path, tokenizer, teacher=teacher, method="tinybert", attention_loss="kl",
+                           dropout=0.0)  # fmt: skip
+    batch = one_batch(trainer)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    trainer.model.train()
+    with torch.no_grad():
+        t = trainer.teacher(**inputs, output_hidden_states=True, output_attentions=True)
+        out = trainer.model(**batch, teacher_outputs=t, distill=True)
+        ref_t = eager_teacher(**inputs, output_hidden_states=True)
+        s = trainer.student(**inputs, output_hidden_states=True)
+    student_ref = copy.deepcopy(trainer.student)
+    student_ref.set_attn_implementation("eager")
+    mask = batch["attention_mask"]
+    expected = 0.0
+    for m in (1, 2):  # uniform 4 -> 2: attention 1 <- 2, 2 <- 4
+        scores_t = reference_scores(eager_teacher.bert, ref_t.hidden_states[2 * m - 1], 2 * m, mask)
+        scores_s = reference_scores(student_ref.bert, s.hidden_states[m - 1], m, mask)
+        per_sequence = []
+        for i, n in enumerate(int(n) for n in mask.sum(1)):
+            p_t = scores_t[i, :, :n, :n].softmax(-1)
+            log_p_s = scores_s[i, :, :n, :n].log_softmax(-1)
+            per_sequence.append((p_t * (p_t.log() - log_p_s)).sum(-1).mean())
+        expected = expected + torch.stack(per_sequence).mean()
+    torch.testing.assert_close(out.loss_components["attn"], expected, rtol=1e-4, atol=1e-7)
+    assert out.loss_components["attn"].item() > 0
+
+
+def test_head_mismatch_and_stage_errors(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="the teacher has 4 heads and the student 2"):
         make_trainer(tmp_path, tokenizer, student=narrow_student(tokenizer, heads=2), method="tinybert")
     trainer = make_trainer(tmp_path, tokenizer, student=narrow_student(tokenizer, heads=2), method="tinybert",
                            alpha_attn=0.0, max_steps=1)  # fmt: skip
@@ -87,6 +127,46 @@ def test_kl_attention_and_head_mismatch(tmp_path, tokenizer):
         make_trainer(tmp_path, tokenizer, method="tinybert", stage="both")
     with pytest.raises(ValueError, match="stage must be one of"):
         make_trainer(tmp_path, tokenizer, method="tinybert", stage="all")
+
+
+def test_a_map_with_student_layer_0_keeps_its_attention_matches(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, method="tinybert", layer_map="0:0,1:2,2:4")
+    attention = [(m.student_layer, m.teacher_layer) for m in trainer.layer_map if m.feature == "attention"]
+    assert attention == [(1, 2), (2, 4)]
+    assert trainer.model.teacher_attention_layers == (2, 4)
+    explicit = (
+        '[{"teacher_layer": 4, "student_layer": 2, "feature": "attention"}, {"teacher_layer": 2, "student_layer": 1}]'
+    )
+    trainer = make_trainer(tmp_path, tokenizer, method="tinybert", layer_map=explicit)
+    assert [(m.feature, m.student_layer, m.teacher_layer) for m in trainer.layer_map] == [
+        ("hidden", 0, 0), ("hidden", 1, 2), ("attention", 2, 4)]  # fmt: skip
+
+
+def test_prediction_stage_after_intermediate_records_no_scores(tmp_path, tokenizer):
+    teacher = make_teacher(tokenizer, layers=4)
+    first = make_trainer(tmp_path / "a", tokenizer, teacher=teacher, method="tinybert", max_steps=1)
+    assert teacher.config._attn_implementation == "bertdistill_scores"
+    first.train()
+    make_trainer(tmp_path / "b", tokenizer, teacher=teacher, student=first.student, method="tinybert",
+                 stage="prediction")  # fmt: skip
+    assert teacher.config._attn_implementation == "sdpa"
+    assert first.student.config._attn_implementation == "sdpa"
+
+
+def test_prediction_stage_regression_target(tmp_path, tokenizer):
+    teacher = make_teacher(tokenizer, num_labels=1, dropout=0.0)
+    for target in ("teacher", "gold"):
+        trainer = make_trainer(tmp_path / target, tokenizer, teacher=teacher, method="tinybert", num_labels=1,
+                               stage="prediction", regression_target=target, dropout=0.0)  # fmt: skip
+        batch = one_batch(trainer)
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        trainer.model.train()
+        with torch.no_grad():
+            out = trainer.model(**batch, teacher_outputs=trainer.teacher(**inputs), distill=True)
+            student = trainer.student(**inputs).logits.squeeze(-1)
+            reference = trainer.teacher(**inputs).logits.squeeze(-1) if target == "teacher" else batch["labels"]
+        torch.testing.assert_close(out.loss_components["pred"], torch.mean((student - reference.float()) ** 2))
+    assert trainer.model.needs_teacher is False  # gold scores only: the teacher is not run
 
 
 def test_a_checkpoint_with_projections_resumes_to_the_same_weights(tmp_path, tokenizer):

@@ -31,6 +31,10 @@ class DistilBertConfig(DistillationTrainingConfig):
         layer_map (`str`, *optional*, defaults to `"last"`):
             Which hidden states the cosine loss aligns: `"last"` (the paper), `"one-of-two"` (each student layer
             with the teacher layer it was initialised from), another preset, `"s:t,..."` pairs or JSON.
+        restrict_kd_to_mask (`bool`, *optional*, defaults to `False`):
+            General (masked-LM) mode only: take the soft-target loss at the masked positions only. By default it
+            covers every real token, as the authors' code does (its `--restrict_ce_to_mask` is off in the released
+            recipe); the masked-LM loss is always at the masked positions.
     """
 
     alpha_kd: float = field(default=0.625, metadata={"help": "Weight of the soft-target loss T^2 * KL."})
@@ -38,6 +42,11 @@ class DistilBertConfig(DistillationTrainingConfig):
     alpha_cos: float = field(default=0.125, metadata={"help": "Weight of the cosine loss between hidden states."})
     layer_map: str = field(
         default="last", metadata={"help": "Hidden states for the cosine loss: last, one-of-two, pairs or JSON."}
+    )
+
+    restrict_kd_to_mask: bool = field(
+        default=False,
+        metadata={"help": "General mode: soft targets at the masked positions only (default: every real token)."},
     )
 
     def __post_init__(self):

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+# What a prediction-layer loss on a regression task is measured against (TinyBERT's `regression_target`).
+REGRESSION_TARGETS = ("teacher", "gold")
+
 
 @dataclass
 class DistillationTrainingConfig(TrainingArguments):

@@ -11,12 +11,15 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
-from ..losses import hard_label_loss, logit_mse, soft_target_kl
+from ..attention import record_attention_scores, stop_recording_attention_scores
+from ..layer_maps import LayerMatch
+from ..layer_matching import build_projections
+from ..losses import hard_label_loss, logit_mse, soft_cross_entropy, soft_target_kl
 from ..model_card import ModelCardMixin
 from ..modeling import DistillationModel, LossTerm
 from ..student import check_same_vocabulary
 from ..teacher_cache import TEACHER_LOGITS_COLUMN, add_teacher_logits
-from .distillation_config import DistillationTrainingConfig
+from .distillation_config import REGRESSION_TARGETS, DistillationTrainingConfig
 
 
 class DistillationTrainer(ModelCardMixin, Trainer):
@@ -40,6 +43,9 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     # Every loss here is a per-batch mean: let the Trainer divide by the accumulation steps (see transformers'
     # `loss_is_scaled_for_ga`; our wrapper's forward has no **kwargs, but saying it keeps this independent of that).
     loss_is_scaled_for_ga = False
+    # The layer matches of the method's intermediate losses (set by `build_loss_terms`); their projections are built
+    # by `build_extras`.
+    layer_map: list[LayerMatch] = []
 
     def __init__(
         self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DistillationTrainingConfig, **kwargs
@@ -55,6 +61,14 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         wrapped = DistillationModel(
             model, self.build_loss_terms(model, teacher_model), self.build_extras(model, teacher_model)
         )
+        # Exactly the layers the active attention terms read record scores (the slower fp32 path); with none, both
+        # models go back to plain SDPA, e.g. for a prediction stage after an intermediate one on the same models.
+        for side, layers in ((teacher_model, wrapped.teacher_attention_layers),
+                             (model, wrapped.student_attention_layers)):  # fmt: skip
+            if layers:
+                record_attention_scores(side, list(layers))
+            else:
+                stop_recording_attention_scores(side)
         super().__init__(model=wrapped, args=args, **kwargs)
 
         for parameter in teacher_model.parameters():
@@ -72,12 +86,13 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         """The weighted terms of the loss; subclasses append theirs to `super().build_loss_terms(...)`.
 
         `ce` is the loss on the gold labels, `kd` the soft-target loss on the logits. For token-level logits (masked
-        language modelling) both are taken over the positions whose label is not -100 only.
+        language modelling) `ce` is taken over the positions whose label is not -100, `kd` over those of
+        [`kd_token_mask`].
         """
         args = self.args
 
         def kd(s, t, batch, extras):
-            mask = batch["labels"] != -100 if s.logits.dim() == 3 else None
+            mask = self.kd_token_mask(batch) if s.logits.dim() == 3 else None
             if s.logits.shape[-1] == 1:
                 return logit_mse(s.logits, t.logits)
             return soft_target_kl(s.logits, t.logits, args.temperature, mask=mask)
@@ -86,6 +101,11 @@ class DistillationTrainer(ModelCardMixin, Trainer):
             self.task_loss_term(args.alpha_ce),
             LossTerm("kd", args.alpha_kd, kd, needs_labels=student.config.num_labels != 1),
         ]
+
+    def kd_token_mask(self, batch: dict[str, torch.Tensor | None]) -> torch.Tensor:
+        """Which positions of token-level logits (masked language modelling) the soft-target loss covers: the masked
+        ones (labels not -100)."""
+        return batch["labels"] != -100
 
     @staticmethod
     def task_loss_term(weight: float) -> LossTerm:
@@ -96,9 +116,40 @@ class DistillationTrainer(ModelCardMixin, Trainer):
 
         return LossTerm("ce", weight, ce, needs_labels=True, needs_teacher=False)
 
+    @staticmethod
+    def prediction_loss_term(
+        weight: float, temperature: float, regression: bool = False, regression_target: str = "teacher"
+    ) -> LossTerm:
+        """`pred`: TinyBERT's and DynaBERT's prediction-layer loss, the soft cross-entropy between student and teacher
+        logits at `temperature`. For regression (`regression=True`): MSE against the teacher's outputs
+        (`regression_target="teacher"`) or against the gold labels (`"gold"`, what TinyBERT's code does; the teacher
+        is then not run)."""
+        if regression_target not in REGRESSION_TARGETS:
+            raise ValueError(f"regression_target must be one of {REGRESSION_TARGETS}, got {regression_target!r}")
+        if regression and regression_target == "gold":
+
+            def pred_gold(s, t, batch, extras):
+                return hard_label_loss(s.logits, batch["labels"])
+
+            return LossTerm("pred", weight, pred_gold, needs_labels=True, needs_teacher=False)
+
+        def pred(s, t, batch, extras):
+            if regression:
+                return logit_mse(s.logits, t.logits)
+            return soft_cross_entropy(s.logits, t.logits, temperature)
+
+        return LossTerm("pred", weight, pred)
+
     def build_extras(self, student: PreTrainedModel, teacher: PreTrainedModel) -> nn.ModuleDict:
-        """Trainable modules besides the student (projections); none for logit distillation."""
-        return nn.ModuleDict()
+        """Trainable modules besides the student: the projections of `self.layer_map` (a hidden match with
+        `proj=True`, or between different widths; see `bertdistill.layer_matching`). None for logit distillation."""
+        return build_projections(
+            self.layer_map, student.config.hidden_size, teacher.config.hidden_size, self.shared_projection()
+        )
+
+    def shared_projection(self) -> bool:
+        """Whether projected matches share one projection (TinyBERT's option); one per match by default."""
+        return False
 
     # ---- training -----------------------------------------------------------------------------------------------
 

@@ -18,9 +18,10 @@ class DynaBertConfig(DistillationTrainingConfig):
     Configuration for [`DynaBertTrainer`], one stage of DynaBERT.
 
     Every training step runs each sub-network of the stage on the batch (`stage="width"`: every width multiplier at
-    full depth, against the fine-tuned teacher; `stage="width_depth"`: every (width, depth) pair, against the
-    full-size model of the width stage; `stage="final"`: every (width, depth) pair on the gold labels alone, no
-    teacher: the authors' optional final fine-tuning), sums their gradients and takes one optimiser step. The loss of a
+    full depth, against the fine-tuned teacher; `stage="width_depth"`: every (width, depth) pair, against the width
+    stage's model at the pair's width (see `width_matched_teacher`); `stage="final"`: every (width, depth) pair on
+    the gold labels alone, no teacher: the authors' optional final fine-tuning), sums their gradients and takes one
+    optimiser step. The loss of a
     sub-network is `alpha_kd * soft cross-entropy(z_S / t, z_T / t)` (MSE for regression) `+ alpha_hidden * sum of
     MSE(hidden states)` over the embeddings and each kept layer's output, matched with the full model's output just
     before the next kept layer (the MSE of a sequence is over its real tokens, then averaged over the batch, so
@@ -47,8 +48,9 @@ class DynaBertConfig(DistillationTrainingConfig):
         width_alpha_hidden (`float`, *optional*, defaults to 0.1): that weight in the width stage (the authors'
             `width_lambda2`: the width stage leans on the logits, the width-and-depth stage on the hidden states).
         width_matched_teacher (`bool`, *optional*, defaults to `True`): in the width-and-depth stage, each
-            sub-network learns from the teacher (the width stage's model) at its own width and full depth, as in the
-            paper and the authors' code; `False`: every sub-network learns from the teacher's full-size model.
+            sub-network learns from the teacher (the width stage's model) at its own width and full depth, as the
+            paper describes; `False`: every sub-network learns from the teacher at full width and depth, which is
+            what the authors' code does (it never changes its teacher's width).
         rewire (`bool`, *optional*, defaults to `True`): before the width stage, compute head and neuron importance
             and reorder them (skipped for a model whose config says it is rewired already).
         importance_samples (`int`, *optional*, defaults to 2048): importance is computed with the task loss on the

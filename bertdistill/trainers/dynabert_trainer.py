@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel
+from transformers.training_args import OptimizerNames
 
 from ..elastic import (
     _bert,
@@ -18,14 +18,20 @@ from ..elastic import (
     kept_layers,
     make_elastic,
     rewire,
-    student_hidden_states,
-    teacher_hidden_states,
 )
-from ..losses import hidden_mse
+from ..layer_maps import LayerMatch
+from ..layer_matching import layer_match_term
 from ..modeling import LossTerm
 from .distillation_trainer import DistillationTrainer
 from .dynabert_config import STAGES, DynaBertConfig
-from .tinybert_trainer import prediction_term
+
+
+def sub_network_layer_map(num_layers: int, depth_mult: float) -> list[LayerMatch]:
+    """The hidden-state matches of the sub-network at `depth_mult`: embeddings 0 -> 0, and the output of each kept
+    layer with the full model's output just before the next kept layer (the last: the full model's output)."""
+    kept = kept_layers(num_layers, depth_mult)
+    targets = [*kept[1:], num_layers]
+    return [LayerMatch(0, 0), *(LayerMatch(target, layer + 1) for layer, target in zip(kept, targets))]
 
 
 class DynaBertTrainer(DistillationTrainer):
@@ -64,6 +70,12 @@ class DynaBertTrainer(DistillationTrainer):
                     f"differs from the teacher's ({getattr(teacher_model.config, name)})"
                 )
         super().__init__(model, teacher_model, args, **kwargs)
+        if self.is_deepspeed_enabled or args.optim in (OptimizerNames.LOMO, OptimizerNames.ADALOMO):
+            raise ValueError(
+                "DynaBERT back-propagates every sub-network separately before one optimiser step; DeepSpeed's engine "
+                "and the LOMO optimisers (which update inside backward) do not allow that. Use plain DDP and another "
+                "optimizer"
+            )
         make_elastic(self.student)
         if self.uses_width_matched_teacher():
             if not getattr(teacher_model.config, "dynabert_rewired", False):
@@ -93,34 +105,41 @@ class DynaBertTrainer(DistillationTrainer):
             return [self.task_loss_term(1.0)]
         num_layers = student.config.num_hidden_layers
 
-        def hidden(s, t, batch, extras):
-            kept = kept_layers(num_layers, get_elastic_setting(student)[1])
-            pairs = zip(student_hidden_states(s.hidden_states, kept), teacher_hidden_states(t.hidden_states, kept))
-            return sum(hidden_mse(h_s, h_t, batch["attention_mask"]) for h_s, h_t in pairs)
+        def current_matches():
+            return sub_network_layer_map(num_layers, get_elastic_setting(student)[1])
 
         return [
             self.task_loss_term(args.alpha_ce),
-            prediction_term(args.alpha_kd, args.temperature),
-            LossTerm("hidden", args.stage_alpha_hidden(), hidden, needs_hidden_states=True),
+            self.prediction_loss_term(args.alpha_kd, args.temperature, student.config.num_labels == 1),
+            layer_match_term("hidden", args.stage_alpha_hidden(), current_matches, {"hidden": "mse"}),
         ]
 
-    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
-        model.train()
-        inputs = self._prepare_inputs(inputs)
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Every sub-network of the stage on this batch, smallest first. All but the last (the full model) are
+        back-propagated here, each scaled as `Trainer.training_step` scales a loss and without gradient
+        synchronisation; the full model's loss is returned for `training_step` to back-propagate as usual, which
+        synchronises every gradient once under DDP. The returned value also carries the others' (detached) losses,
+        so the logged loss is the sum over sub-networks."""
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         settings = self.args.settings()
         teacher_outputs = self._teacher_outputs_by_width(self.accelerator.unwrap_model(model), inputs, settings)
         # Set by the training loop (the last accumulation window may be shorter); the configured value outside it.
         accumulation = getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
-        total = torch.zeros((), device=self.args.device)
-        for index, (width, depth) in enumerate(settings):
-            # Gradients add up locally; the full model, last, uses every parameter and synchronises them all.
-            sync = contextlib.nullcontext() if index == len(settings) - 1 else self.accelerator.no_sync(model)
-            with sync, elastic_setting(self.student, width, depth), self.compute_loss_context_manager():
+        earlier = torch.zeros((), device=self.args.device)
+        for width, depth in settings[:-1]:
+            with self.accelerator.no_sync(model), elastic_setting(self.student, width, depth):
                 loss = self._distill_forward(model, inputs, teacher_outputs[width]).loss
+                if self.args.n_gpu > 1:
+                    loss = loss.mean()
                 loss = loss / accumulation
                 self.accelerator.backward(loss)
-            total += loss.detach()
-        return total
+            earlier += loss.detach()
+        width, depth = settings[-1]
+        with elastic_setting(self.student, width, depth):
+            outputs = self._distill_forward(model, inputs, teacher_outputs[width])
+        loss = outputs.loss + (earlier * accumulation).to(outputs.loss.dtype)
+        return (loss, outputs) if return_outputs else loss
 
     def uses_width_matched_teacher(self) -> bool:
         return self.args.stage == "width_depth" and self.args.width_matched_teacher

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from transformers import PreTrainedModel
 
 from ..layer_maps import describe, resolve_hidden_state_map
-from ..losses import pkd_hidden_distance
+from ..layer_matching import check_matches, layer_match_term
 from ..modeling import LossTerm
 from .distillation_trainer import DistillationTrainer
-from .pkd_config import PatientKDConfig
+from .pkd_config import PT_REDUCTIONS, PatientKDConfig
+
+DEFAULT_LOSSES = {"hidden": "pkd"}
 
 
 class PatientKDTrainer(DistillationTrainer):
@@ -19,7 +20,8 @@ class PatientKDTrainer(DistillationTrainer):
     PKD-Last), on top of the soft-target and task losses. Logs `loss_ce`, `loss_kd` and `loss_pt`.
 
     Args:
-        model (`PreTrainedModel`): the student, same hidden size as the teacher.
+        model (`PreTrainedModel`): the student; a narrower one needs a projection, which every match gets (see
+            `bertdistill.layer_matching`).
         teacher_model (`PreTrainedModel`): the fine-tuned teacher.
         args (`PatientKDConfig`): training and loss configuration.
     """
@@ -29,26 +31,15 @@ class PatientKDTrainer(DistillationTrainer):
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
         args = self.args
-        self.layer_map = matches = resolve_hidden_state_map(
-            args.layer_map, teacher.config, student.config, "Patient-KD"
-        )
-
-        def patient(s, t, batch, extras):
-            per_layer = torch.stack(
-                [
-                    m.weight
-                    * pkd_hidden_distance(
-                        s.hidden_states[m.student_layer][:, 0], t.hidden_states[m.teacher_layer][:, 0]
-                    )
-                    for m in matches
-                ]
-            )
-            combined = per_layer.sum(0) if args.pt_reduction == "sum" else per_layer.mean(0)
-            return combined.mean()
-
+        self.layer_map = matches = resolve_hidden_state_map(args.layer_map, teacher.config, student.config,
+                                                            "Patient-KD")  # fmt: skip
+        check_matches(matches, DEFAULT_LOSSES, student.config, teacher.config, "Patient-KD")
+        reduction, per_element = PT_REDUCTIONS[args.pt_reduction]
+        # The registered "pkd" loss is the authors' per-element mean; the paper's squared L2 norm sums the hidden size.
+        scale = 1.0 if per_element else float(teacher.config.hidden_size)
         return [
             *super().build_loss_terms(student, teacher),
-            LossTerm("pt", args.beta, patient, needs_hidden_states=True),
+            layer_match_term("pt", args.beta, matches, DEFAULT_LOSSES, reduction=reduction, scale=scale),
         ]
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .distillation_config import DistillationTrainingConfig
+from .distillation_config import REGRESSION_TARGETS, DistillationTrainingConfig
 
 STAGES = ("intermediate", "prediction")
 SCRIPT_STAGES = (*STAGES, "both")
@@ -29,8 +29,10 @@ class TinyBertConfig(DistillationTrainingConfig):
             `num_train_epochs`).
         intermediate_learning_rate (`float`, *optional*): learning rate of the intermediate stage of `"both"`
             (default: `learning_rate`).
-        layer_map (`str`, *optional*, defaults to `"uniform"`): g(m) = m * N / M, embeddings 0 -> 0 always added;
-            any preset, `"s:t,..."` pairs or JSON (JSON may also list attention matches explicitly).
+        layer_map (`str`, *optional*, defaults to `"uniform"`): g(m) = m * N / M; any preset, `"s:t,..."` pairs or
+            JSON. The embeddings 0 -> 0 are added unless the map matches student layer 0 itself, and every mapped
+            transformer layer gets an attention match unless the (JSON) map lists attention matches explicitly.
+            Each match's `loss`, `weight` and `proj` are honoured (see `bertdistill.layer_matching`).
         alpha_emb (`float`, *optional*, defaults to 1.0): weight of the embedding loss.
         alpha_hidden (`float`, *optional*, defaults to 1.0): weight of the hidden-state loss.
         alpha_attn (`float`, *optional*, defaults to 1.0): weight of the attention loss.
@@ -40,6 +42,9 @@ class TinyBertConfig(DistillationTrainingConfig):
             or one per matched layer.
         alpha_ce (`float`, *optional*, defaults to 0.0) / alpha_kd (defaults to 1.0) / temperature (defaults to 1.0):
             the prediction stage's weights; TinyBERT uses the soft loss only.
+        regression_target (`str`, *optional*, defaults to `"teacher"`): the prediction stage's target on a
+            regression task (STS-B): `"teacher"` (MSE against the teacher's outputs, distillation as for classes) or
+            `"gold"` (MSE against the gold scores, what TinyBERT's code does).
     """
 
     stage: str = field(default="intermediate", metadata={"help": "intermediate, prediction or both (in turn)."})
@@ -59,11 +64,17 @@ class TinyBertConfig(DistillationTrainingConfig):
     alpha_ce: float = field(default=0.0, metadata={"help": "Prediction stage: weight of the task loss."})
     alpha_kd: float = field(default=1.0, metadata={"help": "Prediction stage: weight of the soft cross-entropy."})
     temperature: float = field(default=1.0, metadata={"help": "Prediction stage: softmax temperature."})
+    regression_target: str = field(
+        default="teacher",
+        metadata={"help": "Prediction stage, regression tasks: MSE to the 'teacher' outputs or to the 'gold' scores."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if self.stage not in SCRIPT_STAGES:
             raise ValueError(f"stage must be one of {SCRIPT_STAGES}, got {self.stage!r}")
+        if self.regression_target not in REGRESSION_TARGETS:
+            raise ValueError(f"regression_target must be one of {REGRESSION_TARGETS}, got {self.regression_target!r}")
         if self.attention_loss not in ATTENTION_LOSSES:
             raise ValueError(f"attention_loss must be one of {ATTENTION_LOSSES}, got {self.attention_loss!r}")
         for name in ("alpha_emb", "alpha_hidden", "alpha_attn"):
