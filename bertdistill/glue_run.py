@@ -183,6 +183,20 @@ def load_teacher(path: str, task: GlueTask) -> PreTrainedModel:
     return model
 
 
+def load_for_task(path: str, task: GlueTask, what: str) -> PreTrainedModel:
+    """A pre-trained checkpoint as a `*ForSequenceClassification` of `task`, with a freshly initialised head where
+    the checkpoint has none (what fine-tuning starts from)."""
+    return load_pretrained(
+        AutoModelForSequenceClassification,
+        path,
+        what,
+        num_labels=task.num_labels,
+        id2label=task.id2label,
+        label2id={label: i for i, label in task.id2label.items()},
+        problem_type="regression" if task.is_regression else "single_label_classification",
+    )
+
+
 def build_student_from_args(teacher: PreTrainedModel, args, default_selection: str) -> PreTrainedModel:
     """`build_student` from a script's `student_*` arguments (`student_model_name_or_path` only where it exists).
 
@@ -217,6 +231,28 @@ def build_student_from_args(teacher: PreTrainedModel, args, default_selection: s
         pretrained=getattr(args, "student_model_name_or_path", None),
         selection=args.student_layer_selection or default_selection,
     )
+
+
+def position_limit(model: PreTrainedModel, tokenizer=None) -> int | None:
+    """The most tokens `model` can read: its position embeddings, and the tokenizer's `model_max_length` where that
+    is set (it accounts for offsets such as RoBERTa's two reserved positions). `None`: no limit is known."""
+    limits = [getattr(model.config, "max_position_embeddings", None)]
+    if tokenizer is not None and getattr(tokenizer, "model_max_length", None) and tokenizer.model_max_length < 1e6:
+        limits.append(tokenizer.model_max_length)
+    limits = [limit for limit in limits if limit]
+    return min(limits) if limits else None
+
+
+def check_max_seq_length(max_seq_length: int, tokenizer, **models: PreTrainedModel) -> None:
+    """Refuse a `--max_seq_length` above the position limit of any of `models` (by role name, e.g. `teacher=...`)
+    before training: the first longer input would crash the run in the middle of training."""
+    for role, model in models.items():
+        limit = position_limit(model, tokenizer)
+        if limit is not None and max_seq_length > limit:
+            raise ValueError(
+                f"--max_seq_length {max_seq_length} is more than the {role} can read ({limit} positions); use "
+                f"--max_seq_length {limit} or less"
+            )
 
 
 def tokenize_split(dataset: datasets.Dataset, task: GlueTask, tokenizer, max_seq_length: int) -> datasets.Dataset:

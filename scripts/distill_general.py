@@ -4,9 +4,11 @@
     accelerate launch scripts/distill_general.py --method distilbert --teacher_model_name_or_path bert-base-uncased \
         --train_file corpus.txt --student_num_layers 6 --output_dir distil-general --max_seq_length 128
 
-DistilBERT's general mode: masked-LM loss on 15% of the tokens (80% [MASK], 10% random, 10% kept) weighted by
---alpha_ce, soft-target KL over the vocabulary at the masked positions (--alpha_kd, --temperature) and the cosine
-loss between hidden states (--alpha_cos); the teacher needs a masked-LM head.
+DistilBERT's general mode: masked-LM loss on 15% of the tokens (80% [MASK], 10% random, 10% kept; rare word pieces
+chosen more often, --mlm_smoothing 0.7 as the authors' code, 0 for BERT's uniform masking) weighted by --alpha_ce,
+soft-target KL over the vocabulary at every real token (--alpha_kd, --temperature; --restrict_kd_to_mask true: at
+the masked positions only) and the cosine loss between hidden states (--alpha_cos); the teacher needs a masked-LM
+head.
 
 TinyBERT's general mode (--method tinybert): the intermediate-layer losses only (embeddings, hidden states through
 learnable projections, pre-softmax attention scores; no masking, no prediction layer), usually into a narrower
@@ -39,12 +41,14 @@ from transformers.trainer_utils import set_seed
 from bertdistill import get_method
 from bertdistill.glue_run import (
     build_student_from_args,
+    check_max_seq_length,
     load_pretrained,
     method_from_argv,
     parse_args,
     resolve_resume,
     run_script,
 )
+from bertdistill.masking import SmoothedMaskingCollator, masking_weights, token_counts
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,9 @@ class GeneralDistillArguments:
             `dataset_split`, `text_column`).
         max_seq_length (`int`, *optional*, defaults to 128): longer lines are truncated.
         mlm_probability (`float`, *optional*, defaults to 0.15): share of tokens masked.
+        mlm_smoothing (`float`, *optional*, defaults to 0.7): DistilBERT's frequency smoothing of the masking: a
+            token is chosen with probability proportional to `count ** -mlm_smoothing` over the training text
+            (`bertdistill.masking`); 0: every token alike (transformers' `DataCollatorForLanguageModeling`).
         student_* : as in distill_glue.py.
     """
 
@@ -79,6 +86,9 @@ class GeneralDistillArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_seq_length: int = field(default=128, metadata={"help": "Maximum tokens per example."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked."})
+    mlm_smoothing: float = field(
+        default=0.7, metadata={"help": "Mask rare tokens more: weight count**-smoothing (0: uniform masking)."}
+    )
     student_num_layers: int | None = field(default=None, metadata={"help": "Take this many teacher layers."})
     student_layer_selection: str | None = field(default=None, metadata={"help": "uniform, first or alternate."})
     student_layers: str | None = field(default=None, metadata={"help": "Take these 0-based teacher layers."})
@@ -93,6 +103,8 @@ class GeneralDistillArguments:
             raise ValueError("Give exactly one of --train_file and --dataset_name")
         if not 0 < self.mlm_probability < 1:
             raise ValueError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if self.mlm_smoothing < 0:
+            raise ValueError(f"--mlm_smoothing must be >= 0, got {self.mlm_smoothing}")
 
 
 def load_text(args: GeneralDistillArguments) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -159,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     set_seed(config.seed)
     student = build_student_from_args(teacher, args, method.layer_selection)
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
+    check_max_seq_length(args.max_seq_length, tokenizer, teacher=teacher, student=student)
 
     def encode(batch):
         return tokenizer(batch["text"], truncation=True, max_length=args.max_seq_length)
@@ -166,6 +179,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train = train_text.map(encode, batched=True, remove_columns=["text"], desc="Tokenizing")
     validation = validation_text.map(encode, batched=True, remove_columns=["text"], desc="Tokenizing")
     masked_lm = method.name == "distilbert"
+    collator = None
+    if masked_lm and args.mlm_smoothing:
+        counts = token_counts(train["input_ids"], student.config.vocab_size)
+        weights = masking_weights(counts, args.mlm_smoothing, tokenizer.all_special_ids)
+        collator = SmoothedMaskingCollator(tokenizer, weights, args.mlm_probability)
+    elif masked_lm:
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability)
     trainer = method.trainer_class(
         model=student,
         teacher_model=teacher,
@@ -173,9 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_dataset=train,
         eval_dataset=validation,
         processing_class=tokenizer,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability)
-        if masked_lm
-        else None,
+        data_collator=collator,
     )
 
     def evaluate(prefix: str) -> dict[str, float]:

@@ -24,8 +24,10 @@ from bertdistill.attention import stop_recording_attention_scores
 from bertdistill.glue_run import (
     GlueRunArguments,
     build_student_from_args,
+    check_max_seq_length,
     compute_metrics_for,
     evaluate_glue,
+    load_for_task,
     load_glue_datasets,
     load_teacher,
     method_from_argv,
@@ -33,6 +35,7 @@ from bertdistill.glue_run import (
     preflight,
     run_script,
 )
+from bertdistill.student import check_same_vocabulary
 from bertdistill.trainers import METHODS
 from glue_tasks import get_task
 
@@ -57,6 +60,10 @@ class DistillArguments:
         student_model_name_or_path (`str`, *optional*): student from this checkpoint (teacher's vocabulary).
         student_hidden_size, student_num_attention_heads, student_intermediate_size (`int`, *optional*): a narrower
             random-init student of `student_num_layers` layers (the teacher's config otherwise), e.g. for TinyBERT.
+        student_layers_from (`str`, *optional*): take the student's layers (with `student_num_layers` or
+            `student_layers`) and embeddings from this pre-trained, not fine-tuned, encoder instead of the teacher,
+            with a freshly initialised task head: Patient-KD's initialisation from BERT's first layers. It must
+            share the teacher's vocabulary.
     """
 
     teacher_model_name_or_path: str = field(metadata={"help": "Teacher fine-tuned on the task."})
@@ -81,6 +88,10 @@ class DistillArguments:
     )
     student_num_attention_heads: int | None = field(default=None, metadata={"help": "Its attention heads."})
     student_intermediate_size: int | None = field(default=None, metadata={"help": "Its feed-forward size."})
+    student_layers_from: str | None = field(
+        default=None,
+        metadata={"help": "Take the student's layers from this pre-trained encoder (fresh head), not the teacher."},
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -103,9 +114,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                          "intermediate_size")  # fmt: skip
     if method.full_student and all(getattr(args, f"student_{name}") is None for name in student_arguments):
         args.student_num_layers = teacher.config.num_hidden_layers  # DynaBERT: a copy of the whole teacher
-    student = build_student_from_args(teacher, args, method.layer_selection)
+    source = teacher
+    if args.student_layers_from is not None:
+        if args.student_num_layers is None and args.student_layers is None:
+            raise ValueError("--student_layers_from needs --student_num_layers or --student_layers (which layers)")
+        source = load_for_task(args.student_layers_from, task, "--student_layers_from")
+        check_same_vocabulary(teacher.config, source.config)
+    student = build_student_from_args(source, args, method.layer_selection)
     student.config.finetuning_task = task.name
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
+    check_max_seq_length(run_args.max_seq_length, tokenizer, teacher=teacher, student=student)
 
     train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
     for stage, resume in zip(stages, resumes):

@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser, TrainingArguments
+from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import set_seed
 
 from bertdistill import FineTuneTrainer
 from bertdistill.glue_run import (
     PACKAGED_MINILM_HUB_ID,
     GlueRunArguments,
+    check_max_seq_length,
     compute_metrics_for,
     evaluate_glue,
+    load_for_task,
     load_glue_datasets,
     load_pretrained,
     packaged_minilm_path,
@@ -67,16 +69,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     set_seed(training_args.seed)
 
     tokenizer = load_pretrained(AutoTokenizer, model_path, "--model_name_or_path")
-    model = load_pretrained(
-        AutoModelForSequenceClassification,
-        model_path,
-        "--model_name_or_path",
-        num_labels=task.num_labels,
-        id2label=task.id2label,
-        label2id={label: i for i, label in task.id2label.items()},
-        problem_type="regression" if task.is_regression else "single_label_classification",
-    )
+    model = load_for_task(model_path, task, "--model_name_or_path")
     model.config.finetuning_task = task.name
+    check_max_seq_length(run_args.max_seq_length, tokenizer, model=model)
     if model_args.lora_r is not None:
         from peft import LoraConfig, TaskType, get_peft_model
 

@@ -137,6 +137,11 @@ def test_bad_input_fails_before_training_and_writes_nothing(teacher_dir, glue_di
         ),
         (ValueError, "Valid methods: kd", distill_args(teacher_dir, glue_dir, out, "rte", "--method", "magic")),
         (
+            ValueError,
+            r"--max_seq_length 4096 is more than the teacher can read \(128 positions\)",
+            distill_args(teacher_dir, glue_dir, out, "rte", "--student_num_layers", "2", "--max_seq_length", "4096"),
+        ),
+        (
             FileNotFoundError,
             "teacher_model_name_or_path not found",
             distill_args(tmp_path / "nope", glue_dir, out, "rte", "--student_num_layers", "2"),
@@ -284,3 +289,27 @@ def test_a_finished_run_of_another_seed_is_refused(tmp_path):
     with pytest.raises(ValueError, match="trained with seed 42, not 43"):
         checks.train_and_record(get_task("rte"), store, "kd", "43", ["unused"], folder, method="kd")
     assert not store.has("rte", "kd", "43")
+
+
+def test_student_layers_from_a_pre_trained_encoder_with_a_fresh_head(teacher_dir, glue_dir, tmp_path, tokenizer):
+    """Patient-KD's initialisation: the student's layers come from the pre-trained encoder, not the teacher."""
+    torch.manual_seed(9)
+    encoder = BertModel(tiny_config(len(tokenizer)))
+    encoder.save_pretrained(tmp_path / "pretrained")
+    out = tmp_path / "student"
+    pretrained = ["--student_layers_from", str(tmp_path / "pretrained")]
+    distill_glue.main(distill_args(teacher_dir, glue_dir, out, "rte", "--method", "pkd", "--student_num_layers", "2",
+                                   *pretrained, "--learning_rate", "0"))  # fmt: skip
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+    # pkd takes the first layers; with learning rate 0 they are still the encoder's.
+    torch.testing.assert_close(
+        student.bert.encoder.layer[1].output.dense.weight, encoder.encoder.layer[1].output.dense.weight
+    )
+    torch.testing.assert_close(
+        student.bert.embeddings.word_embeddings.weight, encoder.embeddings.word_embeddings.weight
+    )
+    assert not torch.allclose(student.classifier.weight, teacher.classifier.weight)
+    with pytest.raises(ValueError, match="needs --student_num_layers or --student_layers"):
+        distill_glue.main(distill_args(teacher_dir, glue_dir, tmp_path / "bad", "rte", "--method", "pkd",
+                                       "--student_layers_from", str(tmp_path / "pretrained")))  # fmt: skip
