@@ -20,8 +20,6 @@ from bertdistill.elastic import (
     kept_layers,
     make_elastic,
     rewire,
-    student_hidden_states,
-    teacher_hidden_states,
 )
 from bertdistill.pruned_bert import PrunedBertForSequenceClassification
 
@@ -152,11 +150,13 @@ def test_settings_switch_without_copies_and_exports_give_the_same_logits(tokeniz
 
 
 def test_hidden_states_of_a_shallow_setting_pair_with_the_full_model_s():
-    states = tuple(torch.full((1,), float(i)) for i in range(7))  # embeddings + 6 layers
-    kept = kept_layers(6, 0.5)  # 0, 2, 4; skipped layers repeat their input
-    student = (states[0], states[1], states[1], states[3], states[3], states[5], states[5])
-    assert [int(t) for t in student_hidden_states(student, kept)] == [0, 1, 3, 5]
-    assert [int(t) for t in teacher_hidden_states(states, kept)] == [0, 2, 4, 6]
+    from bertdistill.trainers.dynabert_trainer import sub_network_layer_map
+
+    # 6 layers at depth 0.5 keep 0, 2, 4: their outputs (hidden states 1, 3, 5) learn from the full model's output
+    # just before the next kept layer (2, 4) and from its last output (6).
+    pairs = [(m.student_layer, m.teacher_layer) for m in sub_network_layer_map(6, 0.5)]
+    assert pairs == [(0, 0), (1, 2), (3, 4), (5, 6)]
+    assert [(m.student_layer, m.teacher_layer) for m in sub_network_layer_map(4, 1.0)] == [(i, i) for i in range(5)]
 
 
 def dynabert_trainer(tmp_path, tokenizer, student_seed: int = 0, teacher_rewired: bool = False, **config):

@@ -109,7 +109,18 @@ def test_loss_components_logged_student_trains_teacher_frozen(tmp_path, tokenize
 
 
 def test_regression_uses_mse_on_outputs(tmp_path, tokenizer):
-    trainer = make_trainer(tmp_path, tokenizer, num_labels=1, max_steps=2)
+    trainer = make_trainer(tmp_path, tokenizer, num_labels=1, max_steps=2, dropout=0.0)
+    batch = next(iter(trainer.get_train_dataloader()))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    trainer.model.train()
+    with torch.no_grad():
+        teacher = trainer.teacher(**inputs).logits.squeeze(-1)
+        student = trainer.student(**inputs).logits.squeeze(-1)
+        out = trainer.model(**batch, teacher_outputs=trainer.teacher(**inputs), distill=True)
+    # Regression: the distillation term is the MSE between the two models' outputs, the task term MSE to the gold.
+    torch.testing.assert_close(out.loss_components["kd"], torch.mean((student - teacher) ** 2))
+    torch.testing.assert_close(out.loss_components["ce"], torch.mean((student - batch["labels"].float()) ** 2))
+    assert out.loss_components["kd"].item() > 0
     trainer.train()
     assert all("loss_kd" in log for log in trainer.state.log_history if "loss" in log)
 
