@@ -85,7 +85,7 @@ class Augmenter:
         fast_head (`bool`, defaults to `True`): run the masked-LM head only at the mask positions (when the head is
             one module beside the encoder; else the model's full forward).
         sort_by_length (`bool`, defaults to `True`): batch masked sentences of similar lengths together.
-        (Both only change speed, not the candidates; `scripts/benchmark_augmentation.py` measures each.)
+        (Both only change speed, not the candidates; `scripts/checks/benchmark_augmentation.py` measures each.)
         device (`str`, *optional*): where the masked LM runs; default: CUDA when available (the paper augmented on
             GPUs), else the CPU. INT8 quantization runs on the CPU only.
     """

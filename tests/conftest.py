@@ -86,10 +86,12 @@ def teacher_dir(tmp_path_factory, tokenizer):
 
 
 def load_script(name: str):
-    """Import `scripts/<name>.py` as a module (scripts/ is not a package)."""
+    """Import `scripts/<name>.py` as a module (scripts/ is not a package); `name` may name a sub-folder, as in
+    `checks/run_glue_suite`."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module_name = "script_" + name.replace("/", "_")
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the script is executing
     spec.loader.exec_module(module)

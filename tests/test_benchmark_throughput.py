@@ -1,6 +1,6 @@
-"""scripts/benchmark_throughput.py on a tiny 6-layer teacher and a few real SST-2 rows: every measurement runs, the
-ratios are taken against the right rows, the report is written. Timings themselves are not asserted (this machine is
-shared); the benchmark is run for real by hand, its numbers in docs/throughput.md."""
+"""scripts/checks/benchmark_throughput.py on a tiny 6-layer teacher and a few real SST-2 rows: every measurement runs,
+the ratios are taken against the right rows, the report is written. Timings themselves are not asserted (this machine
+is shared); the benchmark is run for real by hand, its numbers in docs/throughput.md."""
 
 import json
 
@@ -23,7 +23,7 @@ def common(teacher, glue_dir, tmp_path):
 
 
 def test_step_costs_are_reported_against_floor_and_finetune(six_layer_teacher, glue_dir, tmp_path):
-    benchmark = load_script("benchmark_throughput")
+    benchmark = load_script("checks/benchmark_throughput")
     report = benchmark.main(
         [*common(six_layer_teacher, glue_dir, tmp_path), "--runs", "floor", "floor-student", "finetune", "kd",
          "kd-cached", "kd"]
@@ -61,7 +61,7 @@ def test_pacer_counts_each_block_and_stops_on_the_word(monkeypatch, capsys):
     time spent waiting for the word is never inside a step."""
     import io
 
-    benchmark = load_script("benchmark_throughput")
+    benchmark = load_script("checks/benchmark_throughput")
     monkeypatch.setattr("sys.stdin", io.StringIO("go\ngo\nstop\n"))
     clock = iter(range(0, 1000, 1))
     monkeypatch.setattr(benchmark.time, "perf_counter", lambda: float(next(clock)))
@@ -78,7 +78,7 @@ def test_pacer_counts_each_block_and_stops_on_the_word(monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_end_to_end_jobs_and_textbrewer(six_layer_teacher, glue_dir, tmp_path):
-    benchmark = load_script("benchmark_throughput")
+    benchmark = load_script("checks/benchmark_throughput")
     report = benchmark.main(
         [*common(six_layer_teacher, glue_dir, tmp_path), "--runs", "floor", "finetune", "--e2e", "--e2e_rows", "24",
          "--e2e_epochs", "1"]
@@ -103,7 +103,7 @@ def test_end_to_end_jobs_and_textbrewer(six_layer_teacher, glue_dir, tmp_path):
 
 
 def test_predictions_differing_counts_changed_rows():
-    benchmark = load_script("benchmark_throughput")
+    benchmark = load_script("checks/benchmark_throughput")
     assert benchmark.predictions_differing([0, 1, 1, 0], [0, 1, 0, 1]) == 2
     assert benchmark.predictions_differing([0.5, 2.0], [0.50001, 2.5]) == 1  # regression: beyond 1e-4
     with pytest.raises(ValueError, match="cannot be compared"):
@@ -111,7 +111,7 @@ def test_predictions_differing_counts_changed_rows():
 
 
 def test_step_target_is_not_judged_against_a_floor_slower_than_the_trainer():
-    benchmark = load_script("benchmark_throughput")
+    benchmark = load_script("checks/benchmark_throughput")
 
     def report(bare_s):
         rows = [("floor", 0.5), ("floor-student", bare_s), ("finetune", 0.3), ("kd", 0.52), ("kd-cached", 0.31)]

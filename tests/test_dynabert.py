@@ -344,12 +344,12 @@ def test_regression_task_all_stages_and_grid(tokenizer, glue_dir, tmp_path):
 
 
 def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_path, tokenizer, glue_dir, capsys):
-    """scripts/check_dynabert.py on a tiny teacher and a few real RTE rows, two seeds, with the final step: the
+    """scripts/checks/check_dynabert.py on a tiny teacher and a few real RTE rows, two seeds, with the final step: the
     verdict compares the means of the seeds' scores read from the runs' own results, and both diagnostic columns
     (width stage only, before the final fine-tuning) are filled from the stages' saved models. With --select_rows,
     each model is picked among its candidates by the held-out rows' score, and the candidates' dev scores are those
     of the same models evaluated by the grid (DynaBERT) and by the training run (the baseline's last epoch)."""
-    check = load_script("check_dynabert")
+    check = load_script("checks/check_dynabert")
     check.BOOTSTRAP_RESAMPLES = 100  # the intervals' values are not checked here, only what they are about
     teacher = tmp_path / "teachers" / "rte" / "teacher"
     save_with_tokenizer(BertForSequenceClassification(tiny_config(len(tokenizer), layers=4)), tokenizer, teacher)
@@ -432,7 +432,7 @@ def test_check_dynabert_compares_seed_means_and_reports_stage_diagnostics(tmp_pa
 
 
 def test_check_dynabert_refuses_a_selection_that_could_see_trained_rows(tmp_path, glue_dir):
-    check = load_script("check_dynabert")
+    check = load_script("checks/check_dynabert")
     base = ["--glue_dir", str(glue_dir), "--tasks", "rte", "--teacher_root", str(tmp_path / "none"),
             "--output_dir", str(tmp_path / "runs"), "--report", str(tmp_path / "check.md")]  # fmt: skip
     with pytest.raises(ValueError, match="give --final_epochs and --max_train_samples"):
@@ -450,7 +450,7 @@ def test_check_dynabert_runs_a_hub_only_task_and_says_how_to_load_it(tmp_path, t
     from the Hub; given the files it runs them with their own budget (the baselines train 1 epoch, as their
     teachers). The classic-layout QNLI folder here is a stand-in built from real QNLI dev rows (96 as "train", 32 as
     "dev"): the Hub's split cannot be reached offline, and this only exercises the check's handling of the task."""
-    check = load_script("check_dynabert")
+    check = load_script("checks/check_dynabert")
     with pytest.raises(FileNotFoundError, match=r'QNLI/train\.tsv.*--glue_dir ""'):
         check.main(["--glue_dir", str(glue_dir), "--tasks", "rte", "qnli", "--output_dir", str(tmp_path / "runs"),
                     "--teacher_root", str(tmp_path / "teachers"), "--report", str(tmp_path / "check.md")])  # fmt: skip
@@ -481,7 +481,7 @@ def test_check_dynabert_runs_a_hub_only_task_and_says_how_to_load_it(tmp_path, t
 def test_check_dynabert_baseline_folder(tmp_path):
     """With --select_rows a new check trains each baseline once (one checkpoint per epoch); a check run before
     --select_rows existed keeps reading its plain baseline."""
-    check = load_script("check_dynabert")
+    check = load_script("checks/check_dynabert")
     assert check.baseline_folder(tmp_path, "w0.5-d1", select=False) == tmp_path / "baseline-w0.5-d1"
     assert check.baseline_folder(tmp_path, "w0.5-d1", select=True) == tmp_path / "baseline-w0.5-d1-epochs"
     (tmp_path / "baseline-w0.5-d1").mkdir()

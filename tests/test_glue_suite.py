@@ -1,14 +1,17 @@
-"""scripts/run_glue_suite.py on a tiny 6-layer base model and a few real GLUE rows: the pipeline runs, writes one
-result file per (task, run), never retrains a finished run, and reports averages, retention, latency and targets."""
+"""scripts/checks/run_glue_suite.py on a tiny 6-layer base model and a few real GLUE rows: the pipeline runs, writes
+one result file per (task, run), never retrains a finished run, and reports averages, retention, latency and
+targets."""
 
 import json
+import shutil
 
 import pytest
 from transformers import BertModel
 
 from bertdistill.results import ResultStore
+from glue_tasks import get_task
 
-from conftest import load_script, save_with_tokenizer, tiny_config
+from conftest import REPO, load_script, save_with_tokenizer, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def suite_args(base, glue_dir, tmp_path, *extra):
 
 
 def test_suite_records_each_run_once_and_reports(tiny_base, glue_dir, tmp_path, capsys):
-    suite = load_script("run_glue_suite")
+    suite = load_script("checks/run_glue_suite")
     argv = suite_args(tiny_base, glue_dir, tmp_path, "--tasks", "rte", "--runs", "teacher", "finetune", "kd", "int8")
     suite.main(argv)  # INT8 of the default source, tinybert, which this run did not train: skipped, and said so
     assert "rte: no tinybert student to quantize" in capsys.readouterr().out
@@ -70,7 +73,8 @@ def test_suite_records_each_run_once_and_reports(tiny_base, glue_dir, tmp_path, 
 
 @pytest.mark.slow
 def test_whole_suite_on_two_tasks(tiny_base, glue_dir, tmp_path):
-    rows = load_script("run_glue_suite").main(suite_args(tiny_base, glue_dir, tmp_path, "--tasks", "rte", "stsb"))
+    suite = load_script("checks/run_glue_suite")
+    rows = suite.main(suite_args(tiny_base, glue_dir, tmp_path, "--tasks", "rte", "stsb"))
     names = [row["run"] for row in rows]
     assert names == ["teacher", "finetune", "kd", "pkd", "distilbert", "tinybert", "dynabert-w0.5-d1",
                      "dynabert-w1-d0.5", "int8-tinybert"]  # fmt: skip
@@ -82,7 +86,7 @@ def test_task_score_and_pareto_front():
     from bertdistill.plots import pareto_front
     from glue_tasks import get_task
 
-    suite = load_script("run_glue_suite")
+    suite = load_script("checks/run_glue_suite")
     assert suite.task_score(get_task("mrpc"), {"eval_f1": 0.8, "eval_accuracy": 0.7}) == pytest.approx(75.0)
     assert suite.task_score(get_task("mnli"), {"eval_accuracy": 0.8, "eval_accuracy_mm": 0.6}) == pytest.approx(70.0)
     assert suite.task_score(get_task("cola"), {"eval_matthews_correlation": 0.3}) == pytest.approx(30.0)
@@ -91,7 +95,7 @@ def test_task_score_and_pareto_front():
 
 
 def test_int8_target_compares_each_task_with_the_same_source():
-    suite = load_script("run_glue_suite")
+    suite = load_script("checks/run_glue_suite")
     rows = [
         {"run": "tinybert", "scores": {"rte": 60.0, "mrpc": 80.0}, "latency_b32_ms": 100.0, "retention": None},
         {"run": "int8-tinybert", "source": "tinybert", "scores": {"rte": 59.5, "mrpc": 78.0}, "latency_b32_ms": 50.0,
@@ -112,13 +116,13 @@ def test_int8_target_compares_each_task_with_the_same_source():
 
 
 def test_budget_in_words():
-    suite = load_script("run_glue_suite")
+    suite = load_script("checks/run_glue_suite")
     assert suite.budget_text(suite.SUITE_SETTINGS["sst2"]) == "length 64, 1 epoch, the first 16000 training rows"
     assert suite.budget_text(suite.SUITE_SETTINGS["cola"]) == "length 64, 3 epochs, every training row"
 
 
 def test_teacher_reused_only_when_trained_by_the_same_command(tiny_base, glue_dir, tmp_path):
-    suite = load_script("run_glue_suite")
+    suite = load_script("checks/run_glue_suite")
     other = tmp_path / "other"
     suite.main(suite_args(tiny_base, glue_dir, other, "--tasks", "rte", "--runs", "teacher"))
     source = json.loads((other / "results" / "rte" / "teacher-seed42.json").read_text())
@@ -155,7 +159,7 @@ def test_teacher_reused_only_when_trained_by_the_same_command(tiny_base, glue_di
 def test_dynabert_gets_its_own_budget():
     from glue_tasks import get_task
 
-    suite = load_script("run_glue_suite")
+    suite = load_script("checks/run_glue_suite")
 
     def options(argv, task):
         command = suite.dynabert_arguments(get_task(task), suite.parse_args(argv))
@@ -177,9 +181,9 @@ def test_dynabert_gets_its_own_budget():
 def test_dynabert_reused_only_with_the_same_recipe_and_teacher(tmp_path):
     from glue_tasks import get_task
 
-    suite = load_script("run_glue_suite")
+    suite = load_script("checks/run_glue_suite")
     task = get_task("mrpc")
-    # What scripts/check_dynabert.py leaves: its report's arguments, its elastic model, the teacher it used.
+    # What scripts/checks/check_dynabert.py leaves: its report's arguments, its elastic model, the teacher it used.
     check_args = {"glue_dir": "glue", "tasks": ["mrpc"], "teacher_root": str(tmp_path / "lm"), "learning_rate": "5e-5",
                   "importance_samples": 2048, "max_train_samples": 1500, "max_eval_samples": None, "epochs": 3,
                   "final_epochs": 3}  # fmt: skip
@@ -214,7 +218,7 @@ def test_a_resumed_dynabert_keeps_its_training_time_and_origin(tmp_path):
     next one records the rest with the same training time and origin, not 0 s as if it had cost nothing."""
     from glue_tasks import get_task
 
-    suite = load_script("run_glue_suite")
+    suite = load_script("checks/run_glue_suite")
     task, args = get_task("rte"), suite.parse_args([])
     store, root = ResultStore(tmp_path / "results"), tmp_path / "runs" / "rte"
     names = [suite.dynabert_name(w, d) for w, d in suite.DYNABERT_SETTINGS]
@@ -226,3 +230,26 @@ def test_a_resumed_dynabert_keeps_its_training_time_and_origin(tmp_path):
     assert suite.earlier_dynabert(task, args, store, names, root) == (400.5, None), "the suite's own clock"
     store.save("rte", names[0], args.seed, {"dynabert_wall_time_s": 3488, "copied_from": "check/rte/seed42"})
     assert suite.earlier_dynabert(task, args, store, names, root) == (3488, "check/rte/seed42")
+
+
+@pytest.mark.parametrize("task_name", ["rte", "mrpc", "cola", "stsb"])
+def test_teachers_recorded_before_the_checks_moved_are_still_reused(task_name, teacher_dir, tmp_path):
+    """results/layer_methods was recorded while the checks lived in scripts/ (docs/glue_suite.md copied those
+    teachers with --reuse_teachers): the commands the checks build from scripts/checks/ still equal the recorded
+    ones, output folder aside, so a rerun copies those teachers instead of training new ones."""
+    suite = load_script("checks/run_glue_suite")
+    task = get_task(task_name)
+    runs, results = tmp_path / "layer_methods_runs", tmp_path / "layer_methods_results"
+    shutil.copytree(teacher_dir, runs / task_name / "teacher")
+    (runs / task_name / "teacher" / "eval_results.json").write_text(json.dumps({f"eval_{task.main_metric}": 0.5}))
+    recorded = REPO / "results" / "layer_methods" / task_name / "teacher-seed42.json"
+    (results / task_name).mkdir(parents=True)
+    shutil.copy(recorded, results / task_name / recorded.name)
+
+    args = suite.parse_args(["--glue_dir", "../shared/glue_data", "--tasks", task_name])
+    common = suite.task_arguments(task, args, suite.SUITE_SETTINGS[task_name])
+    store = ResultStore(tmp_path / "suite_results")
+    assert suite.reuse_teacher(task, tmp_path / "suite_runs", "42", store, common, runs, results)
+    record = json.loads(store.path(task_name, "teacher", "42").read_text())
+    assert record["copied_from"] == str(runs / task_name / "teacher")
+    assert record["command"].startswith("scripts/finetune_teacher.py ")

@@ -243,7 +243,7 @@ def test_run_adds_up_the_wall_time_of_interrupted_attempts(tmp_path):
     import sys
     import time
 
-    run = load_script("check_layer_methods").run
+    run = load_script("checks/check_layer_methods").run
     log = tmp_path / "job.log"
     clock = tmp_path / "job.log.time.json"
     say = [sys.executable, "-c", "print('attempt')"]
@@ -278,7 +278,7 @@ def test_a_finished_run_of_another_seed_is_refused(tmp_path):
     from bertdistill.results import ResultStore
     from glue_tasks import get_task
 
-    checks = load_script("check_layer_methods")
+    checks = load_script("checks/check_layer_methods")
     folder = tmp_path / "kd"
     folder.mkdir()
     torch.save(TrainingArguments(output_dir=str(folder), seed=42, report_to=[]), folder / "training_args.bin")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The GLUE suite: what every method buys, side by side with the teacher and the student trained without a teacher.
 
-    python scripts/run_glue_suite.py --glue_dir ../shared/glue_data
-    python scripts/run_glue_suite.py --tasks rte mrpc --runs teacher finetune kd int8   # a part of it
+    python scripts/checks/run_glue_suite.py --glue_dir ../shared/glue_data
+    python scripts/checks/run_glue_suite.py --tasks rte mrpc --runs teacher finetune kd int8   # a part of it
 
 Per task (budget in SUITE_SETTINGS: sequence length, epochs, training rows):
 - `teacher`: the packaged MiniLM-L6 (6 x 384), or --model_name_or_path, fine-tuned on the task;
@@ -42,8 +42,8 @@ from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts" / "checks"))  # the checks it builds on
 
 import check_dynabert  # noqa: E402
 import check_layer_methods  # noqa: E402
@@ -71,7 +71,7 @@ DEFAULT_TASKS = ["cola", "sst2", "mrpc", "stsb", "rte"]
 DISTILLED = {"kd": [], "pkd": [], "distilbert": [], "tinybert": ["--stage", "both"]}
 DYNABERT_SETTINGS = [(0.5, 1.0), (1.0, 0.5)]
 # DynaBERT runs 12 sub-networks a step in two stages and a final one: on 2 cores it gets the recipe of
-# scripts/check_dynabert.py (docs/dynabert_matched.md) on the first training rows, not the task's budget.
+# scripts/checks/check_dynabert.py (docs/dynabert_matched.md) on the first training rows, not the task's budget.
 DYNABERT_BUDGET = {"max_train_samples": 1500, "epochs": 3, "final_epochs": 3}
 RUNS = ["teacher", "finetune", *DISTILLED, "dynabert", "int8"]
 
@@ -266,7 +266,7 @@ def dynabert_arguments(task, args) -> list[str]:
 
 
 def reusable_dynabert(task, args, teacher: Path) -> Path | None:
-    """The task's elastic model from scripts/check_dynabert.py (`--reuse_dynabert OUTPUT_DIR REPORT_JSON`: its
+    """The task's elastic model from scripts/checks/check_dynabert.py (`--reuse_dynabert OUTPUT_DIR REPORT_JSON`: its
     folders and the .json of its report, which records its arguments) when that check trained it with this suite's
     DynaBERT recipe (data, sequence length, rows, epochs, learning rate, importance rows, seed) from a teacher with
     the same weights; otherwise None, with the reason printed."""
@@ -495,7 +495,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--reuse_dynabert", nargs=2, metavar=("OUTPUT_DIR", "REPORT_JSON"), default=None,
-        help="Copy each task's elastic model from scripts/check_dynabert.py's folder (e.g. runs/dynabert3m "
+        help="Copy each task's elastic model from scripts/checks/check_dynabert.py's folder (e.g. runs/dynabert3m "
         "docs/dynabert_matched.json) when that check trained it with the suite's DynaBERT recipe and teacher.",
     )  # fmt: skip
     parser.add_argument(
@@ -529,7 +529,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if plotted:
         pareto_plot(plotted, report.with_suffix(".png"), title=f"GLUE ({', '.join(t.name for t in tasks)}) dev")
     machines = sorted({r["machine"] for t in tasks for by in store.load(t.name).values() for r in by.values()})
-    command = f"python scripts/run_glue_suite.py --glue_dir {args.glue_dir} --tasks {' '.join(t.name for t in tasks)}"
+    tasks_text = " ".join(t.name for t in tasks)
+    command = f"python scripts/checks/run_glue_suite.py --glue_dir {args.glue_dir} --tasks {tasks_text}"
     for option in ("reuse_teachers", "reuse_dynabert"):  # copies of runs made by the same commands (see the records)
         command += f" --{option} {' '.join(getattr(args, option))}" if getattr(args, option) else ""
     report.write_text(

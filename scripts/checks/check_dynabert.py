@@ -2,10 +2,10 @@
 """Real-data check of DynaBERT: train one elastic model per GLUE task from the fine-tuned packaged MiniLM, evaluate
 its (width, depth) grid, and compare two of its sub-networks with same-size models fine-tuned without DynaBERT.
 
-    python scripts/check_dynabert.py --glue_dir ../shared/glue_data --tasks cola rte
-    python scripts/check_dynabert.py --glue_dir "" --tasks qnli mnli --max_train_samples 20000   # from the Hub
+    python scripts/checks/check_dynabert.py --glue_dir ../shared/glue_data --tasks cola rte
+    python scripts/checks/check_dynabert.py --glue_dir "" --tasks qnli mnli --max_train_samples 20000   # from the Hub
 
-Per task (teacher from scripts/check_layer_methods.py's folder, trained first if missing):
+Per task (teacher from scripts/checks/check_layer_methods.py's folder, trained first if missing):
 1. `distill_glue.py --method dynabert --stage both` (importance on the first 2048 training rows, rewiring, the width
    stage, then the width-and-depth stage; DYNABERT_EPOCHS epochs each);
    with --final_epochs, then the authors' optional final fine-tuning of every sub-network on the gold labels;
@@ -44,8 +44,9 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+REPO = Path(__file__).resolve().parents[2]
+# check_layer_methods sits next to this file, dynabert_grid (a user entry point) in scripts/
+sys.path[:0] = [str(REPO / "scripts" / "checks"), str(REPO / "scripts")]
 
 import check_layer_methods  # noqa: E402
 import dynabert_grid  # noqa: E402
@@ -411,14 +412,14 @@ def write_report(args, trial: list[str], sections: list[str], summary: list[dict
                                                       indent=2))  # fmt: skip
     report.write_text(
         "# DynaBERT: the grid, and sub-networks vs same-size models without DynaBERT\n\n"
-        f"Command: `python scripts/check_dynabert.py --glue_dir {shlex.quote(args.glue_dir)} "
+        f"Command: `python scripts/checks/check_dynabert.py --glue_dir {shlex.quote(args.glue_dir)} "
         f"--tasks {' '.join(args.tasks)}"
         f"{''.join(' ' + flag.replace('=', ' ') for flag in trial)} --output_dir {args.output_dir} "
         f"--report {args.report}{f' --epochs {args.epochs}' if args.epochs else ''}"
         f"{f' --final_epochs {args.final_epochs}' if args.final_epochs else ''} --seeds {' '.join(args.seeds)}"
         f"{f' --select_rows {args.select_rows}' if args.select_rows else ''}`\n\n"
         f"Machine: {machine}. Teacher: the packaged MiniLM-L6 (6 x 384, 12 heads) fine-tuned per task "
-        "(scripts/check_layer_methods.py). DynaBERT: learning rate "
+        "(scripts/checks/check_layer_methods.py). DynaBERT: learning rate "
         f"{args.learning_rate}, batch 32, importance on the first {args.importance_samples} training rows (at most "
         "the rows it trains on)"
         + (

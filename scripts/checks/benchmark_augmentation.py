@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput of TinyBERT's data augmentation on real GLUE sentences, and what each speed lever buys.
 
-    python scripts/benchmark_augmentation.py --glue_dir ../shared/glue_data --task_name sst2 --num_sentences 160
+    python scripts/checks/benchmark_augmentation.py --glue_dir ../shared/glue_data --task_name sst2 --num_sentences 160
 
 Augmentation costs one masked-LM forward per single-piece word, whatever the number of copies, so its speed is the
 speed of `Augmenter.candidates`. Without --mlm_model_name_or_path the masked LM is a BERT-base-sized

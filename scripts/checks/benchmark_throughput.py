@@ -2,8 +2,8 @@
 """Distillation throughput: what each method costs per step next to plain fine-tuning and the floor, and the same
 end-to-end job through bertdistill and through TextBrewer.
 
-    python scripts/benchmark_throughput.py --glue_dir ../shared/glue_data --output docs/throughput.md
-    python scripts/benchmark_throughput.py --glue_dir ../shared/glue_data --e2e --e2e_rows 8000 --e2e_epochs 3
+    python scripts/checks/benchmark_throughput.py --glue_dir ../shared/glue_data --output docs/throughput.md
+    python scripts/checks/benchmark_throughput.py --glue_dir ../shared/glue_data --e2e --e2e_rows 8000 --e2e_epochs 3
 
 Workload: the first --rows training rows of --task_name (SST-2 by default; by default exactly the rows the steps
 need), dynamically padded batches of --batch_size, truncated at --max_seq_length. Teacher:
@@ -51,7 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 PACER_READY = "@@bertdistill-benchmark-block-done"
 
@@ -505,7 +505,7 @@ def markdown(report: dict) -> str:
     shown = ("rows", "steps", "warmup", "rounds", "teacher_model_name_or_path")
     shown += ("e2e_rows", "e2e_epochs") if args["e2e"] else ()
     flags = " ".join(f"--{k} {v}" for k, v in args.items() if k in shown and v is not None)
-    command = f"python scripts/benchmark_throughput.py --glue_dir {args['glue_dir']} {flags}"
+    command = f"python scripts/checks/benchmark_throughput.py --glue_dir {args['glue_dir']} {flags}"
     command += " --e2e" if args["e2e"] else ""
     lines = [
         "# Distillation throughput",

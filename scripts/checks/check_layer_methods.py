@@ -3,7 +3,7 @@
 distilled by Patient-KD, DistilBERT and TinyBERT against the same students fine-tuned without a teacher, plus a
 narrower TinyBERT student (4 layers x hidden 192) with its size and speed.
 
-    python scripts/check_layer_methods.py --glue_dir ../shared/glue_data --tasks rte cola mrpc
+    python scripts/checks/check_layer_methods.py --glue_dir ../shared/glue_data --tasks rte cola mrpc
 
 Per task: fine-tune the teacher, then every run of RUNS (or of --runs) with the same steps, seed and learning rate:
 `finetune` from the teacher's first 3 layers (Patient-KD's initialisation) vs `pkd`, `finetune` from layers 0, 2, 4
@@ -41,8 +41,8 @@ from transformers import AutoModelForSequenceClassification
 
 from glue_tasks import get_task
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))  # compare_models, a user entry point
 
 import compare_models  # noqa: E402
 
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     seeds = sorted({s for n in reported for by in store.load(n).values() for s in by}, key=lambda s: (len(s), s))
     report.write_text(
         "# Layer-based distillation vs the same student without a teacher\n\n"
-        f"Commands: `python scripts/check_layer_methods.py --glue_dir {args.glue_dir} --tasks TASK --runs RUN "
+        f"Commands: `python scripts/checks/check_layer_methods.py --glue_dir {args.glue_dir} --tasks TASK --runs RUN "
         f"--seeds SEED` for every row below (tasks {', '.join(reported)}; seeds {', '.join(seeds)}; the exact command "
         f"of each run is in `{args.results_dir}/<task>/<run>-seed<seed>.json` with its result, wall time and "
         f"machine); `--report_only` rebuilds this report from those files. Resumable: a recorded run is never "
