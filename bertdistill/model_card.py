@@ -124,6 +124,11 @@ class ModelCardMixin:
     def hyperparameters(self) -> dict[str, Any]:
         return {}
 
+    def speed_lever_rows(self) -> dict[str, str]:
+        """`{lever: "value (who chose it: why)"}` for the card's hyper-parameter table (see
+        `bertdistill.speed_levers`); none by default."""
+        return {}
+
     def card_model(self) -> PreTrainedModel:
         return self.accelerator.unwrap_model(self.model)
 
@@ -155,6 +160,7 @@ class ModelCardMixin:
                 "num_train_epochs": args.num_train_epochs,
                 "max_steps": args.max_steps,
                 "seed": args.seed,
+                **self.speed_lever_rows(),
             },
             task_name=task_name,
             metrics=metrics,

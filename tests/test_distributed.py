@@ -16,7 +16,7 @@ from conftest import REPO, accelerate_launch
 TWO_RANKS = ["--multi_gpu", "--num_processes", "2"]
 
 
-@pytest.mark.parametrize("method", ["kd", "tinybert", "dynabert"])
+@pytest.mark.parametrize("method", ["kd", "tinybert", "tinybert-cached", "dynabert"])
 def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir, method):
     worker = Path(__file__).parent / "two_rank_worker.py"
     accelerate_launch(*TWO_RANKS, worker, tokenizer_dir, tmp_path, method, cwd=tmp_path)
@@ -24,8 +24,13 @@ def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir, me
     assert rank0["world"] == rank1["world"] == 2
     moved = [k for k, v in rank0["final"].items() if not torch.equal(v, rank0["initial"][k])]
     assert moved, "training changed nothing"
-    if method == "tinybert":  # the projections live in the DDP-wrapped model: trained and kept in sync
+    if method.startswith("tinybert"):  # the projections live in the DDP-wrapped model: trained and kept in sync
         assert any(k.startswith("extras.proj") for k in moved)
+    if method == "tinybert-cached":
+        # The main process wrote the cache, the other waited and read it; training ran the teacher on neither.
+        assert rank0["teacher_forwards_in_init"] > 0 and rank1["teacher_forwards_in_init"] == 0
+        assert rank0["teacher_forwards"] == rank0["teacher_forwards_in_init"] and rank1["teacher_forwards"] == 0
+        assert [p.name for p in (tmp_path / "cache").iterdir() if ".tmp" in p.name] == []
     for key, value in rank0["final"].items():
         assert torch.equal(value, rank1["final"][key]), key
 

@@ -71,6 +71,12 @@ def make_trainer(
         disable_tqdm=True,
         seed=3,
         use_cpu=True,
+        # The speed levers, explicit: these tests pin exact numbers and batch orders (tests of the levers' own
+        # defaults build their configs without these).
+        train_sampling_strategy="random",
+        bf16=False,
+        cache_teacher_logits=False,
+        cache_teacher_outputs=False,
     )
     method = get_method(method)
     args = method.config_class(**{**defaults, **config})

@@ -3,7 +3,9 @@
     two_rank_worker.py TOKENIZER_DIR OUT_DIR [METHOD]
 
 For `tinybert` the student is narrower than the teacher, so the dump includes the learned projections; for
-`dynabert` it is a copy of the teacher trained in DynaBERT's width-and-depth stage.
+`dynabert` it is a copy of the teacher trained in DynaBERT's width-and-depth stage; `tinybert-cached` is `tinybert`
+reading its teacher from a teacher-output cache in OUT_DIR/cache (the dump says how often each rank ran the teacher
+while its trainer was built).
 """
 
 import sys
@@ -23,6 +25,11 @@ from test_trainer import tiny_dataset  # noqa: E402
 def main(tokenizer_dir: str, out: str, method: str = "kd") -> None:
     tokenizer = BertTokenizerFast.from_pretrained(tokenizer_dir)
     teacher = make_teacher(tokenizer)
+    extra = {}
+    if method == "tinybert-cached":
+        method, extra = "tinybert", {"cache_teacher_outputs": True, "teacher_cache_dir": str(Path(out) / "cache")}
+    forwards = []
+    teacher.register_forward_hook(lambda *_: forwards.append(1))
     torch.manual_seed(1)
     if method == "tinybert":
         config = tiny_config(len(tokenizer), layers=2)
@@ -34,7 +41,8 @@ def main(tokenizer_dir: str, out: str, method: str = "kd") -> None:
     else:
         student = build_student(teacher, num_layers=2)
     # DynaBERT's width-and-depth stage: most sub-networks leave layers unused, so only the full one may sync.
-    extra = {"stage": "width_depth"} if method == "dynabert" else {}
+    if method == "dynabert":
+        extra["stage"] = "width_depth"
     method = get_method(method)
     args = method.config_class(output_dir=out, per_device_train_batch_size=4, max_steps=3, learning_rate=1e-2,
                                save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True, seed=5,
@@ -44,10 +52,13 @@ def main(tokenizer_dir: str, out: str, method: str = "kd") -> None:
         model=student, teacher_model=teacher, args=args, train_dataset=data, processing_class=tokenizer
     )
     initial = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    teacher_forwards_in_init = len(forwards)
     trainer.train()
     rank, world = trainer.accelerator.process_index, trainer.accelerator.num_processes
     final = {k: v.detach().clone() for k, v in trainer.accelerator.unwrap_model(trainer.model).state_dict().items()}
-    torch.save({"world": world, "initial": initial, "final": final}, Path(out) / f"rank{rank}.pt")
+    dump = {"world": world, "initial": initial, "final": final, "teacher_forwards": len(forwards),
+            "teacher_forwards_in_init": teacher_forwards_in_init}  # fmt: skip
+    torch.save(dump, Path(out) / f"rank{rank}.pt")
 
 
 if __name__ == "__main__":

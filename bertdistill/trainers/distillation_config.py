@@ -7,8 +7,14 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..speed_levers import LeverChoice, accelerator_type, choose, native_bf16
+
 # What a prediction-layer loss on a regression task is measured against (TinyBERT's `regression_target`).
 REGRESSION_TARGETS = ("teacher", "gold")
+# The speed levers that are config fields: `None` lets bertdistill choose (see `bertdistill.speed_levers`).
+LEVER_FIELDS = ("train_sampling_strategy", "bf16", "cache_teacher_logits", "cache_teacher_outputs")
+SAMPLING_STRATEGIES = ["random", "sequential", "group_by_length", "batch_rebalance"]
+DEFAULT_SAMPLING_STRATEGY = "group_by_length"
 
 
 @dataclass
@@ -27,11 +33,36 @@ class DistillationTrainingConfig(TrainingArguments):
             Weight of the soft-target loss on the teacher's logits.
         temperature (`float`, *optional*, defaults to `2.0`):
             Softmax temperature of the soft-target loss; must be positive.
-        cache_teacher_logits (`bool`, *optional*, defaults to `False`):
+        train_sampling_strategy (`str`, *optional*, defaults to `"group_by_length"`):
+            transformers' sampler choice; bertdistill groups batches by length unless told otherwise (`"random"` to
+            turn it off): rows of similar length pad less, so a step computes fewer padded tokens. Evaluation and
+            prediction keep the dataset's order whatever this says.
+        bf16 (`bool`, *optional*):
+            bf16 mixed precision (autocast of the student's and the teacher's forwards, fp32 weights). Unset: on
+            exactly when the hardware computes bf16 natively (a CUDA GPU with native bf16, a CPU with AMX-BF16 or
+            AVX512-BF16; detected by `bertdistill.speed_levers.native_bf16`, never assumed) and `fp16` is off;
+            `--bf16 false` keeps fp32. On a machine without an accelerator, choosing bf16 this way also sets
+            `use_cpu` (transformers asks for it with bf16 on a CPU).
+        cache_teacher_logits (`bool`, *optional*):
             Compute the teacher's logits of the training set once (a `teacher_logits` column, cached on disk with the
             dataset and recomputed when the data or the teacher change) instead of running the teacher every step.
-            Only for losses that read nothing but the teacher's logits (`kd`, TinyBERT's prediction stage) on a
-            sequence-classification student.
+            Unset: on when the active losses read nothing but the teacher's logits (`kd`, TinyBERT's prediction
+            stage), the student is a sequence classifier, the training set a `datasets.Dataset` and the trainer
+            runs the teacher the standard way (not DynaBERT); `True` refuses anything else with the reason.
+        cache_teacher_outputs (`bool`, *optional*):
+            Run the teacher once over the training set and keep the outputs intermediate losses read (hidden states
+            of the mapped layers, attention scores of the recorded layers, logits) as float16 memory-mapped files
+            (see `bertdistill.teacher_output_cache`), instead of running it every step. Unset: on when the losses
+            read specific teacher layers, the student is a sequence classifier, the training set a
+            `datasets.Dataset`, training sees each row more than once (or the cache exists already) and it fits
+            `teacher_cache_max_gb` and the free disk. `True` refuses, with the reason, what does not qualify:
+            DynaBERT (its teacher runs at each sub-network's width and its loss reads any layer), masked-LM
+            students, IterableDatasets, logit-only losses (use `cache_teacher_logits`) or a cache over the budget.
+        teacher_cache_dir (`str`, *optional*):
+            Where teacher-output caches live (one sub-folder per data x teacher x layers). Default: next to the
+            training set's cache files, else `$HF_DATASETS_CACHE/bertdistill_teacher_outputs`.
+        teacher_cache_max_gb (`float`, *optional*, defaults to `10.0`):
+            Largest teacher-output cache to write, checked from the rows' lengths before the teacher runs.
     """
 
     alpha_ce: float = field(
@@ -41,18 +72,86 @@ class DistillationTrainingConfig(TrainingArguments):
         default=0.5, metadata={"help": "Weight of the soft-target loss T^2 * KL(teacher/T || student/T)."}
     )
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the soft-target loss (> 0)."})
-    cache_teacher_logits: bool = field(
-        default=False,
-        metadata={"help": "Compute the teacher's logits of the training set once and reuse them (logit-only losses)."},
+    train_sampling_strategy: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Training sampler: {', '.join(SAMPLING_STRATEGIES)}. Default: {DEFAULT_SAMPLING_STRATEGY} "
+            "(batches of similar lengths pad less); random to turn it off.",
+            "choices": SAMPLING_STRATEGIES,
+        },
+    )
+    bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bf16 mixed precision. Default: on where the hardware computes bf16 natively (CUDA with native "
+            "bf16, CPUs with AMX-BF16/AVX512-BF16; detected), else off; false keeps fp32."
+        },
+    )
+    cache_teacher_logits: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Compute the teacher's logits of the training set once and reuse them. Default: on for "
+            "logit-only losses on a sequence-classification student; false runs the teacher every step."
+        },
+    )
+    cache_teacher_outputs: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Run the teacher once and keep the hidden states / attention scores the losses read (fp16, "
+            "memory-mapped) for every epoch. Default: on where it qualifies and fits --teacher_cache_max_gb; "
+            "false runs the teacher every step."
+        },
+    )
+    teacher_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder of teacher-output caches (default: next to the dataset cache)."},
+    )
+    teacher_cache_max_gb: float = field(
+        default=10.0, metadata={"help": "Largest teacher-output cache to write (GB), checked before computing it."}
     )
 
     def __post_init__(self):
+        # What the user asked for, before the levers left to bertdistill are resolved (see `replaced`).
+        self._requested_levers = {name: getattr(self, name) for name in LEVER_FIELDS}
+        self._lever_choices = self._choose_config_levers()
         super().__post_init__()
+        if self.teacher_cache_max_gb <= 0:
+            raise ValueError(f"teacher_cache_max_gb must be > 0, got {self.teacher_cache_max_gb}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         for name in ("alpha_ce", "alpha_kd"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def _choose_config_levers(self) -> dict[str, LeverChoice]:
+        """Resolve the levers that depend on nothing but the config and the machine (sampler, bf16)."""
+        sampling = choose(
+            self.train_sampling_strategy,
+            DEFAULT_SAMPLING_STRATEGY,
+            "batches of similar lengths pad less",
+            default_source="default",
+        )
+        self.train_sampling_strategy = sampling.value
+        if self.bf16 is None and self.fp16:
+            bf16 = choose(None, False, "fp16 was asked for")
+        elif self.bf16 is None:
+            native, reason = native_bf16(self.use_cpu)
+            bf16 = choose(None, native, reason)
+            if native and accelerator_type() is None:
+                self.use_cpu = True  # transformers refuses bf16 without an accelerator unless use_cpu says CPU
+        else:
+            bf16 = choose(self.bf16, None, "")
+        self.bf16 = bool(bf16.value)
+        return {"train_sampling_strategy": sampling, "bf16": bf16}
+
+    def lever_choices(self) -> dict[str, LeverChoice]:
+        """The config's speed levers as resolved (`train_sampling_strategy`, `bf16`); the trainer adds the caches."""
+        return dict(self._lever_choices)
+
+    def replaced(self, **changes) -> DistillationTrainingConfig:
+        """`dataclasses.replace` that keeps the user's lever requests: a lever bertdistill chose is chosen again for
+        the copy (and recorded as chosen), not passed on as if the user had set it."""
+        return dataclasses.replace(self, **{**self._requested_levers, **changes})
 
     def split_stages(self) -> list[DistillationTrainingConfig]:
         """Configs to run one after the other on the same student; one stage unless a method says otherwise."""
@@ -62,8 +161,7 @@ class DistillationTrainingConfig(TrainingArguments):
         """`[first stage, second stage]` for a method with `stage="both"`: the first writes to
         `<output_dir>-<first>` with its own epochs and learning rate (default: this config's) and is neither pushed
         nor reloaded at its best; the second is this config in `output_dir`."""
-        head = dataclasses.replace(
-            self,
+        head = self.replaced(
             stage=first,
             output_dir=self.output_dir.rstrip("/\\") + f"-{first}",
             num_train_epochs=epochs or self.num_train_epochs,
@@ -71,4 +169,4 @@ class DistillationTrainingConfig(TrainingArguments):
             push_to_hub=False,
             load_best_model_at_end=False,
         )
-        return [head, dataclasses.replace(self, stage=second)]
+        return [head, self.replaced(stage=second)]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from typing import Any
 
+import datasets
 import torch
 from torch import nn
+from torch.utils.data import SequentialSampler
 from transformers import PreTrainedModel, Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import has_length
 
 from ..attention import record_attention_scores, stop_recording_attention_scores
 from ..layer_maps import LayerMatch
@@ -17,9 +21,13 @@ from ..layer_matching import build_projections
 from ..losses import hard_label_loss, logit_mse, soft_cross_entropy, soft_target_kl
 from ..model_card import ModelCardMixin
 from ..modeling import DistillationModel, LossTerm
+from ..speed_levers import LeverChoice, choose, log_choices
 from ..student import check_same_vocabulary
 from ..teacher_cache import TEACHER_LOGITS_COLUMN, add_teacher_logits
+from ..teacher_output_cache import TEACHER_ROW_COLUMN, CacheSpec, TeacherOutputCache, plan_cache, write_cache
 from .distillation_config import REGRESSION_TARGETS, DistillationTrainingConfig
+
+logger = logging.getLogger(__name__)
 
 
 class DistillationTrainer(ModelCardMixin, Trainer):
@@ -29,6 +37,11 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     wrapper and `trainer.student` the student. The teacher is trainer state: frozen, in eval mode, prepared by
     accelerate for evaluation only, never in the optimizer, never saved. Evaluation and prediction run the student
     alone. Checkpoints and `save_model` write a plain student checkpoint that `from_pretrained` loads.
+
+    Speed levers (see `bertdistill.speed_levers`): the config resolves the sampler and bf16, the trainer the teacher
+    caches (`cache_teacher_outputs` first, then `cache_teacher_logits`), each to the user's value or to what
+    bertdistill chose and why. `trainer.speed_levers` holds the choices; they are logged here, returned in
+    `train()`'s metrics as `speed_levers` (hence in `train_results.json`) and listed in the model card.
 
     Args:
         model (`PreTrainedModel`): the student: `*ForSequenceClassification` for task distillation, `*ForMaskedLM`
@@ -75,7 +88,13 @@ class DistillationTrainer(ModelCardMixin, Trainer):
             parameter.requires_grad_(False)
         teacher_model.eval()
         self.teacher = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
-        if args.cache_teacher_logits:
+        self.teacher_output_cache: TeacherOutputCache | None = None
+        self.speed_levers: dict[str, LeverChoice] = args.lever_choices()
+        self._choose_teacher_caches()
+        log_choices(self.speed_levers)
+        if self.speed_levers["cache_teacher_outputs"].value:
+            self.train_dataset = self._with_teacher_outputs(self.train_dataset)
+        elif self.speed_levers["cache_teacher_logits"].value:
             self.train_dataset = self._with_teacher_logits(self.train_dataset)
         self._loss_sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.args.device))
         self._loss_count = 0
@@ -157,6 +176,124 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     def student(self) -> PreTrainedModel:
         return self.accelerator.unwrap_model(self.model).student
 
+    # ---- speed levers: which teacher cache --------------------------------------------------------------------
+
+    def _choose_teacher_caches(self) -> None:
+        """Resolve `cache_teacher_outputs`, then `cache_teacher_logits`, into `self.speed_levers`. An unset lever is
+        on where it qualifies (the reasons are in the config's docstring); `True` where it does not is refused here,
+        with the reason, before any teacher pass."""
+        args, wrapper = self.args, self.accelerator.unwrap_model(self.model)
+        logit_only = not (wrapper.needs_hidden_states or wrapper.needs_attentions)
+        why_not = self._why_no_teacher_cache(wrapper)
+        self._output_cache_plan = None
+        if why_not is None and logit_only:
+            why_not = "the loss reads only the teacher's logits (cache_teacher_logits covers it)"
+        if why_not is None and args.cache_teacher_logits:
+            why_not = "cache_teacher_logits was asked for (one teacher cache at a time)"
+        if why_not is None:
+            self._output_cache_plan = self._plan_teacher_output_cache(wrapper)
+            why_not = self._output_cache_plan.refusal(args.teacher_cache_max_gb)
+        if args.cache_teacher_outputs and why_not is not None:
+            raise ValueError(f"cache_teacher_outputs: {why_not}")
+        if args.cache_teacher_outputs is None and why_not is None and not self._output_cache_plan.exists:
+            passes = self._passes_over_train_set()
+            if passes <= 1:
+                why_not = f"training reads each row at most once ({passes:.2f} passes): the teacher runs once anyway"
+        outputs = choose(
+            args.cache_teacher_outputs,
+            why_not is None,
+            why_not
+            or f"the teacher runs once instead of every epoch ({self._output_cache_plan.bytes / 2**30:.2f} "
+            f"GB in {self._output_cache_plan.folder})",
+        )
+        self.speed_levers["cache_teacher_outputs"] = outputs
+
+        why_not = self._why_no_teacher_cache(wrapper)
+        if outputs.value:
+            why_not = "cache_teacher_outputs holds the logits too"
+        elif why_not is None and not logit_only:
+            why_not = "the loss reads the teacher's hidden states or attentions, not only its logits"
+        self.speed_levers["cache_teacher_logits"] = choose(
+            args.cache_teacher_logits,
+            why_not is None,
+            why_not or "logit-only loss: the teacher runs once instead of every epoch",
+        )
+
+    def _why_no_teacher_cache(self, wrapper: DistillationModel) -> str | None:
+        """Why no teacher output may be cached for this run (`None`: nothing against it)."""
+        if not wrapper.needs_teacher:
+            return "the loss does not run the teacher"
+        if type(self).compute_loss is not DistillationTrainer.compute_loss:
+            return (
+                f"{type(self).__name__} runs the teacher its own way (its compute_loss; DynaBERT runs it at each "
+                "sub-network's width and reads whichever layers the sub-network keeps)"
+            )
+        if not type(wrapper.student).__name__.endswith("ForSequenceClassification"):
+            return (
+                f"the student is a {type(wrapper.student).__name__}, not a sequence classifier (masked-LM inputs "
+                "change every epoch)"
+            )
+        if not isinstance(self.train_dataset, datasets.Dataset):
+            return f"the training set is not a datasets.Dataset but an {type(self.train_dataset).__name__}"
+        if wrapper.needs_hidden_states and wrapper.teacher_hidden_layers is None:
+            return "the loss may read any teacher layer, so no set of layers to keep is known in advance"
+        if wrapper.needs_attentions and not wrapper.teacher_attention_layers:
+            return "the loss reads attentions of layers that are not recorded (bertdistill.attention)"
+        return None
+
+    def _plan_teacher_output_cache(self, wrapper: DistillationModel):
+        teacher = self.accelerator.unwrap_model(self.teacher)
+        spec = CacheSpec(
+            hidden_layers=tuple(wrapper.teacher_hidden_layers or ()) if wrapper.needs_hidden_states else (),
+            attention_layers=tuple(wrapper.teacher_attention_layers),
+            num_hidden_layers=teacher.config.num_hidden_layers,
+            hidden_size=teacher.config.hidden_size,
+            num_heads=teacher.config.num_attention_heads,
+            num_labels=teacher.config.num_labels,
+            precision=str(self.accelerator.mixed_precision),
+        )
+        return plan_cache(self.train_dataset, teacher, spec, self.args.teacher_cache_dir)
+
+    def _passes_over_train_set(self) -> float:
+        """How many times training reads each row: the epochs, or what `max_steps` amounts to."""
+        args = self.args
+        if args.max_steps > 0:
+            rows_per_step = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+            return args.max_steps * rows_per_step / max(len(self.train_dataset), 1)
+        return float(args.num_train_epochs)
+
+    def _with_teacher_outputs(self, dataset):
+        """The training set with a `teacher_row` column, after writing (main process first; the others then read
+        it) or reopening its teacher-output cache."""
+        plan = self._output_cache_plan
+        with self.args.main_process_first(desc="teacher outputs"):
+            self.teacher_output_cache = write_cache(
+                plan, dataset, self.teacher, self.data_collator, self.args.per_device_eval_batch_size, self.args.device
+            )
+        return dataset.add_column(TEACHER_ROW_COLUMN, list(range(len(dataset))))
+
+    def _set_signature_columns_if_needed(self) -> None:
+        # The row index is no input of the model; it only finds a row's cached teacher outputs (see compute_loss).
+        super()._set_signature_columns_if_needed()
+        if TEACHER_ROW_COLUMN not in self._signature_columns:
+            self._signature_columns.append(TEACHER_ROW_COLUMN)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # transformers length-groups evaluation too under group_by_length, which hands predictions back out of the
+        # dataset's order; evaluation keeps its order here whatever the training sampler.
+        if self.args.train_sampling_strategy != "group_by_length" or eval_dataset is None:
+            return super()._get_eval_sampler(eval_dataset)
+        if not has_length(eval_dataset) or self.args.world_size > 1:
+            return None
+        return SequentialSampler(eval_dataset)
+
+    def train(self, *args, **kwargs):
+        """`Trainer.train`; its metrics also carry `speed_levers` (each lever's value, who chose it and why), which
+        `save_metrics("train", ...)` writes into `train_results.json`."""
+        output = super().train(*args, **kwargs)
+        output.metrics["speed_levers"] = {name: choice.to_dict() for name, choice in self.speed_levers.items()}
+        return output
+
     def _with_teacher_logits(self, dataset):
         """The training set with the teacher's logits as a column (`cache_teacher_logits`), after checking that the
         loss needs nothing else of the teacher and that an example's teacher input is the same every epoch."""
@@ -180,9 +317,20 @@ class DistillationTrainer(ModelCardMixin, Trainer):
                 dataset, teacher, self.data_collator, self.args.per_device_eval_batch_size, self.args.device
             )
 
-    def _teacher_outputs(self, wrapper: DistillationModel, inputs: dict[str, torch.Tensor]):
+    def _teacher_outputs(self, wrapper: DistillationModel, inputs: dict[str, torch.Tensor], rows=None):
+        """The teacher's outputs for a batch: none when no active term reads them or the batch carries cached logits,
+        the cached outputs of `rows` (the batch's `teacher_row` values) when there is a teacher-output cache, else a
+        live teacher forward."""
         if not wrapper.needs_teacher or TEACHER_LOGITS_COLUMN in inputs:
             return None
+        if rows is not None and self.teacher_output_cache is not None:
+            outputs = self.teacher_output_cache.outputs(rows, inputs["attention_mask"], self.args.device)
+            # The live teacher hands back only what it was asked for; so does the cache (the terms check for None).
+            if not wrapper.needs_hidden_states:
+                outputs.hidden_states = None
+            if not wrapper.needs_attentions:
+                outputs.attentions = None
+            return outputs
         with torch.no_grad():
             return self.teacher(
                 **{k: v for k, v in inputs.items() if k != "labels"},
@@ -191,9 +339,10 @@ class DistillationTrainer(ModelCardMixin, Trainer):
             )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        rows = inputs.pop(TEACHER_ROW_COLUMN, None)
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        teacher_outputs = self._teacher_outputs(self.accelerator.unwrap_model(model), inputs)
+        teacher_outputs = self._teacher_outputs(self.accelerator.unwrap_model(model), inputs, rows)
         outputs = self._distill_forward(model, inputs, teacher_outputs)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
@@ -266,6 +415,9 @@ class DistillationTrainer(ModelCardMixin, Trainer):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"alpha_ce": self.args.alpha_ce, "alpha_kd": self.args.alpha_kd, "temperature": self.args.temperature}
+
+    def speed_lever_rows(self) -> dict[str, str]:
+        return {name: choice.describe() for name, choice in self.speed_levers.items()}
 
     def card_model(self) -> PreTrainedModel:
         return self.student

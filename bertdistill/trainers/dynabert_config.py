@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from ..elastic import DEFAULT_DEPTHS, DEFAULT_WIDTHS, check_multiplier
@@ -133,8 +132,7 @@ class DynaBertConfig(DistillationTrainingConfig):
         if not self.final_num_train_epochs:
             return [width, width_depth]
         middle, final = width_depth.two_stages("width_depth", "final", None, None)
-        final = dataclasses.replace(
-            final,
+        final = final.replaced(
             num_train_epochs=self.final_num_train_epochs,
             learning_rate=self.final_learning_rate or final.learning_rate,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from .distillation_config import REGRESSION_TARGETS, DistillationTrainingConfig
@@ -84,10 +83,11 @@ class TinyBertConfig(DistillationTrainingConfig):
     def split_stages(self) -> list[TinyBertConfig]:
         """The configs to run in turn: `[self]` for one stage; for `"both"` the intermediate stage (its own epochs and
         learning rate, output in `<output_dir>-intermediate`) and then the prediction stage in `output_dir`.
-        `cache_teacher_logits` applies to the prediction stage only (the intermediate one reads hidden states)."""
+        `cache_teacher_logits` applies to the prediction stage only: the intermediate one, which reads hidden states,
+        leaves it to bertdistill (off), and `cache_teacher_outputs` applies to the intermediate stage only."""
         if self.stage != "both":
             return [self]
         intermediate, prediction = self.two_stages(
             "intermediate", "prediction", self.intermediate_num_train_epochs, self.intermediate_learning_rate
         )
-        return [dataclasses.replace(intermediate, cache_teacher_logits=False), prediction]
+        return [intermediate.replaced(cache_teacher_logits=None), prediction.replaced(cache_teacher_outputs=None)]
