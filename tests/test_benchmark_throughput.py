@@ -79,13 +79,12 @@ def test_pacer_counts_each_block_and_stops_on_the_word(monkeypatch, capsys):
 @pytest.mark.slow
 def test_end_to_end_jobs_and_textbrewer(six_layer_teacher, glue_dir, tmp_path):
     benchmark = load_script("checks/benchmark_throughput")
-    report = benchmark.main(
-        [*common(six_layer_teacher, glue_dir, tmp_path), "--runs", "floor", "finetune", "--e2e", "--e2e_rows", "24",
-         "--e2e_epochs", "1"]
-    )  # fmt: skip
+    kept = tmp_path / "kept"
+    argv = [*common(six_layer_teacher, glue_dir, tmp_path), "--runs", "floor", "finetune", "--e2e", "--e2e_rows", "24",
+            "--e2e_epochs", "2", "--e2e_results_dir", str(kept)]  # fmt: skip
+    report = benchmark.main(argv)
     runs = {(row["job"], row["variant"]): row for row in report["e2e"]}
-    expected = {("kd", v) for v in ("plain", "length", "cache", "bf16", "length+cache", "length+cache+bf16")}
-    expected |= {("tinybert", v) for v in ("plain", "length", "bf16", "length+bf16")}
+    expected = {(job, v) for job, variants in benchmark.E2E_VARIANTS.items() for v in variants}
     if benchmark.textbrewer_available():
         expected |= {("kd", "textbrewer"), ("tinybert", "textbrewer")}
         assert all("speedup_vs_textbrewer" in row for row in report["e2e"])
@@ -99,7 +98,55 @@ def test_end_to_end_jobs_and_textbrewer(six_layer_teacher, glue_dir, tmp_path):
     assert runs[("kd", "cache")]["dev_metric"]["differ_from_plain"] == 0
     assert all(0 <= row["dev_metric"]["differ_from_plain"] <= row["dev_metric"]["rows"]
                for (job, _), row in runs.items() if job == "kd")  # fmt: skip
-    assert "| kd | length+cache+bf16 |" in (tmp_path / "throughput.md").read_text()
+    # default: no lever pinned, so bertdistill's own choices; the pinned variants record the user's.
+    default = runs[("kd", "default")]["speed_levers"]
+    assert default["train_sampling_strategy"] == {"value": "group_by_length", "source": "default",
+                                                  "reason": "batches of similar lengths pad less"}  # fmt: skip
+    assert default["cache_teacher_logits"]["source"] == "auto" and default["cache_teacher_logits"]["value"] is True
+    assert runs[("tinybert", "default")]["speed_levers"]["cache_teacher_outputs"]["value"] is True  # 2 epochs
+    assert runs[("tinybert", "cache")]["speed_levers"]["cache_teacher_outputs"] == {"value": True, "source": "user",
+                                                                                     "reason": ""}  # fmt: skip
+    assert {lever["source"] for lever in runs[("kd", "plain")]["speed_levers"].values()} == {"user"}
+    text = (tmp_path / "throughput.md").read_text()
+    assert "| kd | length+cache+bf16 |" in text and "| tinybert | default |" in text
+    assert "What `default` (no lever flag) picked on this machine:" in text
+    # Every job was kept: a rerun reuses them all.
+    assert len(list(kept.glob("*.json"))) == len(expected)
+    again = benchmark.main(argv)
+    assert [row["seconds"] for row in again["e2e"]] == [row["seconds"] for row in report["e2e"]]
+
+
+def test_lever_config_pins_every_lever_but_for_default():
+    benchmark = load_script("checks/benchmark_throughput")
+    assert benchmark.lever_config("kd", "default") == {}
+    plain = benchmark.lever_config("kd", "plain")
+    assert plain == {"train_sampling_strategy": "random", "cache_teacher_logits": False,
+                     "cache_teacher_outputs": False, "bf16": False}  # fmt: skip
+    assert benchmark.lever_config("tinybert", "length+cache")["cache_teacher_outputs"] is True
+    assert benchmark.lever_config("kd", "length+cache")["cache_teacher_logits"] is True
+    assert benchmark.lever_config("kd", "bf16")["bf16"] is True
+    with pytest.raises(ValueError, match=r"unknown levers \['fp8'\]"):
+        benchmark.lever_config("kd", "fp8")
+
+
+def test_default_target_needs_the_ratio_and_the_metric():
+    benchmark = load_script("checks/benchmark_throughput")
+
+    def e2e(ratio, ours, theirs):
+        return {"steps": [], "e2e": [
+            {"job": "kd", "variant": "default", "speedup_vs_textbrewer": ratio,
+             "dev_metric": {"name": "accuracy", "value": ours}},
+            {"job": "kd", "variant": "textbrewer", "speedup_vs_textbrewer": 1.0,
+             "dev_metric": {"name": "accuracy", "value": theirs}},
+            {"job": "tinybert", "variant": "default", "speedup_vs_textbrewer": 2.4},
+        ]}  # fmt: skip
+
+    met, slow, worse = (benchmark.targets(e2e(*a)) for a in ((3.0, 0.84, 0.83), (2.4, 0.84, 0.83), (3.0, 0.82, 0.83)))
+    assert met[0] == ("- The default kd job (no lever flag) >= 2.5x faster end to end than TextBrewer, dev metric no "
+                      "worse: 3.00x, accuracy 0.8400 vs 0.8300 (met).")  # fmt: skip
+    assert slow[0].endswith("(**missed**).") and worse[0].endswith("(**missed**).")
+    assert met[1] == ("- The default tinybert job (no lever flag) >= 2.5x faster end to end than TextBrewer, dev "
+                      "metric no worse: 2.40x, no dev metric (the job trains no task head) (**missed**).")  # fmt: skip
 
 
 def test_predictions_differing_counts_changed_rows():
