@@ -1,6 +1,6 @@
 """bertdistill: knowledge distillation for BERT-style transformers on current transformers, with GLUE results."""
 
-from .elastic import (
+from .compression import (
     compute_importance,
     elastic_setting,
     export_subnetwork,

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from .quantization import quantize_dynamic_int8
+from .compression.quantization import quantize_dynamic_int8
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,5 @@
-"""INT8 dynamic quantization of a trained model for CPU inference, and what it weighs."""
+"""Kept for compatibility: INT8 quantization now lives in `bertdistill.compression.quantization`."""
 
-from __future__ import annotations
+from .compression.quantization import quantize_dynamic_int8, serialized_size
 
-import io
-import warnings
-
-import torch
-from torch import nn
-
-
-def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
-    """A copy of `model` whose `nn.Linear` layers run with INT8 weights and dynamically quantized activations.
-
-    CPU only (fbgemm on x86, qnnpack on ARM). Embeddings and LayerNorms stay in float32; for a BERT encoder the
-    linear layers hold most of the compute and, without the embeddings, most of the weights.
-    """
-    with warnings.catch_warnings():
-        # torch.ao.quantization is deprecated in favour of torchao, which has no CPU dynamic-INT8 path this simple.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor", category=UserWarning)
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-
-
-def serialized_size(model: nn.Module) -> int:
-    """Bytes of `torch.save(model.state_dict())`: the size of a quantized model on disk (safetensors cannot hold
-    packed INT8 linear weights)."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getbuffer().nbytes
+__all__ = ["quantize_dynamic_int8", "serialized_size"]

@@ -24,8 +24,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bertdistill.benchmark import count_parameters, measure_side_by_side, size_on_disk
+from bertdistill.compression import quantize_dynamic_int8, serialized_size
 from bertdistill.glue_run import evaluate_model, tokenize_split
-from bertdistill.quantization import quantize_dynamic_int8, serialized_size
 from glue_tasks import get_task, load_glue_split
 
 INT8_SUFFIX = " (int8)"

@@ -24,7 +24,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bertdistill.benchmark import count_parameters, measure_side_by_side, size_on_disk
-from bertdistill.elastic import (
+from bertdistill.compression import (
     DEFAULT_DEPTHS,
     DEFAULT_WIDTHS,
     choose_setting,

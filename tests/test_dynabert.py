@@ -10,7 +10,7 @@ import torch
 from test_methods import one_batch
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
-from bertdistill.elastic import (
+from bertdistill.compression import (
     Importance,
     choose_setting,
     compute_importance,
@@ -21,7 +21,7 @@ from bertdistill.elastic import (
     make_elastic,
     rewire,
 )
-from bertdistill.pruned_bert import PrunedBertForSequenceClassification
+from bertdistill.compression.pruned_bert import PrunedBertForSequenceClassification
 
 from conftest import load_script, make_teacher, save_with_tokenizer, tiny_config
 from test_trainer import make_trainer, state, tiny_dataset
@@ -130,7 +130,11 @@ def test_settings_switch_without_copies_and_exports_give_the_same_logits(tokeniz
     sub = export_subnetwork(model, 0.5, 0.75)
     sub.save_pretrained(tmp_path / "sub")
     config = json.loads((tmp_path / "sub" / "config.json").read_text())
-    assert config["auto_map"]["AutoModelForSequenceClassification"].endswith("PrunedBertForSequenceClassification")
+    # The names exports made before the format moved into bertdistill.compression carry too.
+    assert config["auto_map"] == {
+        "AutoConfig": "pruned_bert.PrunedBertConfig",
+        "AutoModelForSequenceClassification": "pruned_bert.PrunedBertForSequenceClassification",
+    }
     assert (tmp_path / "sub" / "pruned_bert.py").is_file()
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "sub")
     torch.testing.assert_close(reloaded(**inputs).logits, outputs[0.5, 0.75], rtol=1e-5, atol=1e-6)

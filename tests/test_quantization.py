@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from bertdistill.quantization import quantize_dynamic_int8, serialized_size
+from bertdistill.compression.quantization import quantize_dynamic_int8, serialized_size
 
 from conftest import load_script, make_teacher
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..elastic import DEFAULT_DEPTHS, DEFAULT_WIDTHS, check_multiplier
+from ..compression import DEFAULT_DEPTHS, DEFAULT_WIDTHS, check_multiplier
 from .distillation_config import DistillationTrainingConfig
 
 STAGES = ("width", "width_depth", "final")

@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedModel
 from transformers.training_args import OptimizerNames
 
-from ..elastic import (
-    _bert,
+from ..compression import (
+    bert_encoder,
     compute_importance,
     copy_full_model,
     elastic_setting,
@@ -57,7 +57,7 @@ class DynaBertTrainer(DistillationTrainer):
     config_class = DynaBertConfig
 
     def __init__(self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DynaBertConfig, **kwargs):
-        _bert(model)
+        bert_encoder(model)
         if getattr(args, "stage", None) not in STAGES:
             raise ValueError(
                 f"DynaBertTrainer runs one stage ({' or '.join(STAGES)}); for stage {getattr(args, 'stage', None)!r} "

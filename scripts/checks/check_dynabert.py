@@ -52,7 +52,7 @@ import check_layer_methods  # noqa: E402
 import dynabert_grid  # noqa: E402
 
 from bertdistill import DynaBertConfig  # noqa: E402
-from bertdistill.elastic import compute_importance, export_subnetwork, make_elastic, rewire  # noqa: E402
+from bertdistill.compression import compute_importance, export_subnetwork, make_elastic, rewire  # noqa: E402
 from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
 from glue_tasks import check_glue_dir, get_task, load_glue_split, paired_bootstrap  # noqa: E402
 

@@ -50,10 +50,14 @@ import check_layer_methods  # noqa: E402
 
 from bertdistill import DynaBertConfig  # noqa: E402
 from bertdistill.benchmark import count_parameters, measure_side_by_side  # noqa: E402
-from bertdistill.elastic import export_subnetwork, make_elastic  # noqa: E402
+from bertdistill.compression import (  # noqa: E402
+    export_subnetwork,
+    make_elastic,
+    quantize_dynamic_int8,
+    serialized_size,
+)
 from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
 from bertdistill.plots import pareto_plot  # noqa: E402
-from bertdistill.quantization import quantize_dynamic_int8, serialized_size  # noqa: E402
 from bertdistill.results import ResultStore  # noqa: E402
 from glue_tasks import get_task, load_glue_split  # noqa: E402
 

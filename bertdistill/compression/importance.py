@@ -1,0 +1,106 @@
+"""DynaBERT's importance of attention heads and FFN neurons (Hou et al. 2020, arXiv 2004.04037), and the rewiring
+that puts the most important first.
+
+- [`compute_importance`]: attention heads by the gradient of the loss w.r.t. a gate on each head's output (BERT in
+  transformers 5 has no `head_mask`); FFN neurons by `|sum_rows w * dL/dw + b * dL/db| + |sum_cols w * dL/dw|` over
+  the neuron's row of the intermediate dense (with its bias) and column of the output dense. Both are summed over
+  batches of absolute per-batch values, as DynaBERT's code does.
+- [`rewire`]: permutes heads and neurons of every layer so that the most important come first; the network computes
+  the same function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from .bert_layout import attention_head_size, bert_encoder
+
+
+@dataclass
+class Importance:
+    """`heads[l, h]` and `neurons[l, j]`: importance of head `h` and FFN neuron `j` of layer `l`."""
+
+    heads: torch.Tensor
+    neurons: torch.Tensor
+
+
+def compute_importance(
+    model: PreTrainedModel, batches: Iterable[dict[str, torch.Tensor]], progress: bool = True
+) -> Importance:
+    """Head and neuron importance of a `*ForSequenceClassification` BERT from the task loss on `batches` (each a
+    dict of model inputs with `labels`). Dropout is off; the model's weights, gradients and mode are left as found."""
+    bert = bert_encoder(model)
+    layers = bert.encoder.layer
+    heads, head_size = bert.config.num_attention_heads, attention_head_size(bert)
+    device = next(model.parameters()).device
+    gates = torch.ones(len(layers), heads, device=device, requires_grad=True)
+
+    def gate(index):
+        def hook(module, args):
+            context = args[0]
+            shaped = (
+                context.view(*context.shape[:-1], -1, head_size) * gates[index, : context.shape[-1] // head_size, None]
+            )
+            return (shaped.view(context.shape), *args[1:])
+
+        return hook
+
+    hooks = [layer.attention.output.dense.register_forward_pre_hook(gate(i)) for i, layer in enumerate(layers)]
+    ffn = [(layer.intermediate.dense, layer.output.dense) for layer in layers]
+    head_importance = torch.zeros(len(layers), heads, device=device)
+    neuron_importance = torch.zeros(len(layers), bert.config.intermediate_size, device=device)
+    was_training = model.training
+    requires_grad = {p: p.requires_grad for p in model.parameters()}
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    try:
+        for module in (m for pair in ffn for m in pair):
+            module.weight.requires_grad_(True)
+            module.bias.requires_grad_(True)
+        for batch in tqdm(batches, desc="Importance", disable=not progress):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss = model(**batch).loss
+            loss.backward()
+            head_importance += gates.grad.abs()
+            gates.grad = None
+            for index, (inner, outer) in enumerate(ffn):
+                rows = (inner.weight * inner.weight.grad).sum(dim=1) + inner.bias * inner.bias.grad
+                columns = (outer.weight * outer.weight.grad).sum(dim=0)
+                neuron_importance[index] += rows.abs().detach() + columns.abs().detach()
+            model.zero_grad(set_to_none=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for parameter, flag in requires_grad.items():
+            parameter.requires_grad_(flag)
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return Importance(head_importance, neuron_importance)
+
+
+@torch.no_grad()
+def rewire(model: PreTrainedModel, importance: Importance) -> None:
+    """Reorder every layer's heads (Q/K/V row blocks, attention-output columns) and FFN neurons (intermediate rows
+    and bias, output columns) by decreasing importance, in place. The outputs do not change."""
+    bert = bert_encoder(model)
+    head_size = attention_head_size(bert)
+    for index, layer in enumerate(bert.encoder.layer):
+        head_order = importance.heads[index].argsort(descending=True, stable=True).cpu()
+        rows = (head_order[:, None] * head_size + torch.arange(head_size)).reshape(-1)
+        attention = layer.attention.self
+        for linear in (attention.query, attention.key, attention.value):
+            linear.weight.copy_(linear.weight[rows])
+            linear.bias.copy_(linear.bias[rows])
+        dense = layer.attention.output.dense
+        dense.weight.copy_(dense.weight[:, rows])
+        neuron_order = importance.neurons[index].argsort(descending=True, stable=True).cpu()
+        inner, outer = layer.intermediate.dense, layer.output.dense
+        inner.weight.copy_(inner.weight[neuron_order])
+        inner.bias.copy_(inner.bias[neuron_order])
+        outer.weight.copy_(outer.weight[:, neuron_order])
+    model.config.dynabert_rewired = True
