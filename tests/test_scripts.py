@@ -313,3 +313,28 @@ def test_student_layers_from_a_pre_trained_encoder_with_a_fresh_head(teacher_dir
     with pytest.raises(ValueError, match="needs --student_num_layers or --student_layers"):
         distill_glue.main(distill_args(teacher_dir, glue_dir, tmp_path / "bad", "rte", "--method", "pkd",
                                        "--student_layers_from", str(tmp_path / "pretrained")))  # fmt: skip
+
+
+def test_distill_glue_records_the_speed_levers_of_each_stage(teacher_dir, glue_dir, tmp_path):
+    out = tmp_path / "tiny"
+    narrow = ["--student_num_layers", "2", "--student_hidden_size", "16", "--student_intermediate_size", "32"]
+    distill_glue.main(
+        distill_args(teacher_dir, glue_dir, out, "rte", "--method", "tinybert", "--stage", "both", *narrow,
+                     "--bf16", "false", "--cache_teacher_outputs", "true", "--teacher_cache_dir", str(tmp_path / "c"))
+    )  # fmt: skip
+    first = json.loads((tmp_path / "tiny-intermediate" / "train_results.json").read_text())["speed_levers"]
+    second = json.loads((out / "train_results.json").read_text())["speed_levers"]
+    # The user's choices, for the stage they apply to; bertdistill's for the rest.
+    assert first["bf16"] == second["bf16"] == {"value": False, "source": "user", "reason": ""}
+    assert first["cache_teacher_outputs"] == {"value": True, "source": "user", "reason": ""}
+    assert first["cache_teacher_logits"]["value"] is False
+    assert second["cache_teacher_logits"] == {
+        "value": True,
+        "source": "auto",
+        "reason": "logit-only loss: the teacher runs once instead of every epoch",
+    }
+    assert second["cache_teacher_outputs"]["source"] == "auto" and second["cache_teacher_outputs"]["value"] is False
+    assert first["train_sampling_strategy"]["value"] == second["train_sampling_strategy"]["value"] == "group_by_length"
+    assert len(list((tmp_path / "c").iterdir())) == 1, "one teacher-output cache, for the intermediate stage"
+    card = (out / "README.md").read_text()
+    assert "| bf16 | False (user) |" in card and "| cache_teacher_logits | True (auto: logit-only loss" in card
