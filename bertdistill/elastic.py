@@ -24,8 +24,6 @@ from .compression import (
     make_elastic,
     rewire,
     set_elastic_setting,
-    student_hidden_states,
-    teacher_hidden_states,
 )
 
 __all__ = [
@@ -50,6 +48,4 @@ __all__ = [
     "make_elastic",
     "rewire",
     "set_elastic_setting",
-    "student_hidden_states",
-    "teacher_hidden_states",
 ]

@@ -51,15 +51,19 @@ def test_depth_rule_is_dynabert_s():
         kept_layers(6, 1.5)
 
 
-def test_importance_matches_a_reference_from_the_definitions(tokenizer):
+@pytest.mark.parametrize("gradients", ["per_batch", "cumulative"])
+def test_importance_matches_a_reference_from_the_definitions(tokenizer, gradients):
     model = make_teacher(tokenizer, dropout=0.0)
     data = batches(tokenizer)
-    importance = compute_importance(model, data, progress=False)
+    importance = compute_importance(model, data, progress=False, gradients=gradients)
     assert all(p.grad is None for p in model.parameters()) and model.training  # left as found
     bert = model.bert
     heads, size = 4, 8
     ref_heads = torch.zeros(4, heads)
     ref_neurons = torch.zeros(4, 64)
+    # DynaBERT's code never zeroes gradients: each batch then sees the gradient summed over the batches so far.
+    running_heads = torch.zeros(4, heads)
+    model.zero_grad()
     for batch in data:
         # Head h: dL/d(gate_h) at gate 1 = <context_h, dL/dcontext_h>, read from the attention output's gradient.
         contexts = []
@@ -69,13 +73,16 @@ def test_importance_matches_a_reference_from_the_definitions(tokenizer):
             contexts.append(output[0])
 
         hooks = [layer.attention.self.register_forward_hook(keep) for layer in bert.encoder.layer]
-        model.zero_grad()
+        if gradients == "per_batch":
+            model.zero_grad()
+            running_heads.zero_()
         model(**batch).loss.backward()
         for hook in hooks:
             hook.remove()
         for index, context in enumerate(contexts):
             per_head = (context * context.grad).reshape(*context.shape[:-1], heads, size).sum(dim=(0, 1, 3))
-            ref_heads[index] += per_head.abs()
+            running_heads[index] += per_head
+            ref_heads[index] += running_heads[index].abs()
             inner, outer = bert.encoder.layer[index].intermediate.dense, bert.encoder.layer[index].output.dense
             for j in range(64):
                 row = (
@@ -86,6 +93,9 @@ def test_importance_matches_a_reference_from_the_definitions(tokenizer):
                 ref_neurons[index, j] += row.abs().detach() + column.abs().detach()
     torch.testing.assert_close(importance.heads, ref_heads, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(importance.neurons, ref_neurons, rtol=1e-4, atol=1e-7)
+    if gradients == "cumulative":
+        per_batch = compute_importance(model, data, progress=False)
+        assert not torch.allclose(per_batch.neurons, importance.neurons)
 
 
 def test_rewiring_keeps_outputs_and_sorts_importance(tokenizer):

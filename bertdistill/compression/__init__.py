@@ -24,8 +24,6 @@ from .elastic import (
     kept_width,
     make_elastic,
     set_elastic_setting,
-    student_hidden_states,
-    teacher_hidden_states,
 )
 from .export import count_setting_parameters, export_subnetwork
 from .importance import Importance, compute_importance, rewire
@@ -59,6 +57,4 @@ __all__ = [
     "rewire",
     "serialized_size",
     "set_elastic_setting",
-    "student_hidden_states",
-    "teacher_hidden_states",
 ]

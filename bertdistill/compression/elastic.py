@@ -130,19 +130,6 @@ def elastic_setting(model: PreTrainedModel, width_mult: float, depth_mult: float
         set_elastic_setting(model, *previous)
 
 
-def student_hidden_states(hidden_states: tuple[torch.Tensor, ...], kept: list[int]) -> list[torch.Tensor]:
-    """The hidden states a sub-network really produces (embeddings, then each kept layer's output), picked out of the
-    full-length tuple an elastic model returns (skipped layers repeat their input)."""
-    return [hidden_states[0], *(hidden_states[index + 1] for index in kept)]
-
-
-def teacher_hidden_states(hidden_states: tuple[torch.Tensor, ...], kept: list[int]) -> list[torch.Tensor]:
-    """The full model's hidden states a sub-network's are matched with: the embeddings, and for the output of kept
-    layer `kept[j]` the full model's output just before the next kept layer (the last: the full model's output)."""
-    boundaries = [*kept[1:], len(hidden_states) - 1]
-    return [hidden_states[0], *(hidden_states[index] for index in boundaries)]
-
-
 def copy_full_model(model: PreTrainedModel) -> PreTrainedModel:
     """A frozen copy of `model` at full size (the next stage's teacher)."""
     teacher = copy.deepcopy(model)

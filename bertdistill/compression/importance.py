@@ -3,8 +3,11 @@ that puts the most important first.
 
 - [`compute_importance`]: attention heads by the gradient of the loss w.r.t. a gate on each head's output (BERT in
   transformers 5 has no `head_mask`); FFN neurons by `|sum_rows w * dL/dw + b * dL/db| + |sum_cols w * dL/dw|` over
-  the neuron's row of the intermediate dense (with its bias) and column of the output dense. Both are summed over
-  batches of absolute per-batch values, as DynaBERT's code does.
+  the neuron's row of the intermediate dense (with its bias) and column of the output dense. By default
+  (`gradients="per_batch"`) each batch's gradients stand alone and their absolute values are summed over batches.
+  DynaBERT's code never zeroes the gradients between batches, so what it sums is the absolute value of the gradient
+  accumulated up to each batch: `gradients="cumulative"` does that (early batches then weigh more, and the ranking
+  can differ).
 - [`rewire`]: permutes heads and neurons of every layer so that the most important come first; the network computes
   the same function.
 """
@@ -29,11 +32,24 @@ class Importance:
     neurons: torch.Tensor
 
 
+GRADIENTS = ("per_batch", "cumulative")
+
+
 def compute_importance(
-    model: PreTrainedModel, batches: Iterable[dict[str, torch.Tensor]], progress: bool = True
+    model: PreTrainedModel,
+    batches: Iterable[dict[str, torch.Tensor]],
+    progress: bool = True,
+    gradients: str = "per_batch",
 ) -> Importance:
     """Head and neuron importance of a `*ForSequenceClassification` BERT from the task loss on `batches` (each a
-    dict of model inputs with `labels`). Dropout is off; the model's weights, gradients and mode are left as found."""
+    dict of model inputs with `labels`). Dropout is off; the model's weights, gradients and mode are left as found.
+
+    Args:
+        gradients (`str`, *optional*, defaults to `"per_batch"`): `"per_batch"` (each batch's own gradients) or
+            `"cumulative"` (the gradients accumulated over the batches so far, as DynaBERT's code computes them).
+    """
+    if gradients not in GRADIENTS:
+        raise ValueError(f"gradients must be one of {GRADIENTS}, got {gradients!r}")
     bert = bert_encoder(model)
     layers = bert.encoder.layer
     heads, head_size = bert.config.num_attention_heads, attention_head_size(bert)
@@ -67,12 +83,13 @@ def compute_importance(
             loss = model(**batch).loss
             loss.backward()
             head_importance += gates.grad.abs()
-            gates.grad = None
             for index, (inner, outer) in enumerate(ffn):
                 rows = (inner.weight * inner.weight.grad).sum(dim=1) + inner.bias * inner.bias.grad
                 columns = (outer.weight * outer.weight.grad).sum(dim=0)
                 neuron_importance[index] += rows.abs().detach() + columns.abs().detach()
-            model.zero_grad(set_to_none=True)
+            if gradients == "per_batch":
+                gates.grad = None
+                model.zero_grad(set_to_none=True)
     finally:
         for hook in hooks:
             hook.remove()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..compression import DEFAULT_DEPTHS, DEFAULT_WIDTHS, check_multiplier
+from ..compression.importance import GRADIENTS as IMPORTANCE_GRADIENTS
 from .distillation_config import DistillationTrainingConfig
 
 STAGES = ("width", "width_depth", "final")
@@ -54,6 +55,9 @@ class DynaBertConfig(DistillationTrainingConfig):
             and reorder them (skipped for a model whose config says it is rewired already).
         importance_samples (`int`, *optional*, defaults to 2048): importance is computed with the task loss on the
             first this many rows of the training set (not the dev set, which stays clean for evaluation).
+        importance_gradients (`str`, *optional*, defaults to `"per_batch"`): `"per_batch"` sums each batch's own
+            importance; `"cumulative"` uses the gradients accumulated over the batches so far, as DynaBERT's code does
+            (it never zeroes them between batches; see `bertdistill.compression.importance`).
         alpha_ce (defaults to 0.0) / alpha_kd (defaults to 1.0, the paper's lambda_1) / temperature (defaults to 1.0).
     """
 
@@ -89,6 +93,10 @@ class DynaBertConfig(DistillationTrainingConfig):
     importance_samples: int = field(
         default=2048, metadata={"help": "Training rows (the first ones) that importance is computed on."}
     )
+    importance_gradients: str = field(
+        default="per_batch",
+        metadata={"help": "per_batch, or cumulative (gradients never zeroed between batches, as DynaBERT's code)."},
+    )
     alpha_ce: float = field(default=0.0, metadata={"help": "Weight of the task loss on gold labels."})
     alpha_kd: float = field(default=1.0, metadata={"help": "Weight of the soft cross-entropy on logits (lambda_1)."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the soft cross-entropy."})
@@ -107,6 +115,10 @@ class DynaBertConfig(DistillationTrainingConfig):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.final_num_train_epochs < 0:
             raise ValueError(f"final_num_train_epochs must be >= 0, got {self.final_num_train_epochs}")
+        if self.importance_gradients not in IMPORTANCE_GRADIENTS:
+            raise ValueError(
+                f"importance_gradients must be one of {IMPORTANCE_GRADIENTS}, got {self.importance_gradients!r}"
+            )
         if self.importance_samples < 1:
             raise ValueError(f"importance_samples must be >= 1, got {self.importance_samples}")
 

@@ -96,7 +96,9 @@ class DynaBertTrainer(DistillationTrainer):
         rows = self._remove_unused_columns(rows, description="importance")
         # A plain loader, not sharded: every process computes the same importance and rewires identically.
         loader = DataLoader(rows, batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator)
-        self.importance = compute_importance(self.student, loader, progress=not self.args.disable_tqdm)
+        self.importance = compute_importance(
+            self.student, loader, progress=not self.args.disable_tqdm, gradients=self.args.importance_gradients
+        )
         rewire(self.student, self.importance)
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
