@@ -173,3 +173,24 @@ def test_step_target_is_not_judged_against_a_floor_slower_than_the_trainer():
         == suspect[1]
         == "- Logit KD with cached teacher outputs costs <= 1.05x plain fine-tuning: 1.03x (met)."
     )
+
+
+def test_e2e_only_report_has_no_per_step_table():
+    benchmark = load_script("checks/benchmark_throughput")
+    args = {"glue_dir": "g", "task_name": "sst2", "batch_size": 32, "max_seq_length": 64, "e2e": True, "e2e_rows": 80,
+            "e2e_epochs": 3, "e2e_variants": ["default"], "e2e_repeats": 2, "teacher_model_name_or_path": "t",
+            "rows": 99, "steps": 10}  # fmt: skip
+    row = {
+        "job": "kd",
+        "variant": "default",
+        "seconds": 10.0,
+        "seconds_by_repeat": [9.0, 11.0],
+        "peak_mb": 1.0,
+        "speedup_vs_textbrewer": 3.0,
+        "speed_levers": {"bf16": {"value": True, "source": "auto", "reason": "r"}},
+    }
+    text = benchmark.markdown({"machine": "m", "args": args, "steps": [], "e2e": [row]})
+    assert "| run | s/step |" not in text and "--steps" not in text and "--rows" not in text
+    assert "--e2e_variants default --e2e_repeats 2 --teacher_model_name_or_path t --e2e --e2e_only`" in text
+    assert "| kd | default | 10.0 | 9 / 11 | n/a | 3.00x |" in text
+    assert "- kd: `bf16` True (auto: r)." in text

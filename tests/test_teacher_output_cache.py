@@ -208,3 +208,6 @@ def test_datasets_disk_cache_folder_is_the_default(tmp_path, tokenizer):
     data = datasets.load_from_disk(tmp_path / "data")
     trainer = rebuilt(make_trainer(tmp_path / "run", tokenizer, method="pkd"), data, cache_teacher_outputs=True)
     assert trainer.teacher_output_cache.folder.parent == tmp_path / "data" / "bertdistill_teacher_outputs"
+    # A training set taken from a trainer (it has a teacher_row column already) finds the same cache.
+    again = rebuilt(trainer, trainer.train_dataset, cache_teacher_outputs=True)
+    assert again.teacher_output_cache.folder == trainer.teacher_output_cache.folder

@@ -270,6 +270,8 @@ class DistillationTrainer(ModelCardMixin, Trainer):
             self.teacher_output_cache = write_cache(
                 plan, dataset, self.teacher, self.data_collator, self.args.per_device_eval_batch_size, self.args.device
             )
+        if TEACHER_ROW_COLUMN in dataset.column_names:  # a training set taken from an earlier trainer
+            dataset = dataset.remove_columns(TEACHER_ROW_COLUMN)
         return dataset.add_column(TEACHER_ROW_COLUMN, list(range(len(dataset))))
 
     def _set_signature_columns_if_needed(self) -> None:

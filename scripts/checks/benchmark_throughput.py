@@ -503,6 +503,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--runs", nargs="+", default=list(STEP_RUNS), choices=list(STEP_RUNS))
     parser.add_argument("--e2e", action="store_true", help="Also time the end-to-end jobs (and TextBrewer).")
+    parser.add_argument("--e2e_only", action="store_true", help="Only the end-to-end jobs: no per-step part.")
     parser.add_argument("--e2e_jobs", nargs="+", default=list(E2E_JOBS), choices=list(E2E_JOBS))
     parser.add_argument("--e2e_rows", type=int, default=8000)
     parser.add_argument("--e2e_epochs", type=int, default=3)
@@ -541,7 +542,12 @@ def main(argv: list[str] | None = None) -> dict:
             f"--rows {args.rows} is too few: {steps_needed(args)} steps (--warmup + --rounds x --steps) of "
             f"--batch_size {args.batch_size} need {needed}, so that every run walks the same batches in one epoch"
         )
-    forwarded = [a for a in argv if a != "--e2e"] + ["--rows", str(args.rows)]
+    forwarded = [a for a in argv if a not in ("--e2e", "--e2e_only")] + ["--rows", str(args.rows)]
+    if args.e2e_only:
+        args.e2e = True
+        report = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if "worker" not in k},
+                  "steps": [], "e2e": run_e2e(args, forwarded)}  # fmt: skip
+        return write_report(args, report)
     results = run_step_workers(forwarded, args.runs, args.rounds)
     shapes = results[args.runs[0]]["shapes"]
     # Per round: the median of the block's steps; every ratio is taken within a round (same batches, same moment),
@@ -570,6 +576,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.e2e:
         report["e2e"] = run_e2e(args, forwarded)
+    return write_report(args, report)
+
+
+def write_report(args, report: dict) -> dict:
+    """Print the report and write it to --output (markdown) with its numbers next to it (.json)."""
     text = markdown(report)
     print(text)
     if args.output:
@@ -582,25 +593,38 @@ def main(argv: list[str] | None = None) -> dict:
 
 def markdown(report: dict) -> str:
     args = report["args"]
-    shown = ("rows", "steps", "warmup", "rounds", "teacher_model_name_or_path")
-    shown += ("e2e_rows", "e2e_epochs") if args["e2e"] else ()
-    flags = " ".join(f"--{k} {v}" for k, v in args.items() if k in shown and v is not None)
+    per_step = bool(report["steps"])
+    shown = ("rows", "steps", "warmup", "rounds") if per_step else ()
+    shown += ("teacher_model_name_or_path",)
+    shown += ("e2e_rows", "e2e_epochs", "e2e_variants", "e2e_repeats", "e2e_results_dir") if args["e2e"] else ()
+
+    def flag(name, value) -> str:
+        return f"--{name} " + (" ".join(map(str, value)) if isinstance(value, list) else str(value))
+
+    flags = " ".join(flag(k, v) for k, v in args.items() if k in shown and v is not None)
     command = f"python scripts/checks/benchmark_throughput.py --glue_dir {args['glue_dir']} {flags}"
     command += " --e2e" if args["e2e"] else ""
+    command += "" if per_step else " --e2e_only"
     lines = [
         "# Distillation throughput",
         "",
-        f"Command: `{command}`, alone on the machine (a second torch job on the same cores distorts every ratio).",
+        f"Command: `{command}`. A second torch job on the same cores distorts every ratio: run it alone on the "
+        "machine, or see the load noted with the report.",
         "",
-        f"Machine: {report['machine']}. Workload: {args['rows']} {args['task_name']} training rows, batch "
-        f"{args['batch_size']}, max length {args['max_seq_length']}, dynamic padding; teacher "
-        f"{report['shapes']['teacher']}, student {report['shapes']['student']}; {args['rounds']} rounds, each run "
-        f"taking a turn of {args['steps']} steps on the same batches per round; s/step: median over every step; "
-        "ratios: median over the rounds of the ratio within the round.",
-        "",
-        "| run | s/step | samples/s | vs floor | vs floor, each round | vs finetune | peak memory (MB) |",
-        "|---|---|---|---|---|---|---|",
+        f"Machine: {report['machine']}.",
     ]
+    if per_step:
+        lines += [
+            "",
+            f"Per step: {args['rows']} {args['task_name']} training rows, batch {args['batch_size']}, max length "
+            f"{args['max_seq_length']}, dynamic padding; teacher {report['shapes']['teacher']}, student "
+            f"{report['shapes']['student']}; {args['rounds']} rounds, each run taking a turn of {args['steps']} "
+            "steps on the same batches per round; s/step: median over every step; ratios: median over the rounds of "
+            "the ratio within the round.",
+            "",
+            "| run | s/step | samples/s | vs floor | vs floor, each round | vs finetune | peak memory (MB) |",
+            "|---|---|---|---|---|---|---|",
+        ]
     for row in report["steps"]:
         rounds = " / ".join(f"{r:.2f}" for r in row.get("vs_floor_by_round", [])) or "n/a"  # older reports
         lines.append(f"| {row['run']} | {row['step_s']:.3f} | {row['samples_per_s']:.1f} | {row['vs_floor']:.2f}x | "
@@ -614,7 +638,8 @@ def markdown(report: dict) -> str:
         repeats = args.get("e2e_repeats", 1)
         lines += [
             "",
-            f"End to end: {args['e2e_rows']} rows x {args['e2e_epochs']} epochs"
+            f"End to end: {args['e2e_rows']} {args['task_name']} rows x {args['e2e_epochs']} epochs, batch "
+            f"{args['batch_size']}, max length {args['max_seq_length']}; teacher 6 x 384, student its layers 1, 3, 5"
             + (f", every job run {repeats} times, interleaved (wall time: median; ratios: median of the ratios "
                "within a repeat)." if repeats > 1 else "."),
             "",
