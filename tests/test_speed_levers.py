@@ -116,6 +116,12 @@ def test_script_parser_tells_unset_from_false(tmp_path):
         "train_sampling_strategy": "user",
     }
     assert (off.bf16, off.cache_teacher_logits, off.train_sampling_strategy) == (False, False, "random")
+    # A bare flag means true, as for transformers' own boolean flags.
+    (bare,) = parser.parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--report_to", "none", "--bf16", "--cache_teacher_outputs", "--use_cpu"]
+    )
+    assert (bare.bf16, bare.cache_teacher_outputs, bare.lever_choices()["bf16"].source) == (True, True, "user")
+    assert bare.cache_teacher_logits is None
 
 
 def default_trainer(tmp_path, tokenizer, method="kd", n=16, **config):

@@ -11,6 +11,9 @@ from ..speed_levers import LeverChoice, accelerator_type, choose, native_bf16
 
 # What a prediction-layer loss on a regression task is measured against (TinyBERT's `regression_target`).
 REGRESSION_TARGETS = ("teacher", "gold")
+# A `bool | None` field parsed like transformers' `bool` flags: `--flag` alone means true, `--flag false` false, and
+# leaving it out leaves `None` (HfArgumentParser copies a field's metadata into its `add_argument` call).
+OPTIONAL_FLAG = {"nargs": "?", "const": True}
 # The speed levers that are config fields: `None` lets bertdistill choose (see `bertdistill.speed_levers`).
 LEVER_FIELDS = ("train_sampling_strategy", "bf16", "cache_teacher_logits", "cache_teacher_outputs")
 SAMPLING_STRATEGIES = ["random", "sequential", "group_by_length", "batch_rebalance"]
@@ -83,23 +86,26 @@ class DistillationTrainingConfig(TrainingArguments):
     bf16: bool | None = field(
         default=None,
         metadata={
+            **OPTIONAL_FLAG,
             "help": "bf16 mixed precision. Default: on where the hardware computes bf16 natively (CUDA with native "
-            "bf16, CPUs with AMX-BF16/AVX512-BF16; detected), else off; false keeps fp32."
+            "bf16, CPUs with AMX-BF16/AVX512-BF16; detected), else off; false keeps fp32.",
         },
     )
     cache_teacher_logits: bool | None = field(
         default=None,
         metadata={
+            **OPTIONAL_FLAG,
             "help": "Compute the teacher's logits of the training set once and reuse them. Default: on for "
-            "logit-only losses on a sequence-classification student; false runs the teacher every step."
+            "logit-only losses on a sequence-classification student; false runs the teacher every step.",
         },
     )
     cache_teacher_outputs: bool | None = field(
         default=None,
         metadata={
+            **OPTIONAL_FLAG,
             "help": "Run the teacher once and keep the hidden states / attention scores the losses read (fp16, "
             "memory-mapped) for every epoch. Default: on where it qualifies and fits --teacher_cache_max_gb; "
-            "false runs the teacher every step."
+            "false runs the teacher every step.",
         },
     )
     teacher_cache_dir: str | None = field(
