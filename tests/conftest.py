@@ -49,6 +49,17 @@ def tokenizer(tokenizer_dir):
     return BertTokenizerFast.from_pretrained(tokenizer_dir)
 
 
+class ForwardCounter:
+    """Counts a model's forwards (a forward hook)."""
+
+    def __init__(self, model):
+        self.calls = 0
+        model.register_forward_hook(self.hook)
+
+    def hook(self, module, args, output):
+        self.calls += 1
+
+
 def tiny_config(vocab_size: int, num_labels: int = 2, layers: int = 4, dropout: float = 0.1, **kwargs) -> BertConfig:
     return BertConfig(
         vocab_size=vocab_size,

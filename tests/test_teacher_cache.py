@@ -9,19 +9,8 @@ from transformers import BertForMaskedLM, DataCollatorWithPadding
 from bertdistill import TinyBertConfig, build_student
 from bertdistill.teacher_cache import TEACHER_LOGITS_COLUMN, add_teacher_logits, teacher_digest
 
-from conftest import make_teacher, tiny_config
+from conftest import ForwardCounter, make_teacher, tiny_config
 from test_trainer import make_trainer, state, tiny_dataset
-
-
-class ForwardCounter:
-    """Counts the forwards of a model (a forward hook)."""
-
-    def __init__(self, model):
-        self.calls = 0
-        model.register_forward_hook(self.hook)
-
-    def hook(self, module, args, output):
-        self.calls += 1
 
 
 def test_cached_logits_train_the_student_like_the_live_teacher(tmp_path, tokenizer):

@@ -11,19 +11,8 @@ from transformers import BertForMaskedLM, BertForSequenceClassification
 from bertdistill import build_student
 from bertdistill.teacher_output_cache import TEACHER_ROW_COLUMN, TeacherOutputCache
 
-from conftest import make_teacher, tiny_config
+from conftest import ForwardCounter, make_teacher, tiny_config
 from test_trainer import make_trainer, state, tiny_dataset
-
-
-class ForwardCounter:
-    """Counts a model's forwards (a forward hook)."""
-
-    def __init__(self, model):
-        self.calls = 0
-        model.register_forward_hook(self.hook)
-
-    def hook(self, module, args, output):
-        self.calls += 1
 
 
 def narrow_student(tokenizer, layers=2, hidden=16):
