@@ -163,6 +163,10 @@ def test_levers_are_in_train_results_and_model_card(tmp_path, tokenizer):
     assert levers["bf16"] == {"value": False, "source": "user", "reason": ""}
     assert levers["cache_teacher_logits"]["value"] is True and levers["cache_teacher_logits"]["source"] == "auto"
     assert levers["cache_teacher_outputs"]["value"] is False
+    saved = json.loads((tmp_path / "train_results.json").read_text())
+    assert saved["teacher_cache_s"] > 0, "the one teacher pass that wrote the logits column is timed"
+    off = default_trainer(tmp_path / "off", tokenizer, max_steps=2, cache_teacher_logits=False)
+    assert off.train().metrics["teacher_cache_s"] < saved["teacher_cache_s"]
     trainer.create_model_card()
     card = (tmp_path / "README.md").read_text()
     assert "| train_sampling_strategy | group_by_length (default: batches of similar lengths pad less) |" in card

@@ -94,14 +94,17 @@ def test_disk_cache_is_reused_for_the_same_data_and_teacher_only(tmp_path, token
 
 
 def test_cache_is_refused_where_logits_are_not_enough(tmp_path, tokenizer):
-    with pytest.raises(ValueError, match="hidden states or attentions"):
-        make_trainer(tmp_path, tokenizer, method="pkd", cache_teacher_logits=True)
-    with pytest.raises(ValueError, match="hidden states or attentions"):
-        make_trainer(tmp_path, tokenizer, method="tinybert", stage="intermediate", cache_teacher_logits=True)
+    def refuse(match, **kwargs):
+        with pytest.raises(ValueError, match=f"cache_teacher_logits: {match}"):
+            make_trainer(tmp_path, tokenizer, cache_teacher_logits=True, **kwargs)
+
+    reads_more = "the loss reads the teacher's hidden states or attentions, not only its logits"
+    refuse(reads_more, method="pkd")
+    refuse(reads_more, method="tinybert", stage="intermediate")
+    refuse("DynaBertTrainer runs the teacher its own way", method="dynabert", student=make_teacher(tokenizer))
     teacher = BertForMaskedLM(tiny_config(len(tokenizer)))
-    student = build_student(teacher, num_layers=2)
-    with pytest.raises(ValueError, match="sequence-classification student"):
-        make_trainer(tmp_path, tokenizer, teacher=teacher, student=student, cache_teacher_logits=True)
+    refuse("the student is a BertForMaskedLM, not a sequence classifier", teacher=teacher,
+           student=build_student(teacher, num_layers=2))  # fmt: skip
     trainer = make_trainer(tmp_path, tokenizer, method="tinybert", stage="prediction", cache_teacher_logits=True)
     assert TEACHER_LOGITS_COLUMN in trainer.train_dataset.column_names
 
