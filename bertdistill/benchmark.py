@@ -42,17 +42,32 @@ class SideBySide:
 
 @torch.inference_mode()
 def measure_side_by_side(
-    models: dict[str, PreTrainedModel], inputs: dict[str, torch.Tensor], repeats: int = 20, warmup: int = 3
+    models: dict[str, PreTrainedModel],
+    inputs: dict[str, torch.Tensor] | None = None,
+    repeats: int = 20,
+    warmup: int = 3,
+    inputs_by_model: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> SideBySide:
-    """Time `repeats` forwards of every model on the same `inputs`, the models taking turns within every repeat."""
-    for model in models.values():
+    """Time `repeats` forwards of every model, the models taking turns within every repeat.
+
+    Args:
+        models (`dict[str, nn.Module]`): what to time; anything with `eval()` that is called with keyword inputs (an
+            ONNX Runtime session wrapper too).
+        inputs (`dict[str, torch.Tensor]`, *optional*): the same inputs for every model.
+        inputs_by_model (`dict[str, dict[str, torch.Tensor]]`, *optional*): each model's own inputs instead (the same
+            sentences through each model's tokenizer, e.g. after vocabulary pruning).
+    """
+    if (inputs is None) == (inputs_by_model is None):
+        raise ValueError("give exactly one of inputs and inputs_by_model")
+    feeds = inputs_by_model or dict.fromkeys(models, inputs)
+    for name, model in models.items():
         model.eval()
         for _ in range(warmup):
-            model(**inputs)
+            model(**feeds[name])
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
         for name, model in models.items():
             start = time.perf_counter()
-            model(**inputs)
+            model(**feeds[name])
             times[name].append(time.perf_counter() - start)
     return SideBySide(times)

@@ -54,13 +54,22 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def pareto_plot(rows: list[dict], path: str | os.PathLike, title: str = "") -> None:
-    """Average metric against CPU latency (batch 32) and against size on disk, one labelled point per row, the
-    Pareto front of each panel drawn as a line. `rows` hold `run`, `average`, `latency_b32_ms` and `size_mb`."""
+def pareto_plot(
+    rows: list[dict],
+    path: str | os.PathLike,
+    title: str = "",
+    metric_key: str = "average",
+    metric_label: str = "average dev score (x 100)",
+    latency_key: str = "latency_b32_ms",
+) -> None:
+    """A metric against CPU latency and against size on disk, one labelled point per row, the Pareto front of each
+    panel drawn as a line. `rows` hold `run`, `metric_key`, `latency_key` (`latency_b1_ms` or `latency_b32_ms`) and
+    `size_mb`."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, key, label in ((axes[0], "latency_b32_ms", "CPU latency at batch 32 (ms)"),
+    batch = latency_key.removeprefix("latency_b").removesuffix("_ms")
+    for ax, key, label in ((axes[0], latency_key, f"CPU latency at batch {batch} (ms)"),
                            (axes[1], "size_mb", "size on disk (MB)")):  # fmt: skip
-        points = [(r[key], r["average"]) for r in rows]
+        points = [(r[key], r[metric_key]) for r in rows]
         front = pareto_front(points)
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "-", color="tab:red", alpha=0.6,
                 label="Pareto front")  # fmt: skip
@@ -68,7 +77,7 @@ def pareto_plot(rows: list[dict], path: str | os.PathLike, title: str = "") -> N
         for (x, y), row in zip(points, rows):
             ax.annotate(row["run"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel(label)
-        ax.set_ylabel("average dev score (x 100)")
+        ax.set_ylabel(metric_label)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     if title:
