@@ -16,7 +16,7 @@ from conftest import REPO, accelerate_launch
 TWO_RANKS = ["--multi_gpu", "--num_processes", "2"]
 
 
-@pytest.mark.parametrize("method", ["kd", "tinybert", "tinybert-cached", "dynabert"])
+@pytest.mark.parametrize("method", ["kd", "tinybert", "tinybert-cached", "dynabert", "kd-movement"])
 def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir, method):
     worker = Path(__file__).parent / "two_rank_worker.py"
     accelerate_launch(*TWO_RANKS, worker, tokenizer_dir, tmp_path, method, cwd=tmp_path)
@@ -31,6 +31,11 @@ def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir, me
         assert rank0["teacher_forwards_in_init"] > 0 and rank1["teacher_forwards_in_init"] == 0
         assert rank0["teacher_forwards"] == rank0["teacher_forwards_in_init"] and rank1["teacher_forwards"] == 0
         assert [p.name for p in (tmp_path / "cache").iterdir() if ".tmp" in p.name] == []
+    if method == "kd-movement":  # both ranks reached the same masks: equal weights, zeros included
+        weights = [
+            v for k, v in rank0["final"].items() if ".encoder.layer." in k and k.endswith("weight") and v.dim() == 2
+        ]
+        assert len(weights) == 12 and all(abs(int((w == 0).sum()) - w.numel() / 2) <= 1 for w in weights)
     for key, value in rank0["final"].items():
         assert torch.equal(value, rank1["final"][key]), key
 

@@ -5,7 +5,8 @@
 For `tinybert` the student is narrower than the teacher, so the dump includes the learned projections; for
 `dynabert` it is a copy of the teacher trained in DynaBERT's width-and-depth stage; `tinybert-cached` is `tinybert`
 reading its teacher from a teacher-output cache in OUT_DIR/cache (the dump says how often each rank ran the teacher
-while its trainer was built).
+while its trainer was built); `kd-movement` is `kd` with movement pruning to 50% sparsity (the scores are
+parameters of the DDP-wrapped student; the dump holds the weights with the final masks multiplied in).
 """
 
 import sys
@@ -28,6 +29,8 @@ def main(tokenizer_dir: str, out: str, method: str = "kd") -> None:
     extra = {}
     if method == "tinybert-cached":
         method, extra = "tinybert", {"cache_teacher_outputs": True, "teacher_cache_dir": str(Path(out) / "cache")}
+    if method == "kd-movement":
+        method, extra = "kd", {"sparsity": 0.5, "pruning_method": "movement", "pruning_frequency": 1}
     forwards = []
     teacher.register_forward_hook(lambda *_: forwards.append(1))
     torch.manual_seed(1)

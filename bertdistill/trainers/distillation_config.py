@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..compression.sparsity import PRUNING_METHODS, check_pruning_options
 from ..speed_levers import LeverChoice, accelerator_type, choose, native_bf16
 
 # What a prediction-layer loss on a regression task is measured against (TinyBERT's `regression_target`).
@@ -66,6 +67,26 @@ class DistillationTrainingConfig(TrainingArguments):
             training set's cache files, else `$HF_DATASETS_CACHE/bertdistill_teacher_outputs`.
         teacher_cache_max_gb (`float`, *optional*, defaults to `10.0`):
             Largest teacher-output cache to write, checked from the rows' lengths before the teacher runs.
+        sparsity (`float`, *optional*, defaults to `0.0`):
+            Unstructured sparsity during training (see `bertdistill.compression.sparsity`): the fraction of zero
+            weights, in [0, 1), that every linear layer of the student's encoder (query, key, value, attention output,
+            FFN in and out; not the embeddings, pooler or classifier) has at the end. 0 turns pruning off. The saved
+            student is a stock checkpoint whose weights hold the zeros; the achieved sparsity is in `train()`'s
+            metrics (`sparsity`, `sparsity_report`) and the model card.
+        pruning_method (`str`, *optional*, defaults to `"magnitude"`):
+            `"magnitude"`: gradual magnitude pruning (Zhu & Gupta 2017), the smallest weights of each layer zeroed.
+            `"movement"`: movement pruning (Sanh et al. 2020), learned importance scores per weight (trained with a
+            straight-through estimator, at `movement_scores_lr`) keep the highest-scoring weights of each layer.
+        pruning_start (`float`, *optional*, defaults to `0.0`):
+            Where the cubic sparsity schedule starts, as a fraction of the training steps.
+        pruning_end (`float`, *optional*, defaults to `0.7`):
+            Where it reaches `sparsity`, as a fraction of the training steps (> `pruning_start`, <= 1); the steps after
+            it fine-tune with the final masks.
+        pruning_frequency (`int`, *optional*, defaults to `10`):
+            Steps between mask updates (the schedule's Δt).
+        movement_scores_lr (`float`, *optional*, defaults to `0.01`):
+            Learning rate of the movement scores (their own optimizer group, no weight decay, the same learning-rate
+            schedule as the rest); Sanh et al.'s default.
     """
 
     alpha_ce: float = field(
@@ -116,6 +137,36 @@ class DistillationTrainingConfig(TrainingArguments):
         default=10.0, metadata={"help": "Largest teacher-output cache to write (GB), checked before computing it."}
     )
 
+    sparsity: float = field(
+        default=0.0,
+        metadata={
+            "help": "Final fraction of zero weights in each linear layer of the student's encoder (embeddings and "
+            "classifier stay dense), in [0, 1); 0 (default) turns pruning off."
+        },
+    )
+    pruning_method: str = field(
+        default="magnitude",
+        metadata={
+            "help": "Unstructured pruning method: magnitude (Zhu & Gupta 2017, smallest weights per layer) or "
+            "movement (Sanh et al. 2020, learned scores per weight).",
+            "choices": list(PRUNING_METHODS),
+        },
+    )
+    pruning_start: float = field(
+        default=0.0, metadata={"help": "Start of the cubic sparsity schedule, as a fraction of the training steps."}
+    )
+    pruning_end: float = field(
+        default=0.7,
+        metadata={
+            "help": "End of the cubic sparsity schedule (fraction of the training steps, > pruning_start); the rest "
+            "fine-tunes with the final masks."
+        },
+    )
+    pruning_frequency: int = field(default=10, metadata={"help": "Steps between mask updates."})
+    movement_scores_lr: float = field(
+        default=1e-2, metadata={"help": "Learning rate of movement pruning's importance scores (no weight decay)."}
+    )
+
     def __post_init__(self):
         # What the user asked for, before the levers left to bertdistill are resolved (see `replaced`).
         self._requested_levers = {name: getattr(self, name) for name in LEVER_FIELDS}
@@ -128,6 +179,11 @@ class DistillationTrainingConfig(TrainingArguments):
         for name in ("alpha_ce", "alpha_kd"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_pruning_options(
+            self.sparsity, self.pruning_method, self.pruning_start, self.pruning_end, self.pruning_frequency
+        )
+        if self.movement_scores_lr <= 0:
+            raise ValueError(f"movement_scores_lr must be > 0, got {self.movement_scores_lr}")
 
     def _choose_config_levers(self) -> dict[str, LeverChoice]:
         """Resolve the levers that depend on nothing but the config and the machine (sampler, bf16)."""

@@ -17,6 +17,13 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import has_length
 
 from ..attention import record_attention_scores, stop_recording_attention_scores
+from ..compression.sparsity import (
+    SparsityCallback,
+    add_sparsity_masks,
+    movement_scores,
+    remove_sparsity_masks,
+    summarize_sparsity,
+)
 from ..layer_maps import LayerMatch
 from ..layer_matching import build_projections
 from ..losses import hard_label_loss, logit_mse, soft_cross_entropy, soft_target_kl
@@ -43,6 +50,12 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     caches (`cache_teacher_outputs` first, then `cache_teacher_logits`), each to the user's value or to what
     bertdistill chose and why. `trainer.speed_levers` holds the choices; they are logged here, returned in
     `train()`'s metrics as `speed_levers` (hence in `train_results.json`) and listed in the model card.
+
+    Unstructured sparsity (`args.sparsity > 0`, see `bertdistill.compression.sparsity`): `train()` first masks the
+    student's encoder linear layers (movement scores become parameters of the student, hence of the DDP-wrapped
+    model, in an optimizer group of their own), a [`SparsityCallback`] follows the schedule, checkpoints carry the
+    masks so that a resumed run continues with them, and at the end the masks are multiplied into the weights: the
+    trained student is a plain model again. The achieved sparsity goes into the metrics and the model card.
 
     Args:
         model (`PreTrainedModel`): the student: `*ForSequenceClassification` for task distillation, `*ForMaskedLM`
@@ -103,6 +116,13 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         self.teacher_cache_seconds = time.perf_counter() - start
         self._loss_sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.args.device))
         self._loss_count = 0
+        self.sparsity_report: dict[str, Any] | None = None
+        if args.sparsity > 0:
+            self.add_callback(
+                SparsityCallback(
+                    self.student, args.sparsity, args.pruning_start, args.pruning_end, args.pruning_frequency
+                )
+            )
 
     # ---- what subclasses extend ---------------------------------------------------------------------------------
 
@@ -301,11 +321,65 @@ class DistillationTrainer(ModelCardMixin, Trainer):
 
     def train(self, *args, **kwargs):
         """`Trainer.train`; its metrics also carry `speed_levers` (each lever's value, who chose it and why), which
-        `save_metrics("train", ...)` writes into `train_results.json`."""
+        `save_metrics("train", ...)` writes into `train_results.json`, and with `sparsity` the achieved sparsity of
+        the pruned layers (`sparsity`, details in `sparsity_report`)."""
+        if self.args.sparsity > 0:
+            self._add_sparsity_masks()
         output = super().train(*args, **kwargs)
         output.metrics["speed_levers"] = {name: choice.to_dict() for name, choice in self.speed_levers.items()}
         output.metrics["teacher_cache_s"] = round(self.teacher_cache_seconds, 3)
+        if self.args.sparsity > 0:
+            output.metrics.update(self._remove_sparsity_masks())
         return output
+
+    def _add_sparsity_masks(self) -> None:
+        # Here rather than in __init__: a subclass may still change the student's layers after ours (DynaBERT makes
+        # them elastic, which add_sparsity_masks refuses), and resuming loads the masks right after this.
+        add_sparsity_masks(self.student, self.args.pruning_method)
+        scores = movement_scores(self.student)
+        if scores and self.optimizer is not None:
+            optimised = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+            if not all(id(score) in optimised for score in scores):
+                raise ValueError(
+                    "Movement pruning trains importance scores that train() adds to the student, but the optimizer "
+                    "was built before them; let the trainer build it (no `optimizers=` argument)"
+                )
+
+    def _remove_sparsity_masks(self) -> dict[str, Any]:
+        """Multiply the masks into the student's weights; the metrics of what was reached."""
+        layers = remove_sparsity_masks(self.student)
+        summary = summarize_sparsity(layers, self.student)
+        self.sparsity_report = {
+            "method": self.args.pruning_method,
+            "target": self.args.sparsity,
+            **summary,
+            "schedule": f"cubic from {self.args.pruning_start:g} to {self.args.pruning_end:g} of the steps, masks "
+            f"updated every {self.args.pruning_frequency} steps",
+        }
+        if summary["sparsity"] < self.args.sparsity - 0.01:
+            logger.warning(
+                f"The student's pruned layers are {summary['sparsity']:.1%} sparse, less than the "
+                f"{self.args.sparsity:.1%} asked for: training stopped before the schedule ended, or the best model "
+                "loaded at the end is an earlier checkpoint"
+            )
+        return {"sparsity": round(summary["sparsity"], 6), "sparsity_report": self.sparsity_report}
+
+    def create_optimizer(self, model=None):
+        """`Trainer.create_optimizer`, with movement pruning's scores in a group of their own (`movement_scores_lr`,
+        no weight decay)."""
+        scores = movement_scores(self.student) if self.optimizer is None else []
+        if not scores:
+            return super().create_optimizer(model)
+        # Frozen for a moment, the scores stay out of transformers' decay / no-decay groups.
+        for score in scores:
+            score.requires_grad_(False)
+        try:
+            optimizer = super().create_optimizer(model)
+        finally:
+            for score in scores:
+                score.requires_grad_(True)
+        optimizer.add_param_group({"params": scores, "lr": self.args.movement_scores_lr, "weight_decay": 0.0})
+        return optimizer
 
     def _with_teacher_logits(self, dataset):
         """The training set with the teacher's logits as a column (`cache_teacher_logits`; `_choose_teacher_caches`
@@ -421,6 +495,30 @@ class DistillationTrainer(ModelCardMixin, Trainer):
 
     def card_model(self) -> PreTrainedModel:
         return self.student
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """The card of [`ModelCardMixin`], plus a section on the sparsity reached when the student was pruned."""
+        super().create_model_card(*args, **kwargs)
+        if self.sparsity_report is None or not self.is_world_process_zero():
+            return
+        report = self.sparsity_report
+        lines = [
+            "",
+            "## Sparsity",
+            "",
+            f"Unstructured {report['method']} pruning of the encoder's {report['pruned_layers']} linear layers "
+            "(query, key, value, attention output, FFN in and out; embeddings, pooler and classifier dense), "
+            f"{report['schedule']}. The weights are stored dense, zeros included.",
+            "",
+            "| | value |",
+            "|---|---|",
+            f"| target sparsity | {report['target']:.4f} |",
+            f"| achieved sparsity | {report['sparsity']:.4f} ({report['zero_weights']:,} of "
+            f"{report['pruned_layer_weights']:,} weights) |",
+            f"| least / most sparse layer | {report['min_layer_sparsity']:.4f} / {report['max_layer_sparsity']:.4f} |",
+        ]
+        with open(os.path.join(self.args.output_dir, "README.md"), "a", encoding="utf-8") as card:
+            card.write("\n".join(lines) + "\n")
 
     def card_base(self) -> tuple[str | None, PreTrainedModel | None]:
         teacher = self.accelerator.unwrap_model(self.teacher)
