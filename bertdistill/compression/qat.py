@@ -111,8 +111,8 @@ def asymmetric_qparams(x: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.
     """Scale and zero point that map the range of `x`, widened to include 0, onto [0, `qmax`]: `scale = (max(x, 0) -
     min(x, 0)) / qmax`, `zero_point = round(-min(x, 0) / scale)` (half to even), as ONNX Runtime's
     `DynamicQuantizeLinear` and fbgemm's `ChooseQuantizationParams` compute them. No gradient."""
-    x = x.detach()
-    low, high = x.min().float().clamp(max=0), x.max().float().clamp(min=0)
+    low, high = torch.aminmax(x.detach())
+    low, high = low.float().clamp(max=0), high.float().clamp(min=0)
     scale = ((high - low) / qmax).clamp(min=torch.finfo(torch.float32).tiny)
     zero_point = torch.round(-low / scale).clamp(0, qmax).to(torch.int32)
     return scale, zero_point
