@@ -36,7 +36,7 @@ def glue_dir() -> Path:
 def tokenizer_dir(tmp_path_factory) -> Path:
     """A character-level WordPiece vocabulary: every English text tokenizes, ids stay below 200."""
     chars = string.ascii_lowercase + string.digits + string.punctuation
-    vocab = SPECIAL + WORDS + list(chars) + [f"##{c}" for c in chars]
+    vocab = list(dict.fromkeys(SPECIAL + WORDS + list(chars) + [f"##{c}" for c in chars]))  # "a" is a word and a char
     path = tmp_path_factory.mktemp("tokenizer")
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True)
