@@ -113,21 +113,20 @@ def test_torch_dynamic_fake_quant_predicts_the_int8_model_and_converts_to_the_fl
 
 @torch.no_grad()
 def test_onnx_dynamic_fake_quant_predicts_onnx_runtime_int8(tokenizer, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    quantization = pytest.importorskip("onnxruntime.quantization")
+    pytest.importorskip("onnxruntime")
+    from bertdistill.compression.onnx_runtime import OnnxSequenceClassifier
+
     model = prepared_student(tokenizer, scheme="onnx_dynamic")
-    assert isinstance(model.bert.embeddings.word_embeddings, FakeQuantEmbedding)
-    assert type(model.bert.embeddings.position_embeddings) is nn.Embedding
+    embeddings = model.bert.embeddings
+    assert all(isinstance(e, FakeQuantEmbedding) for e in (embeddings.word_embeddings, embeddings.position_embeddings))
     inputs = batch(tokenizer)
     fake = model(**inputs).logits
     float_logits = convert_qat(model)(**inputs).logits
 
-    # The reference is ONNX Runtime itself (its quantize_dynamic with the defaults), on the default torch.onnx export.
-    torch.onnx.export(model, (), tmp_path / "float.onnx", kwargs=inputs, output_names=["logits"], dynamo=True)
-    quantization.quantize_dynamic(tmp_path / "float.onnx", tmp_path / "int8.onnx")
-    session = ort.InferenceSession(tmp_path / "int8.onnx", providers=["CPUExecutionProvider"])
-    feed = {i.name: inputs[i.name].numpy() for i in session.get_inputs()}
-    int8 = torch.from_numpy(session.run(["logits"], feed)[0])
+    # The INT8 model of the pipeline's int8 stage: onnx_runtime.export_onnx, then quantize_onnx(mode="dynamic").
+    folder = quantize_for_deployment(model, tokenizer=tokenizer, output_dir=tmp_path / "int8")
+    assert (folder / "model.onnx").is_file() and (folder / "float" / "model.onnx").is_file()
+    int8 = OnnxSequenceClassifier(folder)(**inputs).logits
     fake_gap, float_gap = gaps(int8, fake, float_logits)
     # INT8 moves the logits by ~1e-2; the fake quantization predicts ONNX Runtime's INT8 logits to float rounding.
     assert fake_gap < 1e-5 < 1e-3 < float_gap, (fake_gap, float_gap)

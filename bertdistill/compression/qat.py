@@ -18,13 +18,16 @@ quantize_for_deployment(student, tokenizer=tokenizer, output_dir=out / "int8")  
   ONNX Runtime turns the Gemm of a 2-D linear into a MatMul and quantizes it too) gets int8 weights, symmetric per
   tensor in [-127, 127] (scale `max|w| / 127`), and uint8 activations, asymmetric per tensor over the whole input
   tensor, computed on the fly (`DynamicQuantizeLinear`: scale `(max(x, 0) - min(x, 0)) / 255`, zero point
-  `round(-min(x, 0) / scale)`). The word and token-type embedding tables are stored as uint8, asymmetric per tensor
-  (its `Gather` quantization; the default, dynamo `torch.onnx` export turns the position lookup into a slice of the
-  table, which stays float).
+  `round(-min(x, 0) / scale)`). The word, position and token-type embedding tables are stored as uint8, asymmetric
+  per tensor (its `Gather` quantization: `onnx_runtime.export_onnx`, the TorchScript exporter, keeps all three
+  lookups as Gathers; the dynamo exporter would turn the position lookup into a slice, which stays float).
 - `"torch_dynamic"`: torch's `quantize_dynamic_int8` (fbgemm / x86): every `nn.Linear`, int8 weights symmetric per
   tensor in [-128, 127] (scale `max|w| / 127.5`, torch's `MinMaxObserver`), activations quantized on the fly per
   tensor with fbgemm's reduced range, [0, 127] (`DynamicQuantizedLinear` calls `linear_dynamic(...,
   reduce_range=True)`); embeddings stay float.
+
+ONNX Runtime's static INT8 (`quantize_onnx(..., mode="static")`) has no scheme of its own: its weights are
+`onnx_dynamic`'s, but its activation ranges are fixed by calibration where `onnx_dynamic`'s follow each batch.
 
 Both round half to even and are pinned by the tests against the real INT8 models: the fake-quantized logits of a
 tiny BERT equal ONNX Runtime's INT8 logits (and torch's) to float rounding, ~1e-7, where INT8 moves them by ~1e-2.
@@ -131,7 +134,7 @@ QAT_SCHEMES: dict[str, QATScheme] = {
         weight_qmin=-127,
         weight_qmax=127,
         activation_qmax=255,
-        embeddings=("word_embeddings", "token_type_embeddings"),
+        embeddings=("word_embeddings", "position_embeddings", "token_type_embeddings"),
     ),
     "torch_dynamic": QATScheme(
         name="torch_dynamic",
