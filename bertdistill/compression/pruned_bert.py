@@ -1,5 +1,5 @@
-"""BERT with fewer attention heads than `hidden_size / head_size`: the checkpoint format of a width-pruned DynaBERT
-sub-network.
+"""BERT with fewer attention heads than `hidden_size / head_size`, or a different number of heads and FFN neurons in
+every layer: the checkpoint format of a width-pruned DynaBERT sub-network and of a structurally pruned BERT.
 
 A stock `BertConfig` derives the head size from `hidden_size / num_attention_heads`, so a BERT whose layers keep 6
 of 12 heads of size 64 (hidden 768) cannot be described by it. `PrunedBertConfig` adds `attention_head_size`, and the
@@ -26,14 +26,27 @@ class PrunedBertConfig(BertConfig):
     Args:
         attention_head_size (`int`, *optional*): size of each attention head (default
             `hidden_size // num_attention_heads`, a stock BERT).
+        heads_per_layer (`list[int]`, *optional*): each layer's number of heads (default: `num_attention_heads`).
+        intermediate_sizes (`list[int]`, *optional*): each layer's FFN size (default: `intermediate_size`).
         **kwargs: everything `BertConfig` takes.
     """
 
     model_type = "bertdistill_pruned_bert"
 
-    def __init__(self, attention_head_size: int | None = None, **kwargs):
+    def __init__(
+        self,
+        attention_head_size: int | None = None,
+        heads_per_layer: list[int] | None = None,
+        intermediate_sizes: list[int] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.attention_head_size = attention_head_size or self.hidden_size // self.num_attention_heads
+        for name, value in (("heads_per_layer", heads_per_layer), ("intermediate_sizes", intermediate_sizes)):
+            if value is not None and len(value) != self.num_hidden_layers:
+                raise ValueError(f"{name} needs one value per layer ({self.num_hidden_layers}), got {len(value)}")
+        self.heads_per_layer = heads_per_layer
+        self.intermediate_sizes = intermediate_sizes
 
 
 @contextlib.contextmanager
@@ -48,16 +61,23 @@ def _built_as_one_head(config: PrunedBertConfig):
 
 
 def _resize_attention(bert: BertModel, config: PrunedBertConfig) -> None:
-    all_head_size = config.num_attention_heads * config.attention_head_size
-    for layer in bert.encoder.layer:
+    """Every layer's attention at its own head count and its FFN at its own size (`heads_per_layer`,
+    `intermediate_sizes`; by default the config's `num_attention_heads` / `intermediate_size` for all)."""
+    size = config.attention_head_size
+    for index, layer in enumerate(bert.encoder.layer):
+        heads = config.heads_per_layer[index] if config.heads_per_layer else config.num_attention_heads
         attention = layer.attention.self
-        attention.num_attention_heads = config.num_attention_heads
-        attention.attention_head_size = config.attention_head_size
-        attention.all_head_size = all_head_size
-        attention.scaling = config.attention_head_size**-0.5
+        attention.num_attention_heads = heads
+        attention.attention_head_size = size
+        attention.all_head_size = heads * size
+        attention.scaling = size**-0.5
         for name in ("query", "key", "value"):
-            setattr(attention, name, nn.Linear(config.hidden_size, all_head_size))
-        layer.attention.output.dense = nn.Linear(all_head_size, config.hidden_size)
+            setattr(attention, name, nn.Linear(config.hidden_size, heads * size))
+        layer.attention.output.dense = nn.Linear(heads * size, config.hidden_size)
+        if config.intermediate_sizes:
+            neurons = config.intermediate_sizes[index]
+            layer.intermediate.dense = nn.Linear(config.hidden_size, neurons)
+            layer.output.dense = nn.Linear(neurons, config.hidden_size)
 
 
 class PrunedBertModel(BertModel):
