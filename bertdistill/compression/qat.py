@@ -35,16 +35,16 @@ Quantization parameters are recomputed from the current weights and activations 
 model computes them, and carry no gradient; rounding and clamping pass the gradient straight through
 (`torch.fake_quantize_per_tensor_affine`: 1 inside the integer range, 0 where a value was clamped).
 
-**Why not torchao's QAT** (`torchao.quantization.qat`, 0.18): its fake quantization does not match either fast CPU
-INT8 path, and what it converts to is slower than float here. `QATConfig` accepts one int8-activation / int8-weight
-base config, `Int8DynamicActivationIntxWeightConfig` (unpacked to int8), whose activations are quantized per token,
-not per tensor; its converted model quantizes and dequantizes around a float matmul (made for ExecuTorch, not for
-server CPUs). Measured on the MiniLM SST-2 teacher (6 x 384, length 64, 1 thread, 2-core AMD EPYC with AVX512-VNNI, other
-jobs running; `measure_side_by_side`): float 26.0 ms / 680 ms at batch 1 / 32; torchao's QAT-converted model 78.1 ms /
-1010 ms (0.32x / 0.67x); torchao's `Int8DynamicActivationInt8WeightConfig`, which `QATConfig` refuses, 36.3 ms / 623 ms
-(0.70x / 1.10x); torch's `quantize_dynamic_int8` 10.2 ms / 261 ms (2.49x / 2.62x). ONNX Runtime is the pipeline's
-INT8 path. So the fake quantizer here is the torch op plus the few lines that choose its scale and zero point the way
-the deployed kernels do.
+**Why not torchao's QAT** (`torchao.quantization.qat`, 0.18): its fake quantization does not match either fast CPU INT8
+path, and what it converts to is slower than float here. `QATConfig` accepts one int8-activation / int8-weight base
+config, `Int8DynamicActivationIntxWeightConfig` (unpacked to int8), whose activations are quantized per token, not per
+tensor; its converted model quantizes and dequantizes around a float matmul (made for ExecuTorch, not for server CPUs).
+Measured on the MiniLM SST-2 teacher (6 x 384, length 64, 1 thread, 2-core AMD EPYC with AVX512-VNNI, other jobs
+running; `measure_side_by_side`): float 26.0 ms / 680 ms at batch 1 / 32; torchao's QAT-converted model 78.1 ms / 1010
+ms (0.32x / 0.67x); torchao's `Int8DynamicActivationInt8WeightConfig`, which `QATConfig` refuses, 36.3 ms / 623 ms
+(0.70x / 1.10x); torch's `quantize_dynamic_int8` 10.2 ms / 261 ms (2.49x / 2.62x). ONNX Runtime is the pipeline's INT8
+path. So the fake quantizer here is the torch op plus the few lines that choose its scale and zero point the way the
+deployed kernels do.
 
 A prepared layer changes class in place (as `add_sparsity_masks` and `make_elastic` do) and keeps its parameters under
 their names, with no buffer added: a checkpoint written during training is a stock one (`from_pretrained` loads the
