@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification, BertConfig
 
 from bertdistill import DistillationTrainer, DistillationTrainingConfig
 from bertdistill.benchmark import count_parameters
-from bertdistill.compression.importance import Importance
+from bertdistill.compression.importance import Importance, compute_importance
 from bertdistill.compression.pruning import (
     StructuredPlan,
     apply_plan,
@@ -81,6 +81,14 @@ torch.save(model.eval()(input_ids=torch.tensor([[2, 10, 11, 3]])).logits, {str(t
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected)
     assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned").config.heads_per_layer == [2, 1, 4]
 
+    # Pruned again (the iterative schedule): importance per layer at the layer's own size, a second cut.
+    batches = [{**tokenizer(SENTENCES, padding=True, return_tensors="pt"), "labels": torch.tensor([1, 0, 1])}]
+    importance = compute_importance(pruned, batches, progress=False)
+    assert [len(h) for h in importance.heads] == [2, 1, 4] and [len(n) for n in importance.neurons] == [32, 2, 64]
+    again_plan = plan_pruning(pruned, importance, target_sparsity=0.3)
+    again = apply_plan(pruned, again_plan)
+    assert count_parameters(again) == count_plan_parameters(pruned, again_plan) < count_parameters(pruned)
+
 
 def test_nothing_pruned_is_a_stock_identical_copy(model, tokenizer):
     plan = plan_pruning(model, random_importance(), heads_per_layer=4, neurons_per_layer=64)
@@ -133,7 +141,7 @@ def test_bad_targets_are_refused(model):
         plan_pruning(model, importance, heads_per_layer=[1, 2])
     with pytest.raises(ValueError, match="neurons_per_layer must be between 1 and 64"):
         plan_pruning(model, importance, neurons_per_layer=65)
-    with pytest.raises(ValueError, match="importance has shapes"):
+    with pytest.raises(ValueError, match=r"importance has \[4, 4\] heads"):
         plan_pruning(model, random_importance(layers=2), target_sparsity=0.5)
     with pytest.raises(ValueError, match="keep at least one"):
         apply_plan(model, StructuredPlan([[0], [], [0]], [[0], [0], [0]]))

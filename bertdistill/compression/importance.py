@@ -26,10 +26,11 @@ from .bert_layout import attention_head_size, bert_encoder
 
 @dataclass
 class Importance:
-    """`heads[l, h]` and `neurons[l, j]`: importance of head `h` and FFN neuron `j` of layer `l`."""
+    """`heads[l][h]` and `neurons[l][j]`: importance of head `h` and FFN neuron `j` of layer `l`; `(layers, n)`
+    tensors, or lists of one 1-D tensor per layer when the layers differ in size (a structurally pruned BERT)."""
 
-    heads: torch.Tensor
-    neurons: torch.Tensor
+    heads: torch.Tensor | list[torch.Tensor]
+    neurons: torch.Tensor | list[torch.Tensor]
 
 
 GRADIENTS = ("per_batch", "cumulative")
@@ -68,8 +69,10 @@ def compute_importance(
 
     hooks = [layer.attention.output.dense.register_forward_pre_hook(gate(i)) for i, layer in enumerate(layers)]
     ffn = [(layer.intermediate.dense, layer.output.dense) for layer in layers]
-    head_importance = torch.zeros(len(layers), heads, device=device)
-    neuron_importance = torch.zeros(len(layers), bert.config.intermediate_size, device=device)
+    # A structurally pruned BERT has its own head and neuron counts in every layer.
+    head_counts = [layer.attention.self.num_attention_heads for layer in layers]
+    head_importance = torch.zeros(len(layers), max(head_counts), device=device)
+    neuron_importance = [torch.zeros(inner.out_features, device=device) for inner, _ in ffn]
     was_training = model.training
     requires_grad = {p: p.requires_grad for p in model.parameters()}
     model.eval()
@@ -97,7 +100,10 @@ def compute_importance(
             parameter.requires_grad_(flag)
         model.zero_grad(set_to_none=True)
         model.train(was_training)
-    return Importance(head_importance, neuron_importance)
+    head_rows = [head_importance[i, :count] for i, count in enumerate(head_counts)]
+    if len(set(head_counts)) == 1 and len({n.numel() for n in neuron_importance}) == 1:
+        return Importance(head_importance, torch.stack(neuron_importance))
+    return Importance(head_rows, neuron_importance)
 
 
 @torch.no_grad()

@@ -45,11 +45,13 @@ class StructuredPlan:
         return cls([list(h) for h in values["heads"]], [list(n) for n in values["neurons"]])
 
 
-def _shape(model: PreTrainedModel) -> tuple[int, int, int, int, int]:
+def _sizes(model: PreTrainedModel) -> tuple[list[int], list[int], int, int]:
+    """Every layer's head and neuron counts, the head size and the hidden size."""
     bert = bert_encoder(model)
-    layer = bert.encoder.layer[0]
-    return (len(bert.encoder.layer), layer.attention.self.num_attention_heads, attention_head_size(bert),
-            bert.config.hidden_size, layer.intermediate.dense.out_features)  # fmt: skip
+    layers = bert.encoder.layer
+    return ([layer.attention.self.num_attention_heads for layer in layers],
+            [layer.intermediate.dense.out_features for layer in layers], attention_head_size(bert),
+            bert.config.hidden_size)  # fmt: skip
 
 
 def _layer_parameters(hidden: int, head_size: int, heads: int, neurons: int) -> int:
@@ -71,18 +73,18 @@ def prunable_parameters(model: PreTrainedModel) -> int:
 
 def count_plan_parameters(model: PreTrainedModel, plan: StructuredPlan) -> int:
     """Parameters of `apply_plan(model, plan)`, without building it."""
-    layers, _, head_size, hidden, _ = _shape(model)
+    _, _, head_size, hidden = _sizes(model)
     kept = sum(_layer_parameters(hidden, head_size, len(h), len(n)) for h, n in zip(plan.heads, plan.neurons))
     return count_parameters(model) - prunable_parameters(model) + kept
 
 
-def _per_layer(value, layers: int, available: int, what: str) -> list[int]:
-    counts = [value] * layers if isinstance(value, int) else list(value)
-    if len(counts) != layers:
-        raise ValueError(f"{what} needs one count per layer ({layers}), got {len(counts)}")
-    bad = [c for c in counts if not 1 <= c <= available]
-    if bad:
-        raise ValueError(f"{what} must be between 1 and {available} per layer, got {bad[0]}")
+def _per_layer(value, available: list[int], what: str) -> list[int]:
+    counts = [value] * len(available) if isinstance(value, int) else list(value)
+    if len(counts) != len(available):
+        raise ValueError(f"{what} needs one count per layer ({len(available)}), got {len(counts)}")
+    for count, limit in zip(counts, available):
+        if not 1 <= count <= limit:
+            raise ValueError(f"{what} must be between 1 and {limit} per layer, got {count}")
     return counts
 
 
@@ -115,25 +117,25 @@ def plan_pruning(
         `ValueError`: for no target or several, a sparsity outside [0, 1), a parameter target above the model's
             count or below the smallest reachable one (named), per-layer counts of the wrong length or size.
     """
-    layers, heads, _, _, neurons = _shape(model)
-    if tuple(importance.heads.shape) != (layers, heads) or tuple(importance.neurons.shape) != (layers, neurons):
+    heads, neurons, _, _ = _sizes(model)
+    scores_h = [importance.heads[i].detach().float().cpu() for i in range(len(importance.heads))]
+    scores_n = [importance.neurons[i].detach().float().cpu() for i in range(len(importance.neurons))]
+    if [len(h) for h in scores_h] != heads or [len(n) for n in scores_n] != neurons:
         raise ValueError(
-            f"importance has shapes {tuple(importance.heads.shape)} / {tuple(importance.neurons.shape)}, the model "
-            f"({layers}, {heads}) heads / ({layers}, {neurons}) neurons"
+            f"importance has {[len(h) for h in scores_h]} heads / {[len(n) for n in scores_n]} neurons per layer, "
+            f"the model {heads} / {neurons}"
         )
     counts = heads_per_layer is not None or neurons_per_layer is not None
     given = sum([target_params is not None, target_sparsity is not None, counts])
     if given != 1:
         raise ValueError("give exactly one target: target_params, target_sparsity, or heads/neurons_per_layer")
-    scores_h, scores_n = importance.heads.detach().float().cpu(), importance.neurons.detach().float().cpu()
     if counts:
-        keep_h = _per_layer(heads if heads_per_layer is None else heads_per_layer, layers, heads, "heads_per_layer")
-        keep_n = _per_layer(neurons if neurons_per_layer is None else neurons_per_layer, layers, neurons,
-                            "neurons_per_layer")  # fmt: skip
-        return StructuredPlan([_top(scores_h[i], keep_h[i]) for i in range(layers)],
-                              [_top(scores_n[i], keep_n[i]) for i in range(layers)])  # fmt: skip
-    if not 1 <= min_heads <= heads or not 1 <= min_neurons <= neurons:
-        raise ValueError(f"min_heads must be in [1, {heads}] and min_neurons in [1, {neurons}]")
+        keep_h = _per_layer(heads if heads_per_layer is None else heads_per_layer, heads, "heads_per_layer")
+        keep_n = _per_layer(neurons if neurons_per_layer is None else neurons_per_layer, neurons, "neurons_per_layer")
+        return StructuredPlan([_top(h, k) for h, k in zip(scores_h, keep_h)],
+                              [_top(n, k) for n, k in zip(scores_n, keep_n)])  # fmt: skip
+    if not 1 <= min_heads <= min(heads) or not 1 <= min_neurons <= min(neurons):
+        raise ValueError(f"min_heads must be in [1, {min(heads)}] and min_neurons in [1, {min(neurons)}]")
     total = count_parameters(model)
     if target_sparsity is not None:
         if not 0 <= target_sparsity < 1:
@@ -163,18 +165,17 @@ def plan_pruning(
     return plan_at(high)
 
 
-def _global_cut(scores: torch.Tensor, fraction: float, minimum: int) -> list[list[int]]:
+def _global_cut(scores: list[torch.Tensor], fraction: float, minimum: int) -> list[list[int]]:
     """Remove `fraction` of the units that are not among each layer's `minimum` best, lowest layer-normalised score
     first across layers; the kept indices per layer."""
-    normalised = scores / scores.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    order = normalised.argsort(dim=1, descending=True, stable=True)
-    protected = torch.zeros_like(scores, dtype=torch.bool)
-    protected.scatter_(1, order[:, :minimum], True)
-    candidates = (~protected).nonzero().tolist()
-    remove = round(fraction * len(candidates))
-    candidates.sort(key=lambda lj: (normalised[lj[0], lj[1]].item(), lj[0], lj[1]))
-    removed = {tuple(c) for c in candidates[:remove]}
-    return [[j for j in range(scores.shape[1]) if (i, j) not in removed] for i in range(scores.shape[0])]
+    candidates = []
+    for layer, row in enumerate(scores):
+        normalised = row / row.norm().clamp_min(1e-12)
+        order = normalised.argsort(descending=True, stable=True).tolist()
+        candidates += [(normalised[j].item(), layer, j) for j in order[minimum:]]
+    candidates.sort()
+    removed = {(layer, j) for _, layer, j in candidates[: round(fraction * len(candidates))]}
+    return [[j for j in range(len(row)) if (layer, j) not in removed] for layer, row in enumerate(scores)]
 
 
 @torch.no_grad()
@@ -182,19 +183,18 @@ def apply_plan(model: PreTrainedModel, plan: StructuredPlan) -> PreTrainedModel:
     """A physically smaller copy of `model` (left unchanged) keeping the plan's heads and neurons."""
     if not isinstance(model, BertForSequenceClassification):
         raise ValueError(f"apply_plan prunes a BertForSequenceClassification, got {type(model).__name__}")
-    layers, heads, head_size, _, neurons = _shape(model)
-    if len(plan.heads) != layers or len(plan.neurons) != layers:
-        raise ValueError(f"the plan has {len(plan.heads)} layers, the model {layers}")
+    heads, neurons, head_size, hidden = _sizes(model)
+    if len(plan.heads) != len(heads) or len(plan.neurons) != len(heads):
+        raise ValueError(f"the plan has {len(plan.heads)} layers, the model {len(heads)}")
     for kept, available, what in ((plan.heads, heads, "heads"), (plan.neurons, neurons, "neurons")):
-        if any(not units or min(units) < 0 or max(units) >= available for units in kept):
-            raise ValueError(f"the plan's {what} must keep at least one of 0..{available - 1} per layer")
+        if any(not units or min(units) < 0 or max(units) >= limit for units, limit in zip(kept, available)):
+            raise ValueError(f"the plan's {what} must keep at least one of the layer's {what} per layer")
     values = model.config.to_dict()
     for key in ("model_type", "transformers_version", "architectures", "auto_map", "attention_head_size",
                 "heads_per_layer", "intermediate_sizes"):  # fmt: skip
         values.pop(key, None)
     head_counts, neuron_counts = [len(h) for h in plan.heads], [len(n) for n in plan.neurons]
-    stock = set(head_counts) == {heads} and len(set(neuron_counts)) == 1
-    if stock and heads * head_size == model.config.hidden_size:
+    if all(count * head_size == hidden for count in head_counts) and len(set(neuron_counts)) == 1:
         config = BertConfig(**{**values, "intermediate_size": neuron_counts[0]})
         pruned = BertForSequenceClassification(config)
     else:
