@@ -67,6 +67,25 @@ def test_dynamic_int8_is_close_and_smaller(model, tokenizer, exported, tmp_path)
     assert (int8 / "tokenizer.json").is_file() and (int8 / "config.json").is_file()
 
 
+def test_op_types_leave_embeddings_float_and_per_channel_keeps_one_scale_per_column(model, tokenizer, exported,
+                                                                                     tmp_path):
+    def initializers(folder):
+        return {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(folder / "model.onnx")).graph.initializer}
+
+    everything = initializers(quantize_onnx(exported, tmp_path / "all"))
+    matmul_only = initializers(quantize_onnx(exported, tmp_path / "matmul", op_types=("MatMul",)))
+    per_channel = initializers(quantize_onnx(exported, tmp_path / "channel", per_channel=True, op_types=("MatMul",)))
+    table = model.bert.embeddings.word_embeddings.weight.detach().numpy()
+    # The word-embedding table: an INT8 initializer by default, the float32 table itself with op_types=MatMul.
+    assert not any(a.shape == table.shape and a.dtype == np.float32 for a in everything.values())
+    assert any(a.shape == table.shape and a.dtype == np.float32 and np.array_equal(a, table)
+               for a in matmul_only.values())  # fmt: skip
+    scales = [a for name, a in per_channel.items() if name.endswith("_scale") and a.size > 1]
+    assert scales and all(a.ndim == 1 for a in scales)  # one scale per output channel
+    assert not [a for name, a in matmul_only.items() if name.endswith("_scale") and a.size > 1]
+    assert "op_types" in (tmp_path / "matmul" / "quantization.json").read_text()
+
+
 def test_static_int8_writes_qdq_from_calibration(tokenizer, exported, tmp_path):
     batches = [dict(tokenizer(SENTENCES[i : i + 2], padding=True, return_tensors="np")) for i in (0, 2)]
     int8 = quantize_onnx(exported, tmp_path / "static", mode="static", calibration=batches)
