@@ -67,8 +67,9 @@ def test_dynamic_int8_is_close_and_smaller(model, tokenizer, exported, tmp_path)
     assert (int8 / "tokenizer.json").is_file() and (int8 / "config.json").is_file()
 
 
-def test_op_types_leave_embeddings_float_and_per_channel_keeps_one_scale_per_column(model, tokenizer, exported,
-                                                                                     tmp_path):
+def test_op_types_leave_embeddings_float_and_per_channel_keeps_one_scale_per_column(
+    model, tokenizer, exported, tmp_path
+):
     def initializers(folder):
         return {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(folder / "model.onnx")).graph.initializer}
 

@@ -45,3 +45,25 @@ def test_compare_models_int8_rows(tmp_path, tokenizer, glue_dir):
     fp32 = student_int8["measured_fp32"]["accuracy"]
     assert 0 <= student_int8["accuracy"] <= 1 and student["accuracy"] == 0.5, "fp32 row: its eval_results.json"
     assert student_int8["int8_delta"] == pytest.approx(100 * (student_int8["accuracy"] - fp32))
+
+
+def test_a_cpu_without_int8_kernels_is_refused_before_work(monkeypatch):
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32))  # fmt: skip
+    import bertdistill.compression.quantization as quantization
+
+    monkeypatch.setattr(quantization, "_supported_engines", lambda: ["none"])
+    with pytest.raises(ValueError, match="no INT8 CPU engine"):
+        quantize_dynamic_int8(model)
+
+
+def test_onnx_runtime_without_a_cpu_provider_is_refused(monkeypatch, tmp_path, tokenizer):
+    import onnxruntime
+
+    from bertdistill.compression.onnx_runtime import export_onnx, quantize_onnx
+
+    folder = export_onnx(make_teacher(tokenizer).eval(), tokenizer, tmp_path / "float")
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider"])
+    with pytest.raises(ValueError, match="no CPUExecutionProvider"):
+        quantize_onnx(folder, tmp_path / "int8")
+    assert not (tmp_path / "int8").exists()

@@ -114,7 +114,8 @@ def quantize_onnx(
             `Gather` only: static quantization of every operator ONNX Runtime can (layer norms, reshapes, transposes,
             the attention mask's `Where`) compounds the MinMax-range error until the model is lost (a 4-layer STS-B
             student fell from 0.824 to 0.035 Pearson/Spearman mean; MatMul + Gather + LayerNormalization: 0.684;
-            MatMul + Gather: 0.781 with per-channel weights, dynamic per-channel: 0.816; `scripts/checks/compare_int8.py`).
+            MatMul + Gather: 0.781 with per-channel weights, dynamic per-channel: 0.816;
+            `scripts/checks/compare_int8.py`).
             `("MatMul",)` leaves the embeddings in float.
     """
     if mode not in QUANTIZATION_MODES:
