@@ -89,8 +89,9 @@ class CompressArguments:
             `keep_characters` keeps every single-character piece so that unseen words split instead of being
             `[UNK]`.
         int8_mode (`str`, *optional*, defaults to `"dynamic"`): ONNX Runtime dynamic INT8, or static with calibration
-            on `calibration_rows` training rows; `int8_per_channel` (on by default) gives every output channel its own
-            weight scale (per-tensor scales lost 1.43 points on MRPC and STS-B, per-channel 0.53 and 0.82);
+            on `calibration_rows` training rows; `int8_per_channel` gives every output channel its own weight scale (the
+            default, except after the qat stage, whose fake quantization is per tensor as ONNX Runtime's default;
+            per-tensor scales lost 1.43 points on MRPC and STS-B after plain distillation, per-channel 0.53 and 0.82);
             `int8_embeddings` also quantizes the embedding lookups (off: they stay float32, about 4x their INT8
             bytes, and the metric moved by less than 0.05 points on MRPC and STS-B); the variants side by side:
             `scripts/checks/compare_int8.py`, docs/int8/.
@@ -121,7 +122,9 @@ class CompressArguments:
     vocab_corpus: str | None = field(default=None, metadata={"help": "vocab: also this text file, one per line."})
     keep_characters: bool = field(default=True, metadata={"help": "vocab: keep every single-character piece."})
     int8_mode: str = field(default="dynamic", metadata={"help": f"int8: {' or '.join(INT8_MODES)}."})
-    int8_per_channel: bool = field(default=True, metadata={"help": "int8: one weight scale per output channel."})
+    int8_per_channel: bool | None = field(
+        default=None, metadata={"help": "int8: one weight scale per output channel (default: on, off after qat)."}
+    )
     int8_embeddings: bool = field(default=True, metadata={"help": "int8: also quantize the embedding lookups."})
     calibration_rows: int = field(default=256, metadata={"help": "int8 static: calibration training rows."})
     recovery_epochs: float = field(default=1.0, metadata={"help": "Epochs of every training stage."})
@@ -159,6 +162,14 @@ class CompressArguments:
             raise ValueError(f"--embedding_rank must be at least 1, got {self.embedding_rank}")
         if self.energy is not None and not 0 < self.energy <= 1:
             raise ValueError(f"--energy must be in (0, 1], got {self.energy}")
+        if self.int8_per_channel is None:
+            self.int8_per_channel = "qat" not in self.stage_list
+        elif self.int8_per_channel and "qat" in self.stage_list:
+            raise ValueError(
+                "--int8_per_channel after the qat stage: QAT trains against ONNX Runtime's per-tensor INT8 weights "
+                "(qat scheme onnx_dynamic), so per-channel INT8 would not be the model it was trained for; drop the "
+                "flag (per-tensor is the default after qat)"
+            )
         if self.int8_mode not in INT8_MODES:
             raise ValueError(f"--int8_mode must be one of {INT8_MODES}, got {self.int8_mode!r}")
         if self.vocab_corpus is not None:
@@ -565,6 +576,21 @@ def choose_budget(rows: list[dict], args: CompressArguments) -> dict:
                                 lambda row: row["run"])  # fmt: skip
 
 
+def check_ranks(args: CompressArguments) -> None:
+    """Refuse a factorization rank no linear layer of the model can have, before any stage runs (each layer keeps at
+    most min(in, out) components; every encoder linear layer has the hidden size on one side)."""
+    if args.rank is None and args.embedding_rank is None:
+        return
+    from transformers import AutoConfig
+
+    source = args.student_model_name_or_path or args.teacher_model_name_or_path
+    hidden = AutoConfig.from_pretrained(source, trust_remote_code=True).hidden_size
+    for flag in ("rank", "embedding_rank"):
+        value = getattr(args, flag)
+        if value is not None and value > hidden:
+            raise ValueError(f"--{flag} {value} is larger than any layer allows: the model's hidden size is {hidden}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     parser = HfArgumentParser((CompressArguments, GlueRunArguments))
@@ -575,6 +601,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_model_path(args.teacher_model_name_or_path, "--teacher_model_name_or_path")
     if args.student_model_name_or_path is not None:
         check_model_path(args.student_model_name_or_path, "--student_model_name_or_path")
+    check_ranks(args)
     pipeline = Pipeline(args, run_args)
     folders = pipeline.run()
     entries = report_entries(Path(args.teacher_model_name_or_path), folders)

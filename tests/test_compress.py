@@ -37,6 +37,8 @@ def base_argv(teacher_dir, glue_dir, out):
         (["--stages", "int8", "--int8_mode", "fp4"], "--int8_mode must be one of"),
         (["--stages", "vocab", "--vocab_corpus", "/nonexistent/corpus.txt"], "--vocab_corpus not found"),
         (["--stages", "int8", "--max_bytes", "-1"], "--max_bytes must be positive"),
+        (["--stages", "distill,factorize", "--rank", "1000"], "--rank 1000 is larger than any layer allows"),
+        (["--stages", "qat,int8", "--int8_per_channel", "true"], "--int8_per_channel after the qat stage"),
     ],
 )
 def test_bad_recipes_are_refused_before_any_work(compress, teacher_dir, glue_dir, tmp_path, flags, match):
@@ -44,6 +46,14 @@ def test_bad_recipes_are_refused_before_any_work(compress, teacher_dir, glue_dir
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         compress.main([*base_argv(teacher_dir, glue_dir, out), *flags])
     assert not out.exists(), "nothing written"
+
+
+def test_int8_is_per_channel_unless_it_follows_qat(compress):
+    def parsed(stages):
+        return compress.CompressArguments(teacher_model_name_or_path="t", output_dir="o", stages=stages)
+
+    assert parsed("distill,int8").int8_per_channel is True
+    assert parsed("distill,qat,int8").int8_per_channel is False
 
 
 def test_empty_corpus_and_missing_teacher_are_refused(compress, teacher_dir, glue_dir, tmp_path):
