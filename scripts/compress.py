@@ -89,8 +89,8 @@ class CompressArguments:
             `keep_characters` keeps every single-character piece so that unseen words split instead of being
             `[UNK]`.
         int8_mode (`str`, *optional*, defaults to `"dynamic"`): ONNX Runtime dynamic INT8, or static with calibration
-            on `calibration_rows` training rows; `int8_per_channel` gives every output channel its own weight scale (the
-            default, except after the qat stage, whose fake quantization is per tensor as ONNX Runtime's default;
+            on `calibration_rows` training rows; `int8_per_channel` gives every output channel its own weight scale
+            (the default, except after the qat stage, whose fake quantization is per tensor as ONNX Runtime's default;
             per-tensor scales lost 1.43 points on MRPC and STS-B after plain distillation, per-channel 0.53 and 0.82);
             `int8_embeddings` also quantizes the embedding lookups (off: they stay float32, about 4x their INT8
             bytes, and the metric moved by less than 0.05 points on MRPC and STS-B); the variants side by side:
