@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
                 mode=variant["mode"],
                 calibration=calibration,
                 per_channel=variant["per_channel"],
-                op_types=compress.int8_op_types(variant["embeddings"]),
+                op_types=op_types(variant),
             )
         entries.append((name, folder, "float32"))
     rows = compress.measure(entries, task, run_args, args.repeats)
