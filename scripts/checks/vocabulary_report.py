@@ -97,8 +97,10 @@ def markdown(report: dict) -> str:
         "",
         f"Machine: {report['machine']}. Tokenizer: the packaged MiniLM-L6's (uncased WordPiece, "
         f"{report['rows'][0]['original'] if report['rows'] else 30522} pieces). A word outside the kept pieces splits "
-        "into the longest kept pieces (WordPiece); with the single-character pieces kept it always splits, without "
-        "them a word no kept pieces spell becomes `[UNK]`. Embedding rows = kept pieces x hidden size "
+        "into the longest kept pieces (WordPiece); with the single-character pieces kept (those of ASCII and of every "
+        "character in the kept text) it splits unless it holds a character of neither, without them a word no kept "
+        "pieces spell becomes `[UNK]`. Texts: each text column of each row."
+        " Embedding rows = kept pieces x hidden size "
         "(x 384 x 4 bytes for MiniLM).",
         "",
         "| task | train texts | dev texts | kept: train + dev | kept: train + characters | dev [UNK] | kept: "
