@@ -429,10 +429,16 @@ def load_for_report(folder: Path):
     return AutoModelForSequenceClassification.from_pretrained(folder).eval()
 
 
-def report_entries(teacher: Path, folders: list[Path]) -> list[tuple[str, Path, str | None]]:
-    """(row name, folder, the row it was made from) for the teacher and every stage output; the int8 stage also
-    shows its float ONNX export, so that what ONNX Runtime gains and what INT8 gains are apart."""
+def report_entries(
+    teacher: Path, folders: list[Path], student: Path | None = None
+) -> list[tuple[str, Path, str | None]]:
+    """(row name, folder, the row it was made from) for the teacher, the given starting student (if any) and every
+    stage output; the int8 stage also shows its float ONNX export, so that what ONNX Runtime gains and what INT8
+    gains are apart."""
     entries, previous = [("teacher", teacher, None)], "teacher"
+    if student is not None:
+        entries.append(("student", student, "teacher"))
+        previous = "student"
     for folder in folders:
         if folder.name.endswith("-int8") and (folder / "float").is_dir():
             entries.append((f"{folder.name}/float", folder / "float", previous))
@@ -604,7 +610,8 @@ def main(argv: list[str] | None = None) -> dict:
     check_ranks(args)
     pipeline = Pipeline(args, run_args)
     folders = pipeline.run()
-    entries = report_entries(Path(args.teacher_model_name_or_path), folders)
+    student = Path(args.student_model_name_or_path) if args.student_model_name_or_path else None
+    entries = report_entries(Path(args.teacher_model_name_or_path), folders, student)
     rows = measure(entries, task, run_args, args.repeats)
     report = {"rows": rows}
     if args.report:

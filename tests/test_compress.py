@@ -111,3 +111,17 @@ def test_every_stage_end_to_end_resumes_and_reports(compress, teacher_dir, glue_
     assert again["chosen"] in ("5-vocab", "6-int8/float", "6-int8")
     with pytest.raises(ValueError, match="Nothing fits the budget .*the smallest bytes is"):
         compress.main([*argv, "--max_bytes", "1000"])
+
+
+def test_report_rows_start_from_the_given_student(compress, tmp_path):
+    folders = [tmp_path / "1-prune", tmp_path / "2-int8"]
+    (tmp_path / "2-int8" / "float").mkdir(parents=True)
+    entries = compress.report_entries(tmp_path / "teacher", folders, tmp_path / "student")
+    assert [(name, made_from) for name, _, made_from in entries] == [
+        ("teacher", None), ("student", "teacher"), ("1-prune", "student"), ("2-int8/float", "1-prune"),
+        ("2-int8", "1-prune"),
+    ]  # fmt: skip
+    assert [name for name, _, _ in compress.report_entries(tmp_path / "teacher", folders)][:2] == [
+        "teacher",
+        "1-prune",
+    ]
