@@ -61,6 +61,7 @@ TRAINING_STAGES = ("distill", "prune", "factorize", "qat")
 INT8_MODES = ("dynamic", "static")
 DONE_FILE = "stage.json"
 SETTINGS_FILE = "settings.json"
+RECOVERY_TEACHERS = ("teacher", "input")
 TRAINING_SETTINGS = ("recovery_epochs", "learning_rate", "per_device_train_batch_size", "seed")
 
 
@@ -95,6 +96,9 @@ class CompressArguments:
             `int8_embeddings` also quantizes the embedding lookups (off: they stay float32, about 4x their INT8
             bytes, and the metric moved by less than 0.05 points on MRPC and STS-B); the variants side by side:
             `scripts/checks/compare_int8.py`, docs/int8/.
+        recovery_teacher (`str`, *optional*, defaults to `"teacher"`): who the prune and factorize stages recover
+            from: the fine-tuned teacher, or `"input"`: the stage's own input model, the one before pruning or
+            factorizing (the seed's "distil from the unpruned model"; cheaper when the input is smaller).
         recovery_epochs, learning_rate, per_device_train_batch_size, seed: the training of every training stage
             (logit distillation from the teacher: 0.5 CE + 0.5 soft targets at T = 2, the trainer's defaults).
         report (`str`, *optional*): write the report here (markdown; .json and .png next to it).
@@ -127,6 +131,9 @@ class CompressArguments:
     )
     int8_embeddings: bool = field(default=True, metadata={"help": "int8: also quantize the embedding lookups."})
     calibration_rows: int = field(default=256, metadata={"help": "int8 static: calibration training rows."})
+    recovery_teacher: str = field(
+        default="teacher", metadata={"help": "prune/factorize: recover from the 'teacher' or the stage's 'input'."}
+    )
     recovery_epochs: float = field(default=1.0, metadata={"help": "Epochs of every training stage."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of every training stage."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size of every training stage."})
@@ -170,6 +177,8 @@ class CompressArguments:
                 "(qat scheme onnx_dynamic), so per-channel INT8 would not be the model it was trained for; drop the "
                 "flag (per-tensor is the default after qat)"
             )
+        if self.recovery_teacher not in RECOVERY_TEACHERS:
+            raise ValueError(f"--recovery_teacher must be one of {RECOVERY_TEACHERS}, got {self.recovery_teacher!r}")
         if self.int8_mode not in INT8_MODES:
             raise ValueError(f"--int8_mode must be one of {INT8_MODES}, got {self.int8_mode!r}")
         if self.vocab_corpus is not None:
@@ -249,6 +258,8 @@ class Pipeline:
             "int8": ("int8_mode", "int8_per_channel", "int8_embeddings", "calibration_rows"),
         }[stage]
         values = {name: getattr(args, name) for name in names}
+        if stage in ("prune", "factorize") and args.recovery_teacher != "teacher":  # absent: folders made before it
+            values["recovery_teacher"] = args.recovery_teacher
         if stage in TRAINING_STAGES:
             values |= {name: getattr(args, name) for name in TRAINING_SETTINGS}
             values |= {"task_name": run_args.task_name, "max_seq_length": run_args.max_seq_length,
@@ -287,9 +298,9 @@ class Pipeline:
             target = round(start - (start - final) * step / steps)
             importance = compute_importance(model, self.importance_batches(), progress=False)
             plan = plan_pruning(model, importance, target_params=target)
-            model = apply_plan(model, plan)
+            unpruned, model = model, apply_plan(model, plan)
             step_dir = out if step == steps else out / f"step-{step}"
-            recovered = self.recover(model, step_dir)
+            recovered = self.recover(model, step_dir, teacher=self.recovery_teacher(unpruned))
             model = self.load(step_dir)
             history.append({"step": step, "target_params": target, "parameters": count_parameters(model), **recovered})
         return {"plan": plan.to_dict(), "steps": history}
@@ -300,7 +311,7 @@ class Pipeline:
         model = self.load(source)
         factorized = factorize(model, rank=self.args.rank, energy=self.args.energy,
                                embedding_rank=self.args.embedding_rank)  # fmt: skip
-        return self.recover(factorized, out)
+        return self.recover(factorized, out, teacher=self.recovery_teacher(model))
 
     def stage_qat(self, source: Path, out: Path) -> dict:
         from bertdistill.compression.qat import convert_qat, prepare_qat
@@ -383,9 +394,13 @@ class Pipeline:
             for s in range(0, len(raw), 16)
         ]
 
-    def recover(self, student, out: Path, save: bool = True) -> dict:
-        """Distil `student` from the teacher on the task (logit KD, the trainer's defaults) into `out`, resuming
-        from the last checkpoint there; the eval metrics of the result."""
+    def recovery_teacher(self, stage_input):
+        """The model a prune or factorize stage recovers from (`--recovery_teacher`)."""
+        return stage_input if self.args.recovery_teacher == "input" else self.teacher
+
+    def recover(self, student, out: Path, save: bool = True, teacher=None) -> dict:
+        """Distil `student` from `teacher` (default: the fine-tuned teacher) on the task (logit KD, the trainer's
+        defaults) into `out`, resuming from the last checkpoint there; the eval metrics of the result."""
         args = self.args
         out.mkdir(parents=True, exist_ok=True)
         config = DistillationTrainingConfig(
@@ -395,8 +410,8 @@ class Pipeline:
         )  # fmt: skip
         set_seed(args.seed)
         trainer = DistillationTrainer(
-            model=student, teacher_model=self.teacher, args=config, train_dataset=self.train_dataset,
-            eval_dataset=self.eval_dataset, processing_class=self.tokenizer,
+            model=student, teacher_model=self.teacher if teacher is None else teacher, args=config,
+            train_dataset=self.train_dataset, eval_dataset=self.eval_dataset, processing_class=self.tokenizer,
             compute_metrics=compute_metrics_for(self.task),
         )  # fmt: skip
         result = trainer.train(resume_from_checkpoint=get_last_checkpoint(str(out)))

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from transformers import AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from conftest import load_script
 
@@ -125,3 +125,23 @@ def test_report_rows_start_from_the_given_student(compress, tmp_path):
         "teacher",
         "1-prune",
     ]
+
+
+def test_prune_recovers_from_its_input_model_when_asked(compress, teacher_dir, glue_dir, tmp_path, monkeypatch):
+    teachers = []
+
+    class Recording(compress.DistillationTrainer):
+        def __init__(self, *args, teacher_model=None, **kwargs):
+            teachers.append(sum(p.numel() for p in teacher_model.parameters()))
+            super().__init__(*args, teacher_model=teacher_model, **kwargs)
+
+    monkeypatch.setattr(compress, "DistillationTrainer", Recording)
+    out = tmp_path / "out"
+    argv = [*base_argv(teacher_dir, glue_dir, out), "--stages", "distill,prune", "--student_num_layers", "1",
+            "--target_sparsity", "0.5", "--recovery_teacher", "input"]  # fmt: skip
+    compress.main(argv)
+    distilled = AutoModelForSequenceClassification.from_pretrained(out / "1-distill")
+    assert teachers[1] == sum(p.numel() for p in distilled.parameters()) < teachers[0]
+    assert json.loads((out / "2-prune" / "settings.json").read_text())[-1]["recovery_teacher"] == "input"
+    with pytest.raises(ValueError, match="--recovery_teacher must be one of"):
+        compress.main([*argv, "--recovery_teacher", "student"])

@@ -46,6 +46,15 @@ def test_exported_logits_equal_pytorch(model, tokenizer, exported, batch):
     assert (exported / "config.json").is_file() and (exported / "tokenizer.json").is_file()
 
 
+def test_sessions_do_not_spin_unless_asked(exported):
+    def spinning(model):
+        return model.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    # Spinning worker threads slow whatever runs next in the process (the PyTorch models timed side by side).
+    assert spinning(OnnxSequenceClassifier(exported)) == "0"
+    assert spinning(OnnxSequenceClassifier(exported, allow_spinning=True)) == "1"
+
+
 def test_pruned_class_exports(tokenizer, tmp_path):
     config = PrunedBertConfig(attention_head_size=8, vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
                               num_attention_heads=2, intermediate_size=48, num_labels=3)  # fmt: skip
