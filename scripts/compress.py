@@ -79,7 +79,9 @@ class CompressArguments:
         student_num_layers (`int`, *optional*, defaults to 3): the distill stage's student takes this many teacher
             layers (uniform), then learns from the teacher.
         target_sparsity, target_params (*optional*): the prune stage's target: the fraction of the encoder's
-            attention and feed-forward parameters to remove, or the parameters of the pruned model (one of them).
+            attention and feed-forward parameters to remove, or the parameters of the pruned model; or instead
+            `heads_per_layer` / `neurons_per_layer`: the heads and FFN neurons every layer keeps (`"4"` for all
+            layers, or `"8,6,4,4"` one per layer; one kind alone keeps every unit of the other).
         prune_steps (`int`, *optional*, defaults to 1): prune a little, recover, repeat (the iterative schedule).
         importance_rows (`int`, *optional*, defaults to 512): training rows that rank heads and neurons.
         rank, energy (*optional*): the factorize stage's rank for every linear layer of the encoder, or the fraction
@@ -117,6 +119,8 @@ class CompressArguments:
     student_num_layers: int = field(default=3, metadata={"help": "The distill stage's student depth."})
     target_sparsity: float | None = field(default=None, metadata={"help": "prune: fraction of encoder params to cut."})
     target_params: int | None = field(default=None, metadata={"help": "prune: parameters of the pruned model."})
+    heads_per_layer: str | None = field(default=None, metadata={"help": "prune: heads kept, '4' or '8,6,4,4'."})
+    neurons_per_layer: str | None = field(default=None, metadata={"help": "prune: FFN neurons kept per layer."})
     prune_steps: int = field(default=1, metadata={"help": "prune: cut and recover in this many steps."})
     importance_rows: int = field(default=512, metadata={"help": "prune: training rows that rank heads and neurons."})
     rank: int | None = field(default=None, metadata={"help": "factorize: rank of every encoder linear layer."})
@@ -155,8 +159,17 @@ class CompressArguments:
                 f"--stages {self.stages}: each stage at most once, in the order {' -> '.join(STAGES)} (training "
                 "stages read the teacher's vocabulary, so vocab follows them; int8 leaves PyTorch, so it is last)"
             )
-        if "prune" in self.stage_list and (self.target_sparsity is None) == (self.target_params is None):
-            raise ValueError("the prune stage needs exactly one of --target_sparsity and --target_params")
+        self.layer_counts = {name: parse_counts(getattr(self, name), name)
+                             for name in ("heads_per_layer", "neurons_per_layer")}  # fmt: skip
+        by_counts = any(v is not None for v in self.layer_counts.values())
+        given = (self.target_sparsity is not None) + (self.target_params is not None) + by_counts
+        if "prune" in self.stage_list and given != 1:
+            raise ValueError(
+                "the prune stage needs exactly one of --target_sparsity, --target_params and per-layer counts "
+                "(--heads_per_layer / --neurons_per_layer)"
+            )
+        if by_counts and self.prune_steps != 1:
+            raise ValueError("--prune_steps > 1 needs a global target (--target_sparsity or --target_params)")
         if self.target_sparsity is not None and not 0 <= self.target_sparsity < 1:
             raise ValueError(f"--target_sparsity must be in [0, 1), got {self.target_sparsity}")
         if self.target_params is not None and self.target_params <= 0:
@@ -258,6 +271,8 @@ class Pipeline:
             "int8": ("int8_mode", "int8_per_channel", "int8_embeddings", "calibration_rows"),
         }[stage]
         values = {name: getattr(args, name) for name in names}
+        if stage == "prune":  # absent unless given: folders made before these flags keep their settings
+            values |= {name: v for name in ("heads_per_layer", "neurons_per_layer") if (v := getattr(args, name))}
         if stage in ("prune", "factorize") and args.recovery_teacher != "teacher":  # absent: folders made before it
             values["recovery_teacher"] = args.recovery_teacher
         if stage in TRAINING_STAGES:
@@ -288,6 +303,16 @@ class Pipeline:
         model = self.load(source)
         args, steps, history = self.args, self.args.prune_steps, []
         start = count_parameters(model)
+        if any(v is not None for v in args.layer_counts.values()):
+            importance = compute_importance(model, self.importance_batches(), progress=False)
+            plan = plan_pruning(model, importance, heads_per_layer=args.layer_counts["heads_per_layer"],
+                                neurons_per_layer=args.layer_counts["neurons_per_layer"])  # fmt: skip
+            pruned = apply_plan(model, plan)
+            recovered = self.recover(pruned, out, teacher=self.recovery_teacher(model))
+            return {
+                "plan": plan.to_dict(),
+                "steps": [{"step": 1, "parameters": count_parameters(pruned), **recovered}],
+            }
         # Both targets as the parameter count of the final model; each step removes an equal share of the cut.
         final = args.target_params
         if final is None:
@@ -424,6 +449,19 @@ class Pipeline:
 
 
 # ---- the report ----------------------------------------------------------------------------------------------------
+
+
+def parse_counts(value: str | None, flag: str) -> int | list[int] | None:
+    """`"4"` -> 4 (every layer), `"8,6,4,4"` -> one count per layer; refuses anything but positive integers."""
+    if value is None:
+        return None
+    try:
+        counts = [int(v) for v in str(value).split(",")]
+    except ValueError:
+        raise ValueError(f"--{flag} takes a count or comma-separated counts, got {value!r}") from None
+    if any(c < 1 for c in counts):
+        raise ValueError(f"--{flag}: every layer keeps at least 1, got {value!r}")
+    return counts[0] if len(counts) == 1 else counts
 
 
 def int8_op_types(embeddings: bool) -> tuple[str, ...] | None:

@@ -28,7 +28,7 @@ def base_argv(teacher_dir, glue_dir, out):
     [
         (["--stages", "prune,distill"], "in the order distill -> prune"),
         (["--stages", "distill,shrink"], r"unknown \['shrink'\]"),
-        (["--stages", "prune"], "exactly one of --target_sparsity and --target_params"),
+        (["--stages", "prune"], "exactly one of --target_sparsity, --target_params and per-layer counts"),
         (["--stages", "prune", "--target_sparsity", "1.0"], r"--target_sparsity must be in \[0, 1\)"),
         (["--stages", "prune", "--target_sparsity", "-0.1"], r"--target_sparsity must be in \[0, 1\)"),
         (["--stages", "factorize"], "exactly one of --rank and --energy"),
@@ -38,6 +38,10 @@ def base_argv(teacher_dir, glue_dir, out):
         (["--stages", "vocab", "--vocab_corpus", "/nonexistent/corpus.txt"], "--vocab_corpus not found"),
         (["--stages", "int8", "--max_bytes", "-1"], "--max_bytes must be positive"),
         (["--stages", "distill,factorize", "--rank", "1000"], "--rank 1000 is larger than any layer allows"),
+        (["--stages", "prune", "--heads_per_layer", "two"], "--heads_per_layer takes a count"),
+        (["--stages", "prune", "--neurons_per_layer", "8,0"], "every layer keeps at least 1"),
+        (["--stages", "prune", "--target_sparsity", "0.5", "--heads_per_layer", "2"], "exactly one of"),
+        (["--stages", "prune", "--heads_per_layer", "2", "--prune_steps", "2"], "--prune_steps > 1 needs a global"),
         (["--stages", "qat,int8", "--int8_per_channel", "true"], "--int8_per_channel after the qat stage"),
     ],
 )
@@ -145,3 +149,14 @@ def test_prune_recovers_from_its_input_model_when_asked(compress, teacher_dir, g
     assert json.loads((out / "2-prune" / "settings.json").read_text())[-1]["recovery_teacher"] == "input"
     with pytest.raises(ValueError, match="--recovery_teacher must be one of"):
         compress.main([*argv, "--recovery_teacher", "student"])
+
+
+def test_prune_to_per_layer_counts(compress, teacher_dir, glue_dir, tmp_path):
+    out = tmp_path / "out"
+    compress.main([*base_argv(teacher_dir, glue_dir, out), "--stages", "distill,prune", "--student_num_layers", "2",
+                   "--heads_per_layer", "1,2", "--neurons_per_layer", "8"])  # fmt: skip
+    config = AutoModelForSequenceClassification.from_pretrained(out / "2-prune", trust_remote_code=True).config
+    heads = getattr(config, "heads_per_layer", None) or [config.num_attention_heads] * config.num_hidden_layers
+    sizes = getattr(config, "intermediate_sizes", None) or [config.intermediate_size] * config.num_hidden_layers
+    assert list(heads) == [1, 2] and list(sizes) == [8, 8]
+    assert json.loads((out / "2-prune" / "settings.json").read_text())[-1]["heads_per_layer"] == "1,2"
