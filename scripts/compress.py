@@ -303,31 +303,23 @@ class Pipeline:
         model = self.load(source)
         args, steps, history = self.args, self.args.prune_steps, []
         start = count_parameters(model)
-        if any(v is not None for v in args.layer_counts.values()):
-            importance = compute_importance(model, self.importance_batches(), progress=False)
-            plan = plan_pruning(model, importance, heads_per_layer=args.layer_counts["heads_per_layer"],
-                                neurons_per_layer=args.layer_counts["neurons_per_layer"])  # fmt: skip
-            pruned = apply_plan(model, plan)
-            recovered = self.recover(pruned, out, teacher=self.recovery_teacher(model))
-            return {
-                "plan": plan.to_dict(),
-                "steps": [{"step": 1, "parameters": count_parameters(pruned), **recovered}],
-            }
-        # Both targets as the parameter count of the final model; each step removes an equal share of the cut.
-        final = args.target_params
-        if final is None:
-            final = start - round(args.target_sparsity * prunable_parameters(model))
-        if final > start:
-            raise ValueError(f"--target_params {final} is more than the {start} parameters of {source}")
+        by_counts = any(v is not None for v in args.layer_counts.values())  # one step (refused otherwise)
+        if not by_counts:
+            # Both targets as the parameter count of the final model; each step removes an equal share of the cut.
+            final = args.target_params
+            if final is None:
+                final = start - round(args.target_sparsity * prunable_parameters(model))
+            if final > start:
+                raise ValueError(f"--target_params {final} is more than the {start} parameters of {source}")
         for step in range(1, steps + 1):
-            target = round(start - (start - final) * step / steps)
+            target = {} if by_counts else {"target_params": round(start - (start - final) * step / steps)}
             importance = compute_importance(model, self.importance_batches(), progress=False)
-            plan = plan_pruning(model, importance, target_params=target)
+            plan = plan_pruning(model, importance, **(args.layer_counts if by_counts else target))
             unpruned, model = model, apply_plan(model, plan)
             step_dir = out if step == steps else out / f"step-{step}"
             recovered = self.recover(model, step_dir, teacher=self.recovery_teacher(unpruned))
             model = self.load(step_dir)
-            history.append({"step": step, "target_params": target, "parameters": count_parameters(model), **recovered})
+            history.append({"step": step, **target, "parameters": count_parameters(model), **recovered})
         return {"plan": plan.to_dict(), "steps": history}
 
     def stage_factorize(self, source: Path, out: Path) -> dict:
@@ -374,7 +366,9 @@ class Pipeline:
         export_onnx(model, tokenizer, float_dir)
         calibration = None
         if self.args.int8_mode == "static":
-            calibration = self.calibration_batches(tokenizer, source)
+            calibration = calibration_batches(
+                self.task, self.run_args.glue_dir, tokenizer, self.args.calibration_rows, self.run_args.max_seq_length
+            )
         quantize_onnx(
             float_dir,
             out,
@@ -401,23 +395,6 @@ class Pipeline:
         columns = [c for c in rows.column_names if c in ("input_ids", "attention_mask", "token_type_ids", "label")]
         rows = rows.select_columns(columns)
         return [collate([rows[i] for i in range(s, min(s + 32, len(rows)))]) for s in range(0, len(rows), 32)]
-
-    def calibration_batches(self, tokenizer, source: Path):
-        raw = load_glue_split(self.task, "train", self.run_args.glue_dir)
-        raw = raw.select(range(min(self.args.calibration_rows, len(raw))))
-        texts = [raw[c] for c in self.task.text_columns]
-        return [
-            dict(
-                tokenizer(
-                    *(col[s : s + 16] for col in texts),
-                    truncation=True,
-                    padding=True,
-                    return_tensors="np",
-                    max_length=self.run_args.max_seq_length,
-                )
-            )  # fmt: skip
-            for s in range(0, len(raw), 16)
-        ]
 
     def recovery_teacher(self, stage_input):
         """The model a prune or factorize stage recovers from (`--recovery_teacher`)."""
@@ -462,6 +439,16 @@ def parse_counts(value: str | None, flag: str) -> int | list[int] | None:
     if any(c < 1 for c in counts):
         raise ValueError(f"--{flag}: every layer keeps at least 1, got {value!r}")
     return counts[0] if len(counts) == 1 else counts
+
+
+def calibration_batches(task, glue_dir, tokenizer, rows: int, max_length: int) -> list[dict]:
+    """Static INT8's calibration inputs: the first `rows` training rows, tokenized in batches of 16 (numpy)."""
+    raw = load_glue_split(task, "train", glue_dir)
+    raw = raw.select(range(min(rows, len(raw))))
+    texts = [raw[c] for c in task.text_columns]
+    return [dict(tokenizer(*(col[s : s + 16] for col in texts), truncation=True, padding=True, return_tensors="np",
+                           max_length=max_length))
+            for s in range(0, len(raw), 16)]  # fmt: skip
 
 
 def int8_op_types(embeddings: bool) -> tuple[str, ...] | None:

@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> dict:
         if not (folder / "model.onnx").is_file():
             calibration = None
             if variant["mode"] == "static":
-                calibration = calibration_batches(task, args, AutoTokenizer.from_pretrained(args.model))
+                tokenizer = AutoTokenizer.from_pretrained(args.model)
+                calibration = compress.calibration_batches(
+                    task, args.glue_dir, tokenizer, args.calibration_rows, args.max_seq_length
+                )
             quantize_onnx(
                 float_dir,
                 folder,
@@ -114,17 +117,6 @@ def op_types(variant: dict) -> list[str] | None:
     from onnxruntime.quantization.registry import QDQRegistry
 
     return sorted(QDQRegistry)
-
-
-def calibration_batches(task, args, tokenizer) -> list[dict]:
-    from glue_tasks import load_glue_split
-
-    raw = load_glue_split(task, "train", args.glue_dir)
-    raw = raw.select(range(min(args.calibration_rows, len(raw))))
-    columns = [raw[c] for c in task.text_columns]
-    return [dict(tokenizer(*(col[s : s + 16] for col in columns), truncation=True, padding=True,
-                           max_length=args.max_seq_length, return_tensors="np"))
-            for s in range(0, len(raw), 16)]  # fmt: skip
 
 
 def markdown(report: dict) -> str:
