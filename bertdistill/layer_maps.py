@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-FEATURES = ("hidden", "attention")
+FEATURES = ("hidden", "attention", "ffn")
 
 
 @dataclass(frozen=True)

@@ -141,10 +141,12 @@ def test_pkd_mse_is_the_authors_mean_over_examples_and_hidden_size():
 def test_match_loss_registry_is_per_feature():
     from bertdistill.losses import attention_kl, get_match_loss, hidden_mse, register_match_loss
 
-    assert get_match_loss("mse", "hidden") is hidden_mse
-    assert get_match_loss("kl", "attention") is attention_kl
-    with pytest.raises(ValueError, match="Unknown loss 'cosine' for attention matches. Valid: kl, mse"):
+    assert get_match_loss("mse", "hidden").fn is hidden_mse
+    assert get_match_loss("kl", "attention").fn is attention_kl
+    with pytest.raises(ValueError, match=r"Unknown loss 'cosine' for attention matches \('cosine' reads hidden "):
         get_match_loss("cosine", "attention")
+    with pytest.raises(ValueError, match="Unknown loss 'rkd' for attention matches.*Valid: at, kl, mse"):
+        get_match_loss("rkd", "attention")
     with pytest.raises(ValueError, match="already registered for hidden"):
         register_match_loss("mse", "hidden", hidden_mse)
     with pytest.raises(ValueError, match="Unknown feature"):
