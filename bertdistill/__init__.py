@@ -11,12 +11,16 @@ from .compression import (
 from .layer_maps import PRESETS, LayerMatch, register_preset, resolve_layer_map
 from .losses import (
     LOSSES,
+    MATCH_LOSSES,
+    MatchLoss,
     cosine_embedding_loss,
     get_loss,
+    get_match_loss,
     hard_label_loss,
     logit_mse,
     pkd_hidden_distance,
     register_loss,
+    register_match_loss,
     soft_target_kl,
 )
 from .modeling import DistillationModel, DistillationOutput, LossTerm
@@ -35,6 +39,8 @@ from .trainers import (
     DistillationTrainingConfig,
     DynaBertConfig,
     DynaBertTrainer,
+    FeatureDistillationConfig,
+    FeatureDistillationTrainer,
     FineTuneTrainer,
     PatientKDConfig,
     PatientKDTrainer,
@@ -49,7 +55,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LOSSES",
+    "MATCH_LOSSES",
     "METHODS",
+    "MatchLoss",
+    "get_match_loss",
+    "register_match_loss",
     "PRESETS",
     "DistilBertConfig",
     "DistilBertTrainer",
@@ -59,6 +69,8 @@ __all__ = [
     "DistillationTrainingConfig",
     "DynaBertConfig",
     "DynaBertTrainer",
+    "FeatureDistillationConfig",
+    "FeatureDistillationTrainer",
     "FineTuneTrainer",
     "LayerMatch",
     "LossTerm",

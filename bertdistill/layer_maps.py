@@ -1,7 +1,7 @@
 """Which student layer learns from which teacher layer: `LayerMatch` as plain data, named presets, parsing.
 
 Layer numbers follow `output_hidden_states`: 0 is the embedding output, k (1-based) the output of the k-th
-transformer layer. For attentions, k is the k-th layer's attention (0 is not valid).
+transformer layer. For attentions and FFN pre-activations, k is the k-th layer's (0 is not valid).
 """
 
 from __future__ import annotations
@@ -21,13 +21,19 @@ class LayerMatch:
     Args:
         teacher_layer (`int`): teacher layer, 0 = embeddings, k = output of layer k.
         student_layer (`int`): student layer, same numbering.
-        feature (`str`, *optional*, defaults to `"hidden"`): `"hidden"` (hidden states) or `"attention"`.
+        feature (`str`, *optional*, defaults to `"hidden"`): `"hidden"` (hidden states), `"attention"` (pre-softmax
+            attention scores) or `"ffn"` (the feed-forward layer's pre-activations, the input of its GELU).
         loss (`str`, *optional*): the loss for this match, a name of `bertdistill.losses.MATCH_LOSSES` valid for its
-            feature (hidden: `mse`, `cosine`, `pkd`; attention: `mse`, `kl`); `None` lets the method choose (PKD:
-            `pkd`, the normalised [CLS] distance; DistilBERT: `cosine`; TinyBERT and DynaBERT: `mse`).
+            feature (hidden: `mse`, `cosine`, `pkd`, `fitnet`, `at`, `sp`, `rkd`, `rkd_distance`, `rkd_angle`, `pkt`,
+            `cc`, `nst`, `fsp`, `vid`, `ft`; attention: `mse`, `kl`, `at`; ffn: `ab`); `None` lets the method choose
+            (PKD: `pkd`, the normalised [CLS] distance; DistilBERT: `cosine`; TinyBERT and DynaBERT: `mse`).
         weight (`float`, *optional*, defaults to 1.0): multiplier of this match within its loss term.
         proj (`bool`, *optional*, defaults to `False`): learn a linear map from the student's states to the teacher's
-            width before the loss (hidden matches; matches between different widths are always projected).
+            width before the loss (hidden matches; matches between different widths are projected unless their
+            loss compares any widths or maps them with its own parts, see `bertdistill.losses.MatchLoss.width`).
+        student_end_layer (`int`, *optional*): with `teacher_end_layer`, the second layer of a loss that reads a
+            pair of layers (FSP's flow from `student_layer` to `student_end_layer`); other losses refuse them.
+        teacher_end_layer (`int`, *optional*): the teacher's second layer of the pair.
     """
 
     teacher_layer: int
@@ -36,6 +42,12 @@ class LayerMatch:
     loss: str | None = None
     weight: float = 1.0
     proj: bool = False
+    student_end_layer: int | None = None
+    teacher_end_layer: int | None = None
+
+    @property
+    def is_pair(self) -> bool:
+        return self.student_end_layer is not None or self.teacher_end_layer is not None
 
 
 PRESETS: dict[str, Callable[[int, int], list[LayerMatch]]] = {}
@@ -150,10 +162,14 @@ def resolve_layer_map(
     for match in matches:
         if match.feature not in FEATURES:
             raise ValueError(f"{match}: feature must be one of {FEATURES}")
-        lowest = 1 if match.feature == "attention" else 0
+        lowest = 0 if match.feature == "hidden" else 1
+        if match.is_pair and (match.student_end_layer is None or match.teacher_end_layer is None):
+            raise ValueError(f"{match}: a layer pair needs both student_end_layer and teacher_end_layer")
         for side, layer, depth in (("teacher", match.teacher_layer, num_teacher_layers),
-                                   ("student", match.student_layer, num_student_layers)):  # fmt: skip
-            if not lowest <= layer <= depth:
+                                   ("student", match.student_layer, num_student_layers),
+                                   ("teacher", match.teacher_end_layer, num_teacher_layers),
+                                   ("student", match.student_end_layer, num_student_layers)):  # fmt: skip
+            if layer is not None and not lowest <= layer <= depth:
                 raise ValueError(
                     f"{match}: {side}_layer {layer} is out of range; the {side} has {depth} layers, so "
                     f"{match.feature} layers are numbered {lowest}..{depth}"
@@ -163,20 +179,30 @@ def resolve_layer_map(
 
 
 def resolve_hidden_state_map(spec, teacher_config, student_config, method: str) -> list[LayerMatch]:
-    """A layer map for methods whose intermediate loss reads hidden states only (Patient-KD, DistilBERT). A student
-    narrower than the teacher is compared through learned projections (see `bertdistill.layer_matching`)."""
+    """A layer map for methods whose own intermediate loss reads hidden states (Patient-KD, DistilBERT): a match of
+    another feature must name its loss (e.g. `"loss": "at"` on attention, `"ab"` on ffn). A student narrower than
+    the teacher is compared through learned projections (see `bertdistill.layer_matching`)."""
     matches = resolve_layer_map(spec, teacher_config.num_hidden_layers, student_config.num_hidden_layers)
-    if any(m.feature != "hidden" for m in matches):
-        raise ValueError(
-            f"{method} matches hidden states only; remove the attention matches from --layer_map (--method tinybert "
-            "distils attention scores)"
-        )
+    for match in matches:
+        if match.feature != "hidden" and match.loss is None:
+            raise ValueError(
+                f'{match}: {method} matches hidden states only, unless a match names its loss (e.g. "loss": "at" '
+                'for attention, "ab" for ffn); remove it or name one (--method tinybert distils attention scores)'
+            )
     return matches
 
 
 def describe(matches: list[LayerMatch]) -> str:
     """Short text for logs and model cards, e.g. `"hidden 1<-2, 2<-4"` (student <- teacher)."""
-    return ", ".join(f"{m.feature} {m.student_layer}<-{m.teacher_layer}" for m in matches)
+
+    def side(start: int, end: int | None) -> str:
+        return str(start) if end is None else f"{start}..{end}"
+
+    return ", ".join(
+        f"{m.feature} {side(m.student_layer, m.student_end_layer)}<-{side(m.teacher_layer, m.teacher_end_layer)}"
+        + (f" ({m.loss})" if m.loss else "")
+        for m in matches
+    )
 
 
 def to_json(matches: list[LayerMatch]) -> str:

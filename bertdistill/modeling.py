@@ -18,6 +18,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import load_sharded_checkpoint
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, ModelOutput
 
+from .activations import recording_ffn_inputs
+
 EXTRAS_WEIGHTS_NAME = "distillation_extras.safetensors"
 
 
@@ -43,6 +45,9 @@ class LossTerm:
             the term reads; the trainer records exactly the union of these (see `bertdistill.attention`).
         student_attention_layers (`tuple[int, ...]`, *optional*): the same for the student. Either being non-empty
             implies `needs_attentions`. In `fn`, `outputs.attentions` is then `{layer: scores}` for those layers.
+        teacher_ffn_layers (`tuple[int, ...]`, *optional*): the teacher layers (1-based) whose FFN pre-activations
+            the term reads (recorded by `bertdistill.activations`); in `fn`, `outputs.ffn` is `{layer: tensor}`.
+        student_ffn_layers (`tuple[int, ...]`, *optional*): the same for the student.
     """
 
     name: str
@@ -55,6 +60,8 @@ class LossTerm:
     teacher_hidden_layers: tuple[int, ...] | None = None
     teacher_attention_layers: tuple[int, ...] = ()
     student_attention_layers: tuple[int, ...] = ()
+    teacher_ffn_layers: tuple[int, ...] = ()
+    student_ffn_layers: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.teacher_attention_layers or self.student_attention_layers:
@@ -122,6 +129,15 @@ class DistillationModel(nn.Module):
         return tuple(sorted({layer for term in self.loss_terms for layer in term.student_attention_layers}))
 
     @property
+    def teacher_ffn_layers(self) -> tuple[int, ...]:
+        """The teacher layers whose FFN pre-activations some active term reads."""
+        return tuple(sorted({layer for term in self.loss_terms for layer in term.teacher_ffn_layers}))
+
+    @property
+    def student_ffn_layers(self) -> tuple[int, ...]:
+        return tuple(sorted({layer for term in self.loss_terms for layer in term.student_ffn_layers}))
+
+    @property
     def needs_teacher(self) -> bool:
         return any(term.needs_teacher for term in self.loss_terms)
 
@@ -161,9 +177,12 @@ class DistillationModel(nn.Module):
             # A bare encoder (general distillation) has no task head and takes no labels.
             return self.student(**inputs, labels=labels) if labels is not None else self.student(**inputs)
 
-        outputs = self.student(
-            **inputs, output_hidden_states=self.needs_hidden_states, output_attentions=self.needs_attentions
-        )
+        with recording_ffn_inputs(self.student, self.student_ffn_layers) as ffn:
+            outputs = self.student(
+                **inputs, output_hidden_states=self.needs_hidden_states, output_attentions=self.needs_attentions
+            )
+        if ffn:
+            outputs.ffn = ffn
         attentions_by_layer(outputs, self.student_attention_layers)
         attentions_by_layer(teacher_outputs, self.teacher_attention_layers)
         batch = {**inputs, "labels": labels}

@@ -16,7 +16,7 @@ from conftest import REPO, accelerate_launch
 TWO_RANKS = ["--multi_gpu", "--num_processes", "2"]
 
 
-@pytest.mark.parametrize("method", ["kd", "tinybert", "tinybert-cached", "dynabert", "kd-movement"])
+@pytest.mark.parametrize("method", ["kd", "tinybert", "tinybert-cached", "dynabert", "kd-movement", "feature"])
 def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir, method):
     worker = Path(__file__).parent / "two_rank_worker.py"
     accelerate_launch(*TWO_RANKS, worker, tokenizer_dir, tmp_path, method, cwd=tmp_path)
@@ -26,6 +26,9 @@ def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir, me
     assert moved, "training changed nothing"
     if method.startswith("tinybert"):  # the projections live in the DDP-wrapped model: trained and kept in sync
         assert any(k.startswith("extras.proj") for k in moved)
+    if method == "feature":  # VID's regressor and variances and AB's connector: trained and kept in sync
+        assert any(k.startswith("extras.vid_hidden_") and k.endswith("log_scale") for k in moved)
+        assert any(k.startswith("extras.ab_ffn_") for k in moved)
     if method == "tinybert-cached":
         # The main process wrote the cache, the other waited and read it; training ran the teacher on neither.
         assert rank0["teacher_forwards_in_init"] > 0 and rank1["teacher_forwards_in_init"] == 0

@@ -147,7 +147,10 @@ def test_method_errors(tmp_path, tokenizer):
     with pytest.raises(ValueError, match="alpha_cos must be >= 0"):
         DistilBertConfig(output_dir=str(tmp_path), alpha_cos=-1)
     teacher = make_teacher(tokenizer)
-    with pytest.raises(ValueError, match="Unknown loss 'kl' for hidden matches. Valid: cosine, mse, pkd"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown loss 'kl' for hidden matches \('kl' reads attention matches\). Valid: at, cc, cosine",
+    ):
         make_trainer(tmp_path, tokenizer, method="pkd", layer_map='[{"teacher_layer": 2, "student_layer": 1, '
                      '"loss": "kl"}]')  # fmt: skip
     with pytest.raises(ValueError, match="matches hidden states only"):

@@ -31,10 +31,12 @@ def main(tokenizer_dir: str, out: str, method: str = "kd") -> None:
         method, extra = "tinybert", {"cache_teacher_outputs": True, "teacher_cache_dir": str(Path(out) / "cache")}
     if method == "kd-movement":
         method, extra = "kd", {"sparsity": 0.5, "pruning_method": "movement", "pruning_frequency": 1}
+    if method == "feature":  # losses with parts (VID, AB) and a relation loss, on a narrower student
+        extra = {"feature_losses": "vid,ab,rkd", "stage": "task", "layer_map": "1:2,2:4"}
     forwards = []
     teacher.register_forward_hook(lambda *_: forwards.append(1))
     torch.manual_seed(1)
-    if method == "tinybert":
+    if method in ("tinybert", "feature"):
         config = tiny_config(len(tokenizer), layers=2)
         config.hidden_size, config.intermediate_size = 16, 32
         student = BertForSequenceClassification(config)

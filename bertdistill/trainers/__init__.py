@@ -11,6 +11,8 @@ from .distillation_config import DistillationTrainingConfig
 from .distillation_trainer import DistillationTrainer
 from .dynabert_config import DynaBertConfig
 from .dynabert_trainer import DynaBertTrainer
+from .feature_config import FeatureDistillationConfig
+from .feature_trainer import FeatureDistillationTrainer
 from .finetune_trainer import FineTuneTrainer
 from .pkd_config import PatientKDConfig
 from .pkd_trainer import PatientKDTrainer
@@ -57,6 +59,7 @@ register_method("distilbert", DistilBertTrainer, layer_selection="alternate")
 register_method("tinybert", TinyBertTrainer)
 register_method("finetune", StudentFineTuneTrainer)
 register_method("dynabert", DynaBertTrainer, full_student=True)
+register_method("feature", FeatureDistillationTrainer)
 
 __all__ = [
     "METHODS",
@@ -66,6 +69,8 @@ __all__ = [
     "DistillationTrainingConfig",
     "DynaBertConfig",
     "DynaBertTrainer",
+    "FeatureDistillationConfig",
+    "FeatureDistillationTrainer",
     "FineTuneTrainer",
     "PatientKDConfig",
     "PatientKDTrainer",

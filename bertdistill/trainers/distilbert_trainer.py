@@ -37,7 +37,9 @@ class DistilBertTrainer(DistillationTrainer):
         self.layer_map = matches = resolve_hidden_state_map(
             args.layer_map, teacher.config, student.config, "DistilBERT's cosine loss"
         )
-        check_matches(matches, DEFAULT_LOSSES, student.config, teacher.config, "DistilBERT")
+        self.default_losses = DEFAULT_LOSSES
+        check_matches(matches, DEFAULT_LOSSES, student.config, teacher.config, "DistilBERT",
+                      args.per_device_train_batch_size)  # fmt: skip
         return [
             *super().build_loss_terms(student, teacher),
             layer_match_term("cos", args.alpha_cos, matches, DEFAULT_LOSSES, reduction="mean"),

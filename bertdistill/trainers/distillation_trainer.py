@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import has_length
 
+from ..activations import recording_ffn_inputs
 from ..attention import record_attention_scores, stop_recording_attention_scores
 from ..compression.sparsity import (
     SparsityCallback,
@@ -25,7 +26,7 @@ from ..compression.sparsity import (
     summarize_sparsity,
 )
 from ..layer_maps import LayerMatch
-from ..layer_matching import build_projections
+from ..layer_matching import build_match_modules
 from ..losses import hard_label_loss, logit_mse, soft_cross_entropy, soft_target_kl
 from ..model_card import ModelCardMixin
 from ..modeling import DistillationModel, LossTerm
@@ -70,9 +71,10 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     # Every loss here is a per-batch mean: let the Trainer divide by the accumulation steps (see transformers'
     # `loss_is_scaled_for_ga`; our wrapper's forward has no **kwargs, but saying it keeps this independent of that).
     loss_is_scaled_for_ga = False
-    # The layer matches of the method's intermediate losses (set by `build_loss_terms`); their projections are built
-    # by `build_extras`.
+    # The layer matches of the method's intermediate losses and the loss per feature of those whose `loss` is None
+    # (set by `build_loss_terms`); their projections and loss parts are built by `build_extras`.
     layer_map: list[LayerMatch] = []
+    default_losses: dict[str, str] = {}
 
     def __init__(
         self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DistillationTrainingConfig, **kwargs
@@ -186,9 +188,10 @@ class DistillationTrainer(ModelCardMixin, Trainer):
 
     def build_extras(self, student: PreTrainedModel, teacher: PreTrainedModel) -> nn.ModuleDict:
         """Trainable modules besides the student: the projections of `self.layer_map` (a hidden match with
-        `proj=True`, or between different widths; see `bertdistill.layer_matching`). None for logit distillation."""
-        return build_projections(
-            self.layer_map, student.config.hidden_size, teacher.config.hidden_size, self.shared_projection()
+        `proj=True`, or between different widths; see `bertdistill.layer_matching`) and its losses' parts (VID's
+        regressor and variances, FT's paraphraser and translator, AB's connector). None for logit distillation."""
+        return build_match_modules(
+            self.layer_map, student.config, teacher.config, self.default_losses, self.shared_projection()
         )
 
     def shared_projection(self) -> bool:
@@ -269,6 +272,8 @@ class DistillationTrainer(ModelCardMixin, Trainer):
             return "the loss may read any teacher layer, so no set of layers to keep is known in advance"
         if wrapper.needs_attentions and not wrapper.teacher_attention_layers:
             return "the loss reads attentions of layers that are not recorded (bertdistill.attention)"
+        if wrapper.teacher_ffn_layers:
+            return "the loss reads the teacher's FFN pre-activations (loss 'ab'), which no teacher cache keeps"
         return None
 
     def _plan_teacher_output_cache(self, wrapper: DistillationModel):
@@ -405,12 +410,16 @@ class DistillationTrainer(ModelCardMixin, Trainer):
             if not wrapper.needs_attentions:
                 outputs.attentions = None
             return outputs
-        with torch.no_grad():
-            return self.teacher(
+        teacher = self.accelerator.unwrap_model(self.teacher)
+        with torch.no_grad(), recording_ffn_inputs(teacher, wrapper.teacher_ffn_layers) as ffn:
+            outputs = self.teacher(
                 **{k: v for k, v in inputs.items() if k != "labels"},
                 output_hidden_states=wrapper.needs_hidden_states,
                 output_attentions=wrapper.needs_attentions,
             )
+        if ffn:
+            outputs.ffn = ffn
+        return outputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         rows = inputs.pop(TEACHER_ROW_COLUMN, None)

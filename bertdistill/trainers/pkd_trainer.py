@@ -33,7 +33,9 @@ class PatientKDTrainer(DistillationTrainer):
         args = self.args
         self.layer_map = matches = resolve_hidden_state_map(args.layer_map, teacher.config, student.config,
                                                             "Patient-KD")  # fmt: skip
-        check_matches(matches, DEFAULT_LOSSES, student.config, teacher.config, "Patient-KD")
+        self.default_losses = DEFAULT_LOSSES
+        check_matches(matches, DEFAULT_LOSSES, student.config, teacher.config, "Patient-KD",
+                      args.per_device_train_batch_size)  # fmt: skip
         reduction, per_element = PT_REDUCTIONS[args.pt_reduction]
         # The registered "pkd" loss is the authors' per-element mean; the paper's squared L2 norm sums the hidden size.
         scale = 1.0 if per_element else float(teacher.config.hidden_size)

@@ -70,7 +70,9 @@ class TinyBertTrainer(DistillationTrainer):
         }
         # Matches whose term has weight 0 are not computed, so they need no projection or recorded scores.
         self.layer_map = [m for weight, group in groups.values() if weight for m in group]
-        check_matches(self.layer_map, losses, student.config, teacher.config, "TinyBERT")
+        self.default_losses = losses
+        check_matches(self.layer_map, losses, student.config, teacher.config, "TinyBERT",
+                      args.per_device_train_batch_size)  # fmt: skip
         return [
             layer_match_term(name, weight, group, losses, shared_projection=args.shared_projection)
             for name, (weight, group) in groups.items()
