@@ -121,10 +121,20 @@ def _from_string(spec: str) -> list[LayerMatch]:
     return matches
 
 
+# Short names a JSON layer map may use for the layer fields.
+JSON_ALIASES = {"student": "student_layer", "teacher": "teacher_layer", "student_end": "student_end_layer",
+                "teacher_end": "teacher_end_layer"}  # fmt: skip
+
+
 def _from_json(items: list) -> list[LayerMatch]:
-    fields = set(LayerMatch.__dataclass_fields__)
+    fields = set(LayerMatch.__dataclass_fields__) | set(JSON_ALIASES)
     matches = []
     for item in items:
+        if isinstance(item, dict):
+            doubled = [k for k in JSON_ALIASES if k in item and JSON_ALIASES[k] in item]
+            if doubled:
+                raise ValueError(f"Layer match {item!r} gives both {doubled[0]!r} and {JSON_ALIASES[doubled[0]]!r}")
+            item = {JSON_ALIASES.get(k, k): v for k, v in item.items()}
         unknown = set(item) - fields if isinstance(item, dict) else None
         if unknown is None or unknown:
             raise ValueError(

@@ -211,3 +211,27 @@ def test_feature_errors(tmp_path, tokenizer):
     with pytest.raises(ValueError, match="name no loss"):
         feature_trainer(tmp_path, tokenizer, layer_map='[{"student_layer": 1, "teacher_layer": 2, "loss": "sp"}, '
                         '{"student_layer": 2, "teacher_layer": 4}]')  # fmt: skip
+
+
+def test_json_layer_map_with_short_names_as_in_the_docs(tmp_path, tokenizer):
+    from bertdistill import resolve_layer_map
+
+    (match,) = resolve_layer_map(
+        '[{"student": 2, "teacher": 4, "feature": "hidden", "loss": "vid", "weight": 1}]', 4, 2
+    )
+    assert (match.student_layer, match.teacher_layer, match.loss, match.weight) == (2, 4, "vid", 1)
+    with pytest.raises(ValueError, match="gives both 'student' and 'student_layer'"):
+        resolve_layer_map('[{"student": 2, "student_layer": 2, "teacher": 4}]', 4, 2)
+
+
+def test_at_norm_is_the_papers_unsquared_norm():
+    from bertdistill.losses import at_norm_loss
+
+    student = torch.tensor([[[1.0, 2.0], [0.5, -1.0], [3.0, 0.0]]], dtype=torch.float64)
+    teacher = torch.tensor([[[0.0, 1.0, 1.0], [2.0, 0.0, 0.0], [9.0, 9.0, 9.0]]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0]])
+    q_s = [1 + 4, 0.25 + 1]
+    q_t = [0 + 1 + 1, 4 + 0 + 0]
+    n_s, n_t = sum(v * v for v in q_s) ** 0.5, sum(v * v for v in q_t) ** 0.5
+    expected = sum((a / n_s - b / n_t) ** 2 for a, b in zip(q_s, q_t)) ** 0.5
+    assert at_norm_loss(student, teacher, mask).item() == pytest.approx(expected, rel=1e-6)

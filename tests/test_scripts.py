@@ -338,3 +338,22 @@ def test_distill_glue_records_the_speed_levers_of_each_stage(teacher_dir, glue_d
     assert len(list((tmp_path / "c").iterdir())) == 1, "one teacher-output cache, for the intermediate stage"
     card = (out / "README.md").read_text()
     assert "| bf16 | False (user) |" in card and "| cache_teacher_logits | True (auto: logit-only loss" in card
+
+
+def test_distill_glue_feature_losses_with_pretraining_stage(teacher_dir, glue_dir, tmp_path):
+    """`--method feature`: FT's paraphraser is pre-trained in `<out>-pretrain`, the task stage loads it and trains
+    with KD, RKD and SP; the card lists the losses and their weights."""
+    out = tmp_path / "feat"
+    metrics = distill_glue.main(
+        distill_args(teacher_dir, glue_dir, out, "rte", "--method", "feature", "--student_num_layers", "2",
+                     "--feature_losses", "rkd,sp,ft", "--feature_weights", "1,100,200", "--stage", "both",
+                     "--logging_steps", "1")
+    )  # fmt: skip
+    assert "eval_accuracy" in metrics
+    assert (tmp_path / "feat-pretrain" / "distillation_extras.safetensors").is_file()
+    logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert {"loss_kd", "loss_rkd", "loss_sp", "loss_ft"} <= set(logs[0])
+    first = json.loads((tmp_path / "feat-pretrain" / "trainer_state.json").read_text())["log_history"]
+    assert "loss_ft" in first[0] and "loss_kd" not in first[0]
+    card = (out / "README.md").read_text()
+    assert "rkd,sp,ft" in card and "1,100,200" in card

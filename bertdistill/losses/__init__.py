@@ -5,13 +5,13 @@ them (`bertdistill.losses.registry`).
 - `hidden`: between matched layers' token states: MSE, cosine, Patient-KD, FitNet, NST, FSP.
 - `hidden_learned`: those with trainable parts: VID, FT, AB (FFN pre-activations).
 - `relations`: between the examples of a batch: SP, RKD, PKT, CC.
-- `attention`: attention scores and maps: MSE, KL, AT.
+- `attention`: attention scores and maps: MSE, KL, AT (the authors' squared form and the paper's norm).
 
 Shapes: `B` batch, `C` classes (1 for regression), `L` tokens, `H` hidden size, `h` attention heads. Every loss over
 tokens follows the padding policy of `bertdistill.losses.padding`.
 """
 
-from .attention import at_attention_loss, at_hidden_loss, attention_kl, attention_mse
+from .attention import at_attention_loss, at_hidden_loss, at_norm_loss, attention_kl, attention_mse
 from .hidden import (
     cosine_embedding_loss,
     fitnet_hint_loss,
@@ -46,6 +46,7 @@ __all__ = [
     "ab_loss",
     "at_attention_loss",
     "at_hidden_loss",
+    "at_norm_loss",
     "attention_kl",
     "attention_mse",
     "cc_kernel",

@@ -83,9 +83,9 @@ def at_hidden_loss(
     channels are hidden units and the positions tokens: `Q_l = sum_k |h_lk|^p` per token `l` (padding 0), normalised
     to unit L2 norm over the sequence, and the loss is `(Q_S / ||Q_S|| - Q_T / ||Q_T||)^2` averaged over each
     sequence's real tokens (the padding policy), then over the batch. That mean over positions is what the authors'
-    code computes (`(at(x) - at(y)).pow(2).mean()`, weight `beta = 1000`, the default here); the paper writes the
-    `p`-norm of the difference, not squared, divided by the map size. Since only the maps are compared, the widths
-    may differ.
+    code computes (`(at(x) - at(y)).pow(2).mean()`, added to the loss as `beta / 2 * at_loss` with `beta = 1000`,
+    hence the default weight 500); the paper writes the 2-norm of the difference, not squared, which is
+    [`at_norm_loss`] (`"at_norm"`). Since only the maps are compared, the widths may differ.
 
     Args:
         student_hidden (`torch.Tensor` of shape `(B, L, H_S)`): student states.
@@ -99,6 +99,27 @@ def at_hidden_loss(
     student = zero_padding(student_hidden, mask).abs().pow(p).sum(dim=-1)
     teacher = zero_padding(teacher_hidden, mask).abs().pow(p).sum(dim=-1)
     return sequence_mean(_at_difference(student, teacher), mask)
+
+
+def at_norm_loss(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None, p: int = 2
+) -> torch.Tensor:
+    """Attention transfer as the paper writes it: `|| Q_S / ||Q_S||_2 - Q_T / ||Q_T||_2 ||_2` per sequence (the
+    2-norm over its real tokens, not squared), mean over the batch; the maps as in [`at_hidden_loss`]. The paper's
+    `beta = 1000` divided by the map size applies to the squared form, so this one's default weight is 1.
+
+    Args:
+        student_hidden (`torch.Tensor` of shape `(B, L, H_S)`): student states.
+        teacher_hidden (`torch.Tensor` of shape `(B, L, H_T)`): teacher states.
+        mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 for real tokens.
+        p (`int`, *optional*, defaults to 2): the exponent of the map.
+
+    Returns:
+        `torch.Tensor`: scalar loss.
+    """
+    student = zero_padding(student_hidden, mask).abs().pow(p).sum(dim=-1)
+    teacher = zero_padding(teacher_hidden, mask).abs().pow(p).sum(dim=-1)
+    return _at_difference(student, teacher).sum(dim=1).sqrt().mean()
 
 
 def at_attention_loss(
@@ -134,5 +155,6 @@ def at_attention_loss(
 
 register_match_loss("mse", "attention", attention_mse, paper="arXiv 1909.10351")
 register_match_loss("kl", "attention", attention_kl)
-register_match_loss("at", "hidden", at_hidden_loss, width="any", weight=1000.0, paper="arXiv 1612.03928")
-register_match_loss("at", "attention", at_attention_loss, width="any", weight=1000.0, paper="arXiv 1612.03928")
+register_match_loss("at", "hidden", at_hidden_loss, width="any", weight=500.0, paper="arXiv 1612.03928")
+register_match_loss("at_norm", "hidden", at_norm_loss, width="any", paper="arXiv 1612.03928")
+register_match_loss("at", "attention", at_attention_loss, width="any", weight=500.0, paper="arXiv 1612.03928")

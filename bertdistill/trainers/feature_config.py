@@ -54,10 +54,11 @@ class FeatureDistillationConfig(DistillationTrainingConfig):
     match's loss, feature and weight itself (`{"student": 2, "teacher": 4, "loss": "vid", "weight": 1}` as
     `LayerMatch` fields); matches without a loss then take the losses of `feature_losses`.
 
-    Default weights (the papers', or the CRD benchmark's reference implementation where a paper gives none for
-    classification): fitnet 100, at 1000, sp 3000, rkd 25 (distance + 2 x angle), rkd_distance 25, rkd_angle 50,
-    pkt 30000, cc 0.02, nst 50, fsp 50, vid 1, ft 200, ab 1. They were set for CNN features; the scales of a
-    transformer's states differ, so tune them (`scripts/checks/compare_feature_losses.py` reports what they gave).
+    Default weights (the papers', the authors' code's, or the CRD benchmark's reference implementation where neither
+    gives one for classification): fitnet 100, at 500 (the authors' `beta / 2` with `beta = 1000`), at_norm 1,
+    sp 3000, rkd 25 (distance + 2 x angle), rkd_distance 25, rkd_angle 50, pkt 30000, cc 0.02, nst 50, fsp 50, vid 1,
+    ft 200, ab 1. They were set for CNN features; the scales of a transformer's states differ, so tune them
+    (`scripts/checks/compare_feature_losses.py` reports what they gave here).
 
     Stages: FitNet (hints) and AB (activation boundaries) first train the student with their loss alone, FT first
     trains its paraphraser on the teacher's states; then the task stage trains with CE + KD and the other losses (FT

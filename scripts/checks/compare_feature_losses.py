@@ -1,0 +1,244 @@
+#!/usr/bin/env python
+"""Real-data comparison of the intermediate-knowledge losses: on GLUE tasks, a 3-layer student of the fine-tuned
+packaged MiniLM distilled by logit KD plus each feature loss, against logit KD alone and against the same student
+fine-tuned without a teacher.
+
+    python scripts/checks/compare_feature_losses.py --glue_dir ../shared/glue_data \\
+        --teachers mrpc=runs/compress/teachers/mrpc stsb=runs/compress/teachers/stsb \\
+        sst2=runs/throughput/sst2_teacher --tasks mrpc stsb sst2 --seeds 1 2 3
+
+Every student takes teacher layers by `--student_num_layers 3` (the same layers for every run) and trains with the
+same budget: 3 epochs, learning rate 1e-4, batch 32, the task's max_seq_length (scripts/checks/check_layer_methods.py's
+TASK_SETTINGS; SST-2: its first 8,000 rows). `kd` is `--method kd` (0.5 CE + 0.5 KD at T = 2); each `feature-<loss>` is
+`--method feature --feature_losses <loss>` on the `uniform` layer map (student layer m from teacher layer 2m) with
+the loss's default weight, on top of that same KD; FitNet, AB and FT first run their 1-epoch pre-training stage
+(`--pretrain_num_train_epochs 1`), which comes on top of the 3 epochs. `finetune` is the student on the labels alone.
+
+A finished run leaves `<results_dir>/<task>/<run>-seed<seed>.json` (metric, dev predictions, command, wall time,
+machine) and its checkpoint is deleted (--keep_checkpoints keeps it); a run with a result file is never trained again
+and an interrupted one resumes from its last checkpoint, so the comparison can be run over several sessions. The
+report (markdown, and the raw numbers as .json) is rebuilt from the result files after every run: per task and run the
+mean and spread over seeds, and the difference from `kd` and from `finetune` with a paired bootstrap interval over
+the dev rows (all common seeds scored on the same resampled rows, `glue_tasks.paired_bootstrap`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts" / "checks"))
+
+import check_layer_methods  # noqa: E402
+
+from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
+from bertdistill.losses import MATCH_LOSSES, default_feature, get_match_loss  # noqa: E402
+from bertdistill.results import ResultStore  # noqa: E402
+from glue_tasks import get_task, load_glue_split, paired_bootstrap  # noqa: E402
+
+FEATURE_LOSSES = ["fitnet", "at", "sp", "rkd", "pkt", "cc", "nst", "fsp", "vid", "ft", "ab"]
+RUNS = {
+    "finetune": ["--method", "finetune"],
+    "kd": ["--method", "kd"],
+    **{f"feature-{name}": ["--method", "feature", "--feature_losses", name, "--pretrain_num_train_epochs", "1"]
+       for name in FEATURE_LOSSES},
+}  # fmt: skip
+TASKS = ("mrpc", "stsb", "sst2")
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--glue_dir", default="../shared/glue_data")
+    parser.add_argument("--teachers", nargs="+", required=True, help="task=folder of the fine-tuned teacher")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--seeds", nargs="+", default=["1", "2", "3"])
+    parser.add_argument("--student_layers", type=int, default=3)
+    parser.add_argument("--learning_rate", default="1e-4")
+    parser.add_argument("--output_dir", default="runs/feature_losses", help="Checkpoints (large, not committed).")
+    parser.add_argument("--results_dir", default="docs/feature_losses/results", help="Result files (committed).")
+    parser.add_argument("--report", default="docs/feature_losses.md")
+    parser.add_argument("--keep_checkpoints", action="store_true")
+    parser.add_argument("--report_only", action="store_true", help="Rebuild the report from the result files.")
+    args = parser.parse_args(argv)
+    teachers = {}
+    for item in args.teachers:
+        task, sep, folder = item.partition("=")
+        if not sep or not Path(folder, "config.json").is_file():
+            raise ValueError(f"--teachers takes task=folder of a fine-tuned teacher, got {item!r}")
+        teachers[task] = Path(folder)
+    missing = [t for t in args.tasks if t not in teachers]
+    if missing:
+        raise ValueError(f"No teacher for {missing}: give --teachers {missing[0]}=<folder>")
+    return args, teachers
+
+
+def dev_predictions(task, folder: Path, glue_dir: str) -> list:
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    max_length = check_layer_methods.TASK_SETTINGS[task.name]["max_seq_length"]
+    dev = tokenize_split(load_glue_split(task, task.eval_splits[0], glue_dir), task, tokenizer, max_length)
+    _, predictions = evaluate_model(model, dev, tokenizer, task, return_predictions=True)
+    return predictions
+
+
+def train(task, run: str, seed: str, args, teacher: Path, store: ResultStore) -> None:
+    if store.has(task.name, run, seed):
+        return
+    folder = Path(args.output_dir) / task.name / f"{run}-seed{seed}"
+    common = check_layer_methods.common_arguments(task, args.glue_dir, seed)
+    command = [sys.executable, "scripts/distill_glue.py", *common, "--teacher_model_name_or_path", str(teacher),
+               "--student_num_layers", str(args.student_layers), "--learning_rate", args.learning_rate,
+               "--output_dir", str(folder), *RUNS[run]]  # fmt: skip
+    seconds = 0.0
+    if not (folder / "eval_results.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        seconds = check_layer_methods.run(command, folder.parent / f"{folder.name}.log")
+    record = check_layer_methods.result_record(task, folder, command, seconds, method=run)
+    record["dev_predictions"] = dev_predictions(task, folder, args.glue_dir)
+    record["teacher"] = str(teacher)
+    record["teacher_score"] = json.loads((teacher / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
+    store.save(task.name, run, seed, record)
+    if not args.keep_checkpoints:
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder.with_name(folder.name + "-pretrain"), ignore_errors=True)
+
+
+def comparison(task, runs: dict, run: str, against: str, references: np.ndarray) -> dict | None:
+    """The paired bootstrap of `run` against `against` over the seeds both have."""
+    if against not in runs or run == against:
+        return None
+    seeds = sorted(set(runs[run]) & set(runs[against]))
+    if not seeds:
+        return None
+    a = np.array([runs[run][s]["dev_predictions"] for s in seeds])
+    b = np.array([runs[against][s]["dev_predictions"] for s in seeds])
+    interval = paired_bootstrap(task, a, b, references)
+    return {"seeds": seeds, **{k: float(v) for k, v in interval.items()}}
+
+
+def summary(task, store: ResultStore, glue_dir: str) -> dict:
+    runs = store.load(task.name)
+    references = np.array(load_glue_split(task, task.eval_splits[0], glue_dir)["label"])
+    rows = []
+    for run in RUNS:
+        if run not in runs:
+            continue
+        scores = [runs[run][s]["score"] for s in sorted(runs[run])]
+        first = next(iter(runs[run].values()))
+        rows.append({
+            "run": run,
+            "seeds": sorted(runs[run]),
+            "mean": statistics.fmean(scores),
+            "std": statistics.stdev(scores) if len(scores) > 1 else None,
+            "scores": scores,
+            "vs_kd": comparison(task, runs, run, "kd", references),
+            "vs_finetune": comparison(task, runs, run, "finetune", references),
+            "wall_time_s": statistics.fmean(runs[run][s]["wall_time_s"] for s in runs[run]),
+            "teacher_score": first.get("teacher_score"),
+            "machine": first["machine"],
+        })  # fmt: skip
+    return {"task": task.name, "metric": task.main_metric, "rows": rows}
+
+
+def verdict(row: dict, key: str) -> str:
+    c = row[key]
+    if c is None:
+        return ""
+    text = f"{c['difference'] * 100:+.2f} [{c['low'] * 100:+.2f}, {c['high'] * 100:+.2f}]"
+    if c["low"] > 0:
+        return f"**{text}** better"
+    if c["high"] < 0:
+        return f"{text} worse"
+    return text
+
+
+def report(summaries: list[dict], args, argv: list[str]) -> str:
+    lines = [
+        "# Intermediate-knowledge losses on real GLUE data",
+        "",
+        "Produced by `scripts/checks/compare_feature_losses.py` (see its docstring for the protocol):",
+        "",
+        "```",
+        "python scripts/checks/compare_feature_losses.py " + " ".join(argv),
+        "```",
+        "",
+        "A 3-layer student of the packaged MiniLM-L6 teacher (its layers taken by `--student_num_layers 3`), 3 "
+        "epochs, "
+        "learning rate 1e-4, batch 32, for every run; `kd` = 0.5 CE + 0.5 KD (T = 2); `feature-<loss>` = the same KD "
+        "plus the loss on the `uniform` layer map (student layer m from teacher layer 2m) at its default weight "
+        "(FitNet, AB, FT: plus their 1-epoch pre-training stage). Differences are in metric points (x100) with a 95% "
+        "paired bootstrap interval over the dev rows, all common seeds scored on the same resampled rows; **bold** = "
+        "the whole interval above 0.",
+        "",
+    ]
+    for s in summaries:
+        if not s["rows"]:
+            continue
+        teacher = s["rows"][0]["teacher_score"]
+        lines += [
+            f"## {s['task']} ({s['metric']}; teacher {teacher:.4f})",
+            "",
+            "| run | seeds | mean | std | vs kd | vs finetune | wall time (s) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in s["rows"]:
+            std = f"{row['std']:.4f}" if row["std"] is not None else ""
+            lines.append(
+                f"| {row['run']} | {','.join(row['seeds'])} | {row['mean']:.4f} | {std} | {verdict(row, 'vs_kd')} | "
+                f"{verdict(row, 'vs_finetune')} | {row['wall_time_s']:.0f} |"
+            )
+        lines += ["", f"Machine: {s['rows'][0]['machine']}.", ""]
+    pending = [
+        f"{t}: {run} seed {seed}"
+        for t in args.tasks
+        for seed in args.seeds
+        for run in args.runs
+        if not ResultStore(args.results_dir).has(t, run, seed)
+    ]
+    if pending:
+        lines += ["## Not run yet", "", f"{len(pending)} runs of this invocation have no result yet: "
+                  + "; ".join(pending[:40]) + (" ..." if len(pending) > 40 else ""), ""]  # fmt: skip
+    lines += ["## Default weights", "", "| loss | feature | weight | source |", "|---|---|---|---|"]
+    for name in FEATURE_LOSSES:
+        loss = get_match_loss(name, default_feature(name))
+        lines.append(f"| {name} | {loss.feature} | {loss.weight:g} | {loss.paper} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    argv = sys.argv[1:] if argv is None else argv
+    args, teachers = parse(argv)
+    store = ResultStore(args.results_dir)
+    assert set(FEATURE_LOSSES) <= set(MATCH_LOSSES)
+
+    def write_report():
+        summaries = [summary(get_task(t), store, args.glue_dir) for t in args.tasks]
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(report(summaries, args, argv))
+        Path(args.report).with_suffix(".json").write_text(json.dumps(summaries, indent=2) + "\n")
+        return summaries
+
+    if not args.report_only:
+        for task_name in args.tasks:
+            task = get_task(task_name)
+            for seed in args.seeds:
+                for run in args.runs:
+                    start = time.time()
+                    train(task, run, seed, args, teachers[task_name], store)
+                    if time.time() - start > 1:
+                        write_report()
+    return write_report()
+
+
+if __name__ == "__main__":
+    main()
