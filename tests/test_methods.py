@@ -149,7 +149,7 @@ def test_method_errors(tmp_path, tokenizer):
     teacher = make_teacher(tokenizer)
     with pytest.raises(
         ValueError,
-        match=r"Unknown loss 'kl' for hidden matches \('kl' reads attention matches\). Valid: at, cc, cosine",
+        match=r"Unknown loss 'kl' for hidden matches \('kl' reads attention matches\). Valid: at, at_norm, cc, cosine",
     ):
         make_trainer(tmp_path, tokenizer, method="pkd", layer_map='[{"teacher_layer": 2, "student_layer": 1, '
                      '"loss": "kl"}]')  # fmt: skip

@@ -65,7 +65,7 @@ def parse(argv):
     parser.add_argument("--student_layers", type=int, default=3)
     parser.add_argument("--learning_rate", default="1e-4")
     parser.add_argument("--output_dir", default="runs/feature_losses", help="Checkpoints (large, not committed).")
-    parser.add_argument("--results_dir", default="docs/feature_losses/results", help="Result files (committed).")
+    parser.add_argument("--results_dir", default="results/feature_losses", help="Result files (committed).")
     parser.add_argument("--report", default="docs/feature_losses.md")
     parser.add_argument("--keep_checkpoints", action="store_true")
     parser.add_argument("--report_only", action="store_true", help="Rebuild the report from the result files.")
