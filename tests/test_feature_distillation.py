@@ -235,3 +235,19 @@ def test_at_norm_is_the_papers_unsquared_norm():
     n_s, n_t = sum(v * v for v in q_s) ** 0.5, sum(v * v for v in q_t) ** 0.5
     expected = sum((a / n_s - b / n_t) ** 2 for a, b in zip(q_s, q_t)) ** 0.5
     assert at_norm_loss(student, teacher, mask).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_teacher_caches_with_feature_losses(tmp_path, tokenizer):
+    """FFN pre-activations are in no teacher cache: AB runs the live teacher (and says why); hidden-state losses over
+    several epochs cache the mapped layers."""
+    levers = {"cache_teacher_logits": None, "cache_teacher_outputs": None, "teacher_cache_dir": str(tmp_path / "c")}
+    ab = feature_trainer(tmp_path / "ab", tokenizer, feature_losses="ab", **levers)
+    for lever in ("cache_teacher_outputs", "cache_teacher_logits"):
+        assert ab.speed_levers[lever].value is False
+    assert "FFN pre-activations" in ab.speed_levers["cache_teacher_outputs"].reason
+    ab.train()
+    rkd = feature_trainer(tmp_path / "rkd", tokenizer, feature_losses="rkd,fsp", num_train_epochs=2, max_steps=-1,
+                          **levers)  # fmt: skip
+    assert rkd.speed_levers["cache_teacher_outputs"].value is True
+    assert rkd.model.teacher_hidden_layers == (0, 2, 4)  # FSP's flow starts at the embeddings
+    rkd.train()
