@@ -91,6 +91,17 @@ def dev_predictions(task, folder: Path, glue_dir: str) -> list:
     return predictions
 
 
+def final_losses(folder: Path, last: int = 3) -> dict[str, float]:
+    """Each logged loss component's mean over the run's last `last` training logs (weights included): how large a
+    feature loss's term ended up next to KD's at its default weight."""
+    state_file = folder / "trainer_state.json"
+    if not state_file.is_file():
+        return {}
+    logs = [row for row in json.loads(state_file.read_text())["log_history"] if "loss" in row][-last:]
+    names = sorted({k for row in logs for k in row if k.startswith("loss_")})
+    return {name: statistics.fmean(float(row[name]) for row in logs if name in row) for name in names}
+
+
 def train(task, run: str, seed: str, args, teacher: Path, store: ResultStore) -> None:
     if store.has(task.name, run, seed):
         return
@@ -105,6 +116,7 @@ def train(task, run: str, seed: str, args, teacher: Path, store: ResultStore) ->
         seconds = check_layer_methods.run(command, folder.parent / f"{folder.name}.log")
     record = check_layer_methods.result_record(task, folder, command, seconds, method=run)
     record["dev_predictions"] = dev_predictions(task, folder, args.glue_dir)
+    record["final_losses"] = final_losses(folder)
     record["teacher"] = str(teacher)
     record["teacher_score"] = json.loads((teacher / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
     store.save(task.name, run, seed, record)
@@ -126,6 +138,18 @@ def comparison(task, runs: dict, run: str, against: str, references: np.ndarray)
     return {"seeds": seeds, **{k: float(v) for k, v in interval.items()}}
 
 
+def term_sizes(run: str, by_seed: dict) -> dict[str, float]:
+    """The feature term's and KD's final logged values (weighted), averaged over the seeds that recorded them."""
+    recorded = [r["final_losses"] for r in by_seed.values() if r.get("final_losses")]
+    feature = run.removeprefix("feature-")
+    sizes = {}
+    for key, name in (("feature", f"loss_{feature}"), ("kd", "loss_kd")):
+        values = [losses[name] for losses in recorded if name in losses]
+        if values and run != "finetune":
+            sizes[key] = statistics.fmean(values)
+    return sizes
+
+
 def summary(task, store: ResultStore, glue_dir: str) -> dict:
     runs = store.load(task.name)
     references = np.array(load_glue_split(task, task.eval_splits[0], glue_dir)["label"])
@@ -144,6 +168,7 @@ def summary(task, store: ResultStore, glue_dir: str) -> dict:
             "vs_kd": comparison(task, runs, run, "kd", references),
             "vs_finetune": comparison(task, runs, run, "finetune", references),
             "wall_time_s": statistics.fmean(runs[run][s]["wall_time_s"] for s in runs[run]),
+            "final_losses": term_sizes(run, runs[run]),
             "teacher_score": first.get("teacher_score"),
             "machine": first["machine"],
         })  # fmt: skip
@@ -178,7 +203,8 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
         "plus the loss on the `uniform` layer map (student layer m from teacher layer 2m) at its default weight "
         "(FitNet, AB, FT: plus their 1-epoch pre-training stage). Differences are in metric points (x100) with a 95% "
         "paired bootstrap interval over the dev rows, all common seeds scored on the same resampled rows; **bold** = "
-        "the whole interval above 0.",
+        "the whole interval above 0. `final term / KD`: the feature loss's logged term (weight included) and KD's "
+        "(before its 0.5) over the last training logs, i.e. how much the default weight made the term count.",
         "",
     ]
     for s in summaries:
@@ -188,26 +214,30 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
         lines += [
             f"## {s['task']} ({s['metric']}; teacher {teacher:.4f})",
             "",
-            "| run | seeds | mean | std | vs kd | vs finetune | wall time (s) |",
-            "|---|---|---|---|---|---|---|",
+            "| run | seeds | mean | std | vs kd | vs finetune | final term / KD | wall time (s) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in s["rows"]:
             std = f"{row['std']:.4f}" if row["std"] is not None else ""
+            sizes = row["final_losses"]
+            terms = f"{sizes['feature']:.3g} / {sizes['kd']:.3g}" if {"feature", "kd"} <= set(sizes) else ""
             lines.append(
                 f"| {row['run']} | {','.join(row['seeds'])} | {row['mean']:.4f} | {std} | {verdict(row, 'vs_kd')} | "
-                f"{verdict(row, 'vs_finetune')} | {row['wall_time_s']:.0f} |"
+                f"{verdict(row, 'vs_finetune')} | {terms} | {row['wall_time_s']:.0f} |"
             )
         lines += ["", f"Machine: {s['rows'][0]['machine']}.", ""]
-    pending = [
-        f"{t}: {run} seed {seed}"
-        for t in args.tasks
-        for seed in args.seeds
-        for run in args.runs
-        if not ResultStore(args.results_dir).has(t, run, seed)
-    ]
-    if pending:
-        lines += ["## Not run yet", "", f"{len(pending)} runs of this invocation have no result yet: "
-                  + "; ".join(pending[:40]) + (" ..." if len(pending) > 40 else ""), ""]  # fmt: skip
+    store = ResultStore(args.results_dir)
+    pending = {t: [(run, seed) for seed in args.seeds for run in args.runs if not store.has(t, run, seed)]
+               for t in args.tasks}  # fmt: skip
+    if any(pending.values()):
+        lines += ["## Not run yet", ""]
+        for t, missing in pending.items():
+            if missing:
+                seeds = sorted({seed for _, seed in missing})
+                lines.append(
+                    f"- {t}: {len(missing)} of {len(args.runs) * len(args.seeds)} runs (seeds {', '.join(seeds)})"
+                )
+        lines.append("")
     lines += ["## Default weights", "", "| loss | feature | weight | source |", "|---|---|---|---|"]
     for name in FEATURE_LOSSES:
         loss = get_match_loss(name, default_feature(name))
