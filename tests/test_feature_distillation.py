@@ -251,3 +251,40 @@ def test_teacher_caches_with_feature_losses(tmp_path, tokenizer):
     assert rkd.speed_levers["cache_teacher_outputs"].value is True
     assert rkd.model.teacher_hidden_layers == (0, 2, 4)  # FSP's flow starts at the embeddings
     rkd.train()
+
+
+def test_comparison_report_from_result_files(tmp_path, glue_dir):
+    """compare_feature_losses.py rebuilds its report from result files: paired intervals against kd and finetune,
+    verdicts, the final term sizes, and the runs still missing."""
+    from bertdistill.results import ResultStore
+    from glue_tasks import load_glue_split
+
+    from conftest import load_script
+
+    compare = load_script("checks/compare_feature_losses")
+    compare.BOOTSTRAP_RESAMPLES = 200  # the intervals here are far from 0; the report's own use 2000
+    labels = list(load_glue_split("mrpc", "validation", glue_dir)["label"])
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text("{}")
+    store = ResultStore(tmp_path / "results")
+    flipped = [1 - y for y in labels]
+
+    def record(predictions, losses=None):
+        return {"metric": "f1", "score": 0.0, "dev_predictions": predictions, "wall_time_s": 1, "machine": "test",
+                "teacher_score": 0.9, "final_losses": losses or {}}  # fmt: skip
+
+    for seed in ("1", "2"):
+        store.save("mrpc", "kd", seed, record(labels[:200] + flipped[200:]))
+        store.save("mrpc", "finetune", seed, record(flipped))
+        store.save("mrpc", "feature-rkd", seed, record(labels, {"loss_rkd": 0.5, "loss_kd": 0.25}))
+    report = tmp_path / "report.md"
+    summaries = compare.main(["--teachers", f"mrpc={teacher}", "--tasks", "mrpc", "--seeds", "1", "2", "--glue_dir",
+                              str(glue_dir), "--results_dir", str(tmp_path / "results"), "--report", str(report),
+                              "--report_only"])  # fmt: skip
+    rows = {row["run"]: row for row in summaries[0]["rows"]}
+    assert rows["feature-rkd"]["vs_kd"]["low"] > 0 and rows["feature-rkd"]["vs_kd"]["seeds"] == ["1", "2"]
+    assert rows["kd"]["vs_finetune"]["low"] > 0 and rows["finetune"]["vs_kd"]["high"] < 0
+    text = report.read_text()
+    assert "| rkd | +" in text and "better (2)" in text and "0.5 / 0.25" in text
+    assert "- mrpc: 20 of 26 runs (seeds 1, 2)" in text

@@ -53,6 +53,7 @@ RUNS = {
        for name in FEATURE_LOSSES},
 }  # fmt: skip
 TASKS = ("mrpc", "stsb", "sst2")
+BOOTSTRAP_RESAMPLES = 2000
 
 
 def parse(argv):
@@ -134,7 +135,7 @@ def comparison(task, runs: dict, run: str, against: str, references: np.ndarray)
         return None
     a = np.array([runs[run][s]["dev_predictions"] for s in seeds])
     b = np.array([runs[against][s]["dev_predictions"] for s in seeds])
-    interval = paired_bootstrap(task, a, b, references)
+    interval = paired_bootstrap(task, a, b, references, n_resamples=BOOTSTRAP_RESAMPLES)
     return {"seeds": seeds, **{k: float(v) for k, v in interval.items()}}
 
 
@@ -207,6 +208,29 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
         "(before its 0.5) over the last training logs, i.e. how much the default weight made the term count.",
         "",
     ]
+    shown = [s for s in summaries if s["rows"]]
+    if shown:
+        lines += [
+            "## Against logit KD, per task",
+            "",
+            "The difference from `kd` in points and the verdict of its interval: better (above 0), worse (below 0), "
+            "or = (the interval spans 0: indistinguishable at this budget and number of seeds).",
+            "",
+            "| loss | " + " | ".join(f"{s['task']} (seeds)" for s in shown) + " |",
+            "|---|" + "---|" * len(shown),
+        ]
+        for name in FEATURE_LOSSES:
+            cells = []
+            for s in shown:
+                row = next((r for r in s["rows"] if r["run"] == f"feature-{name}"), None)
+                c = row["vs_kd"] if row else None
+                if c is None:
+                    cells.append("")
+                    continue
+                word = "better" if c["low"] > 0 else "worse" if c["high"] < 0 else "="
+                cells.append(f"{c['difference'] * 100:+.2f} {word} ({len(c['seeds'])})")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
     for s in summaries:
         if not s["rows"]:
             continue
