@@ -5,7 +5,9 @@ Each compares one vector per example, `(B, H_S)` against `(B, H_T)`: the CNN pap
 activations become the mean of a layer's token states over the real tokens ([`sentence_vectors`]; `(B, H)` inputs
 are taken as they are). Only relations between examples are compared, so student and teacher widths may differ, and a
 batch needs at least two examples: with fewer, every loss here is 0 (an epoch's last batch may have one row).
-The teacher's relations are computed without gradient.
+The teacher's relations are computed without gradient. They see the examples of one forward: a per-device
+micro-batch, so unlike the token losses they change with gradient accumulation and with the number of devices (each
+compares `per_device_train_batch_size` rows), as in the papers' implementations.
 """
 
 from __future__ import annotations
