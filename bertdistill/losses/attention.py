@@ -74,6 +74,11 @@ def _at_difference(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torc
     return (F.normalize(student_map, p=2, dim=1) - F.normalize(teacher_map, p=2, dim=1)).pow(2)
 
 
+def _token_map(states: torch.Tensor, mask: torch.Tensor | None, p: int) -> torch.Tensor:
+    """AT's map of token states `(B, L)`: `sum_k |h_lk|^p` per token, padding 0."""
+    return zero_padding(states, mask).abs().pow(p).sum(dim=-1)
+
+
 def at_hidden_loss(
     student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None, p: int = 2
 ) -> torch.Tensor:
@@ -96,8 +101,7 @@ def at_hidden_loss(
     Returns:
         `torch.Tensor`: scalar loss.
     """
-    student = zero_padding(student_hidden, mask).abs().pow(p).sum(dim=-1)
-    teacher = zero_padding(teacher_hidden, mask).abs().pow(p).sum(dim=-1)
+    student, teacher = _token_map(student_hidden, mask, p), _token_map(teacher_hidden, mask, p)
     return sequence_mean(_at_difference(student, teacher), mask)
 
 
@@ -117,8 +121,7 @@ def at_norm_loss(
     Returns:
         `torch.Tensor`: scalar loss.
     """
-    student = zero_padding(student_hidden, mask).abs().pow(p).sum(dim=-1)
-    teacher = zero_padding(teacher_hidden, mask).abs().pow(p).sum(dim=-1)
+    student, teacher = _token_map(student_hidden, mask, p), _token_map(teacher_hidden, mask, p)
     return _at_difference(student, teacher).sum(dim=1).sqrt().mean()
 
 

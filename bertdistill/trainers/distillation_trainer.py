@@ -153,6 +153,15 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         ones (labels not -100)."""
         return batch["labels"] != -100
 
+    @classmethod
+    def check_one_stage(cls, stage: str | None, stages: tuple[str, ...]) -> None:
+        """Refuse a stage this trainer does not run by itself (`"both"` is split by the config's `split_stages`)."""
+        if stage not in stages:
+            raise ValueError(
+                f"{cls.__name__} runs one stage ({' or '.join(stages)}); for stage {stage!r} run the configs of "
+                "args.split_stages() in turn, as distill_glue.py does"
+            )
+
     @staticmethod
     def task_loss_term(weight: float) -> LossTerm:
         """`ce`: the loss on the gold labels (cross-entropy, MSE for regression, masked-LM loss for token logits)."""

@@ -58,11 +58,7 @@ class DynaBertTrainer(DistillationTrainer):
 
     def __init__(self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DynaBertConfig, **kwargs):
         bert_encoder(model)
-        if getattr(args, "stage", None) not in STAGES:
-            raise ValueError(
-                f"DynaBertTrainer runs one stage ({' or '.join(STAGES)}); for stage {getattr(args, 'stage', None)!r} "
-                "run the configs of args.split_stages() in turn, as distill_glue.py does"
-            )
+        self.check_one_stage(getattr(args, "stage", None), STAGES)
         for name in ("num_hidden_layers", "hidden_size"):
             if getattr(model.config, name) != getattr(teacher_model.config, name):
                 raise ValueError(

@@ -86,11 +86,7 @@ class FeatureDistillationTrainer(DistillationTrainer):
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
         args = self.args
-        if args.stage not in FEATURE_STAGES:
-            raise ValueError(
-                f"FeatureDistillationTrainer runs one stage ({' or '.join(FEATURE_STAGES)}); for stage {args.stage!r} "
-                "run the configs of args.split_stages() in turn, as distill_glue.py does"
-            )
+        self.check_one_stage(args.stage, FEATURE_STAGES)
         matches = feature_matches(args, teacher.config.num_hidden_layers, student.config.num_hidden_layers)
         pretrained = args.pretrained_parts_dir is not None
         if args.stage == "pretrain":

@@ -49,11 +49,7 @@ class TinyBertTrainer(DistillationTrainer):
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
         args = self.args
-        if args.stage not in STAGES:
-            raise ValueError(
-                f"TinyBertTrainer runs one stage ({' or '.join(STAGES)}); for stage {args.stage!r} run the configs of "
-                "args.split_stages() in turn, as distill_glue.py does"
-            )
+        self.check_one_stage(args.stage, STAGES)
         if args.stage == "prediction":
             regression = student.config.num_labels == 1
             return [
