@@ -288,3 +288,12 @@ def test_comparison_report_from_result_files(tmp_path, glue_dir):
     text = report.read_text()
     assert "| rkd | +" in text and "better (2)" in text and "0.5 / 0.25" in text
     assert "- mrpc: 20 of 26 runs (seeds 1, 2)" in text
+    assert "Warning" not in text and summaries[0]["teacher_scores"] == [0.9]
+
+    # a run distilled from another teacher (a re-trained one that came out different) is flagged, not mixed silently
+    store.save("mrpc", "kd", "3", {**record(labels), "teacher_score": 0.8})
+    compare.main(["--tasks", "mrpc", "--seeds", "1", "2", "3", "--glue_dir", str(glue_dir), "--results_dir",
+                  str(tmp_path / "results"), "--report", str(report), "--report_only"])  # fmt: skip
+    assert (
+        "**Warning**: these runs were distilled from teachers of different scores ([0.8, 0.9])" in report.read_text()
+    )

@@ -3,9 +3,12 @@
 packaged MiniLM distilled by logit KD plus each feature loss, against logit KD alone and against the same student
 fine-tuned without a teacher.
 
-    python scripts/checks/compare_feature_losses.py --glue_dir ../shared/glue_data \\
-        --teachers mrpc=runs/compress/teachers/mrpc stsb=runs/compress/teachers/stsb \\
-        sst2=runs/throughput/sst2_teacher --tasks mrpc stsb sst2 --seeds 1 2 3
+    python scripts/checks/compare_feature_losses.py --glue_dir ../shared/glue_data --tasks mrpc stsb sst2 --seeds 1 2 3
+
+The teachers: the packaged MiniLM fine-tuned on each task by check_layer_methods.py's recipe (seed 42, lr 5e-5, 3
+epochs, the task's budget) into `<output_dir>/<task>/teacher`, trained first when missing (a new machine re-creates
+the same teacher: the recipe is deterministic on CPU, and every result records its teacher's score; the report warns
+when a task's runs do not share one). `--teachers task=folder` uses another.
 
 Every student takes teacher layers by `--student_num_layers 3` (the same layers for every run) and trains with the
 same budget: 3 epochs, learning rate 1e-4, batch 32, the task's max_seq_length (scripts/checks/check_layer_methods.py's
@@ -54,12 +57,20 @@ RUNS = {
 }  # fmt: skip
 TASKS = ("mrpc", "stsb", "sst2")
 BOOTSTRAP_RESAMPLES = 2000
+TEACHER_SEED = "42"
 
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--glue_dir", default="../shared/glue_data")
-    parser.add_argument("--teachers", nargs="+", required=True, help="task=folder of the fine-tuned teacher")
+    parser.add_argument(
+        "--teachers",
+        nargs="+",
+        default=[],
+        help="task=folder of a fine-tuned teacher; a task without one gets <output_dir>/<task>/teacher, trained "
+        "when missing by check_layer_methods.py's recipe (seed 42, lr 5e-5, the task's budget) and recorded as "
+        "<results_dir>/<task>/teacher-seed42.json",
+    )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--seeds", nargs="+", default=["1", "2", "3"])
@@ -77,9 +88,6 @@ def parse(argv):
         if not sep or not Path(folder, "config.json").is_file():
             raise ValueError(f"--teachers takes task=folder of a fine-tuned teacher, got {item!r}")
         teachers[task] = Path(folder)
-    missing = [t for t in args.tasks if t not in teachers]
-    if missing:
-        raise ValueError(f"No teacher for {missing}: give --teachers {missing[0]}=<folder>")
     return args, teachers
 
 
@@ -173,7 +181,9 @@ def summary(task, store: ResultStore, glue_dir: str) -> dict:
             "teacher_score": first.get("teacher_score"),
             "machine": first["machine"],
         })  # fmt: skip
-    return {"task": task.name, "metric": task.main_metric, "rows": rows}
+    teacher_scores = sorted({round(r["teacher_score"], 6) for run in RUNS for r in runs.get(run, {}).values()
+                             if r.get("teacher_score") is not None})  # fmt: skip
+    return {"task": task.name, "metric": task.main_metric, "rows": rows, "teacher_scores": teacher_scores}
 
 
 def verdict(row: dict, key: str) -> str:
@@ -241,6 +251,12 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
             "| run | seeds | mean | std | vs kd | vs finetune | final term / KD | wall time (s) |",
             "|---|---|---|---|---|---|---|---|",
         ]
+        if len(s["teacher_scores"]) > 1:
+            lines[-3:-3] = [
+                f"**Warning**: these runs were distilled from teachers of different scores ({s['teacher_scores']}): "
+                "the rows do not share one teacher.",
+                "",
+            ]
         for row in s["rows"]:
             std = f"{row['std']:.4f}" if row["std"] is not None else ""
             sizes = row["final_losses"]
@@ -285,6 +301,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not args.report_only:
         for task_name in args.tasks:
             task = get_task(task_name)
+            if task_name not in teachers:
+                teachers[task_name] = check_layer_methods.ensure_teacher(
+                    task, args.glue_dir, Path(args.output_dir), TEACHER_SEED, store
+                )
             for seed in args.seeds:
                 for run in args.runs:
                     start = time.time()
