@@ -33,6 +33,8 @@ from .student import (
 )
 from .trainers import (
     METHODS,
+    CSKDConfig,
+    CSKDTrainer,
     DistilBertConfig,
     DistilBertTrainer,
     DistillationTrainer,
@@ -69,6 +71,8 @@ __all__ = [
     "DistillationTrainingConfig",
     "DynaBertConfig",
     "DynaBertTrainer",
+    "CSKDConfig",
+    "CSKDTrainer",
     "FeatureDistillationConfig",
     "FeatureDistillationTrainer",
     "FineTuneTrainer",

@@ -19,6 +19,8 @@ METHOD_DESCRIPTIONS = {
     "[CLS] vectors following the teacher's",
     "distilbert": "DistilBERT's triple loss (Sanh et al. 2019): soft targets, task loss and cosine alignment of "
     "hidden states",
+    "cskd": "class-wise self-knowledge distillation, CS-KD (Yun et al. 2020): no teacher; each example's prediction "
+    "follows the network's own prediction for another example of its class",
     "tinybert": "TinyBERT (Jiao et al. 2020): embedding, hidden-state and attention-score distillation through "
     "learned projections, then the prediction layer",
 }
@@ -76,7 +78,8 @@ def build_model_card(
         f"# {model_name}",
         "",
         f"Made with [bertdistill](https://github.com/bertdistill/bertdistill): "
-        f"{METHOD_DESCRIPTIONS.get(method, method)}, starting from `{base_model}`"
+        f"{METHOD_DESCRIPTIONS.get(method, method)}"
+        + (f", starting from `{base_model}`" if base_model else "")
         + (f", on GLUE {task_name.upper()}." if task_name else "."),
         "",
         "## Size",

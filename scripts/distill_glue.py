@@ -49,7 +49,10 @@ class DistillArguments:
 
     Args:
         method (`str`, *optional*, defaults to `"kd"`): distillation method.
-        teacher_model_name_or_path (`str`): teacher fine-tuned on the task (see scripts/finetune_teacher.py).
+        teacher_model_name_or_path (`str`, *optional*): teacher fine-tuned on the task (see
+            scripts/finetune_teacher.py). Required by every method that distills from a teacher; refused by the
+            teacher-free ones (`cskd`), whose network comes from `student_layers_from` (its first / chosen layers
+            with `student_num_layers` / `student_layers`, all of them otherwise) or `student_model_name_or_path`.
         student_num_layers (`int`, *optional*): student takes this many teacher layers, picked by
             `student_layer_selection`.
         student_layer_selection (`str`, *optional*): `uniform` (evenly spread, top kept; 6 -> 3: 1, 3, 5),
@@ -66,7 +69,10 @@ class DistillArguments:
             share the teacher's vocabulary.
     """
 
-    teacher_model_name_or_path: str = field(metadata={"help": "Teacher fine-tuned on the task."})
+    teacher_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Teacher fine-tuned on the task (required except for teacher-free methods, e.g. cskd)."},
+    )
     method: str = field(
         default="kd",
         metadata={"help": f"Distillation method: {', '.join(METHODS)} (finetune = no teacher, the baseline)."},
@@ -108,8 +114,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         preflight(task, run_args, stage.output_dir, config.resume_from_checkpoint if stage is stages[-1] else None)
         for stage in stages
     ]
-    teacher = load_teacher(args.teacher_model_name_or_path, task)
+    teacher = load_teacher(args.teacher_model_name_or_path, task) if check_teacher_argument(args, method) else None
     set_seed(config.seed)
+    if teacher is None:
+        student, tokenizer = network_without_teacher(args, task, method.layer_selection)
+        check_max_seq_length(run_args.max_seq_length, tokenizer, student=student)
+        return run_stages(method, config, stages, resumes, task, run_args, student, None, tokenizer)
     student_arguments = ("num_layers", "layers", "config", "model_name_or_path", "hidden_size", "num_attention_heads",
                          "intermediate_size")  # fmt: skip
     if method.full_student and all(getattr(args, f"student_{name}") is None for name in student_arguments):
@@ -125,6 +135,60 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
     check_max_seq_length(run_args.max_seq_length, tokenizer, teacher=teacher, student=student)
 
+    return run_stages(method, config, stages, resumes, task, run_args, student, teacher, tokenizer)
+
+
+def check_teacher_argument(args: DistillArguments, method) -> bool:
+    """Whether the method distills from a teacher; refuses a teacher it would ignore and a missing one it needs."""
+    if not method.trainer_class.uses_teacher:
+        if args.teacher_model_name_or_path is not None:
+            raise ValueError(
+                f"--method {method.name} trains without a teacher and would ignore --teacher_model_name_or_path "
+                f"{args.teacher_model_name_or_path}: leave it out (the network comes from --student_layers_from or "
+                "--student_model_name_or_path)"
+            )
+        return False
+    if args.teacher_model_name_or_path is None:
+        raise ValueError(f"--method {method.name} distills from a teacher: give --teacher_model_name_or_path")
+    return True
+
+
+def network_without_teacher(args: DistillArguments, task, default_selection: str):
+    """A teacher-free method's network and tokenizer: layers of `--student_layers_from` (all of them unless
+    `--student_num_layers` / `--student_layers` choose), or the checkpoint `--student_model_name_or_path`, with a
+    fresh task head where it has none."""
+    shape = ("student_config", "student_hidden_size", "student_num_attention_heads", "student_intermediate_size")
+    given = [f"--{name}" for name in shape if getattr(args, name) is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: a random-init network needs a teacher's vocabulary; without a teacher take layers "
+            "of a pre-trained encoder (--student_layers_from) or a checkpoint (--student_model_name_or_path)"
+        )
+    if (args.student_layers_from is None) == (args.student_model_name_or_path is None):
+        raise ValueError(
+            "Without a teacher, give exactly one of --student_layers_from (a pre-trained encoder whose layers the "
+            "network takes) and --student_model_name_or_path (the network itself)"
+        )
+    if args.student_model_name_or_path is not None:
+        if args.student_num_layers is not None or args.student_layers is not None:
+            raise ValueError(
+                "--student_num_layers/--student_layers choose layers of --student_layers_from; "
+                "--student_model_name_or_path is taken whole"
+            )
+        path = args.student_model_name_or_path
+        student = load_for_task(path, task, "--student_model_name_or_path")
+    else:
+        path = args.student_layers_from
+        source = load_for_task(path, task, "--student_layers_from")
+        if args.student_num_layers is None and args.student_layers is None:
+            args.student_num_layers = source.config.num_hidden_layers
+        student = build_student_from_args(source, args, default_selection)
+    student.config.finetuning_task = task.name
+    return student, AutoTokenizer.from_pretrained(path)
+
+
+def run_stages(method, config, stages, resumes, task, run_args, student, teacher, tokenizer) -> dict[str, float]:
+    """Train the method's stages in turn (each resumable), then evaluate, write the model card, push if asked."""
     train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
     for stage, resume in zip(stages, resumes):
         finished = stage is not stages[-1] and os.path.isfile(os.path.join(stage.output_dir, "train_results.json"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .baseline_trainer import StudentFineTuneTrainer
+from .cskd_config import CSKDConfig
+from .cskd_trainer import CSKDTrainer
 from .distilbert_config import DistilBertConfig
 from .distilbert_trainer import DistilBertTrainer
 from .distillation_config import DistillationTrainingConfig
@@ -60,9 +62,12 @@ register_method("tinybert", TinyBertTrainer)
 register_method("finetune", StudentFineTuneTrainer)
 register_method("dynabert", DynaBertTrainer, full_student=True)
 register_method("feature", FeatureDistillationTrainer)
+register_method("cskd", CSKDTrainer)
 
 __all__ = [
     "METHODS",
+    "CSKDConfig",
+    "CSKDTrainer",
     "DistilBertConfig",
     "DistilBertTrainer",
     "DistillationTrainer",

@@ -68,6 +68,8 @@ class DistillationTrainer(ModelCardMixin, Trainer):
 
     method_name = "kd"
     config_class = DistillationTrainingConfig
+    # False for self-distillation schemes (CS-KD): no teacher is given, loaded or run.
+    uses_teacher = True
     # Every loss here is a per-batch mean: let the Trainer divide by the accumulation steps (see transformers'
     # `loss_is_scaled_for_ga`; our wrapper's forward has no **kwargs, but saying it keeps this independent of that).
     loss_is_scaled_for_ga = False
@@ -77,15 +79,28 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     default_losses: dict[str, str] = {}
 
     def __init__(
-        self, model: PreTrainedModel, teacher_model: PreTrainedModel, args: DistillationTrainingConfig, **kwargs
+        self,
+        model: PreTrainedModel,
+        teacher_model: PreTrainedModel | None = None,
+        args: DistillationTrainingConfig | None = None,
+        **kwargs,
     ):
         if not isinstance(args, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(args).__name__}")
-        check_same_vocabulary(teacher_model.config, model.config)
-        if teacher_model.config.num_labels != model.config.num_labels:
+        if self.uses_teacher and teacher_model is None:
+            raise ValueError(f"{type(self).__name__} distills from a teacher: give teacher_model")
+        if not self.uses_teacher and teacher_model is not None:
             raise ValueError(
-                f"Teacher predicts {teacher_model.config.num_labels} labels but the student {model.config.num_labels}"
+                f"{type(self).__name__} trains without a teacher ({self.method_name}) and would ignore the teacher "
+                "given: leave teacher_model out (distill_glue.py: no --teacher_model_name_or_path)"
             )
+        if teacher_model is not None:
+            check_same_vocabulary(teacher_model.config, model.config)
+            if teacher_model.config.num_labels != model.config.num_labels:
+                raise ValueError(
+                    f"Teacher predicts {teacher_model.config.num_labels} labels but the student "
+                    f"{model.config.num_labels}"
+                )
         self.args = args
         wrapped = DistillationModel(
             model, self.build_loss_terms(model, teacher_model), self.build_extras(model, teacher_model)
@@ -94,16 +109,20 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         # models go back to plain SDPA, e.g. for a prediction stage after an intermediate one on the same models.
         for side, layers in ((teacher_model, wrapped.teacher_attention_layers),
                              (model, wrapped.student_attention_layers)):  # fmt: skip
+            if side is None:
+                continue
             if layers:
                 record_attention_scores(side, list(layers))
             else:
                 stop_recording_attention_scores(side)
         super().__init__(model=wrapped, args=args, **kwargs)
 
-        for parameter in teacher_model.parameters():
-            parameter.requires_grad_(False)
-        teacher_model.eval()
-        self.teacher = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
+        self.teacher = None
+        if teacher_model is not None:
+            for parameter in teacher_model.parameters():
+                parameter.requires_grad_(False)
+            teacher_model.eval()
+            self.teacher = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
         self.teacher_output_cache: TeacherOutputCache | None = None
         self.speed_levers: dict[str, LeverChoice] = args.lever_choices()
         self._choose_teacher_caches()
@@ -198,7 +217,10 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     def build_extras(self, student: PreTrainedModel, teacher: PreTrainedModel) -> nn.ModuleDict:
         """Trainable modules besides the student: the projections of `self.layer_map` (a hidden match with
         `proj=True`, or between different widths; see `bertdistill.layer_matching`) and its losses' parts (VID's
-        regressor and variances, FT's paraphraser and translator, AB's connector). None for logit distillation."""
+        regressor and variances, FT's paraphraser and translator, AB's connector). None for logit distillation and
+        teacher-free schemes."""
+        if teacher is None:
+            return nn.ModuleDict()
         return build_match_modules(
             self.layer_map, student.config, teacher.config, self.default_losses, self.shared_projection()
         )
@@ -539,5 +561,7 @@ class DistillationTrainer(ModelCardMixin, Trainer):
             card.write("\n".join(lines) + "\n")
 
     def card_base(self) -> tuple[str | None, PreTrainedModel | None]:
+        if self.teacher is None:
+            return self.student.name_or_path, None
         teacher = self.accelerator.unwrap_model(self.teacher)
         return teacher.name_or_path, teacher

@@ -14,7 +14,7 @@ from ..layer_maps import LayerMatch, describe, resolve_layer_map
 from ..layer_matching import check_matches, layer_match_term, match_loss, parts_key
 from ..losses import default_feature, get_match_loss
 from ..modeling import EXTRAS_WEIGHTS_NAME, LossTerm
-from ..samplers import ClassBalancedSampler
+from ..samplers import ClassBalancedSampler, class_labels
 from ..speed_levers import choose
 from .distillation_trainer import DistillationTrainer
 from .feature_config import FEATURE_STAGES, FeatureDistillationConfig, parse_feature_losses
@@ -137,13 +137,7 @@ class FeatureDistillationTrainer(DistillationTrainer):
         return modules
 
     def _class_labels(self) -> list[int]:
-        dataset = self.train_dataset
-        column = next((c for c in ("labels", "label") if c in getattr(dataset, "column_names", ())), None)
-        if column is None:
-            raise ValueError("class_balanced_batches needs a training set with a 'labels' or 'label' column")
-        if self.student.config.num_labels < 2:
-            raise ValueError("class_balanced_batches needs a classification task; this student predicts one value")
-        return list(dataset[column])
+        return class_labels(self.train_dataset, self.student.config.num_labels, "class_balanced_batches")
 
     def _get_train_sampler(self, train_dataset=None):
         if not self.args.class_balanced_batches:

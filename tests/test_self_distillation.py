@@ -1,0 +1,223 @@
+"""Teacher-free schemes: CS-KD's class-wise pairs (the sampler), its loss against the paper's formula, the trainer
+(no teacher run or accepted, the partners' side without gradient, batch x accumulation invariance, resume) and the
+CLI without a teacher."""
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from bertdistill import CSKDConfig, CSKDTrainer
+from bertdistill.samplers import ClassPairSampler
+
+from conftest import tiny_config
+from test_trainer import StopAt, state, tiny_dataset
+
+LABELS = [0, 1, 0, 2, 1, 0, 0, 1, 2, 0, 1]
+
+
+def chunks(order, batch_size):
+    return [order[i : i + 2 * batch_size] for i in range(0, len(order), 2 * batch_size)]
+
+
+@pytest.mark.parametrize("partner", ["other", "any"])
+def test_pair_sampler_pairs_same_class_rows(partner):
+    sampler = ClassPairSampler(LABELS, batch_size=4, seed=5, partner=partner)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert len(order) == len(sampler) == 2 * 4 * 3  # 11 anchors -> 3 whole chunks of 4
+        anchors = []
+        for chunk in chunks(order, 4):
+            assert len(chunk) == 8
+            head, tail = chunk[:4], chunk[4:]
+            assert [LABELS[i] for i in head] == [LABELS[i] for i in tail]
+            if partner == "other":
+                assert all(a != p for a, p in zip(head, tail))
+            anchors += head
+        # every row is an anchor once; the last chunk is completed with the epoch's first anchors
+        assert Counter(anchors[: len(LABELS)]) == Counter(range(len(LABELS)))
+        assert anchors[len(LABELS) :] == anchors[: len(anchors) - len(LABELS)]
+
+
+def test_pair_sampler_draws_partners_uniformly_and_reproducibly():
+    labels = [0] * 4 + [1] * 2
+    sampler = ClassPairSampler(labels, batch_size=6, seed=0, partner="other")
+    counts = Counter()
+    for epoch in range(400):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        counts.update((a, p) for a, p in zip(order[:6], order[6:]) if a == 0)
+    # row 0's partners are rows 1, 2 and 3, a third each (400 draws: within about 4 standard deviations)
+    assert set(counts) == {(0, 1), (0, 2), (0, 3)}
+    assert all(abs(n / 400 - 1 / 3) < 0.1 for n in counts.values()), counts
+    sampler.set_epoch(7)
+    first = list(sampler)
+    assert list(sampler) == first and list(ClassPairSampler(labels, 6, seed=1)) != first
+    # the authors' sampler draws over the whole class, the anchor included
+    own = ClassPairSampler(labels, batch_size=6, seed=0, partner="any")
+    paired_with_itself = 0
+    for epoch in range(50):
+        own.set_epoch(epoch)
+        order = list(own)
+        paired_with_itself += sum(a == p for a, p in zip(order[:6], order[6:]))
+    assert paired_with_itself > 0
+    # a class of one row can only pair with itself
+    order = list(ClassPairSampler([0, 1, 1], 3, partner="other"))
+    assert dict(zip(order[:3], order[3:])) == {0: 0, 1: 2, 2: 1}
+
+
+def test_pair_sampler_errors():
+    with pytest.raises(ValueError, match="partner must be one of"):
+        ClassPairSampler(LABELS, 4, partner="self")
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        ClassPairSampler(LABELS, 0)
+
+
+def network(tokenizer, dropout=0.0, num_labels=2, seed=2):
+    torch.manual_seed(seed)
+    config = tiny_config(len(tokenizer), num_labels=num_labels, layers=2, dropout=dropout)
+    if num_labels == 1:
+        config.problem_type = "regression"
+    return BertForSequenceClassification(config)
+
+
+def cskd_trainer(tmp_path, tokenizer, model=None, n=16, callbacks=None, **config):
+    defaults = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-3,
+        max_steps=4, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3, use_cpu=True,
+        bf16=False,
+    )  # fmt: skip
+    data = tiny_dataset(tokenizer, n=n)
+    return CSKDTrainer(
+        model=model if model is not None else network(tokenizer),
+        args=CSKDConfig(**{**defaults, **config}),
+        train_dataset=data,
+        eval_dataset=data,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def reference_cskd_loss(anchor_logits, partner_logits, labels, temperature, lam):
+    """The paper's loss (Yun et al. 2020, eq. 3): CE on the anchors + lambda * T^2 * KL(P(x'; T) || P(x; T)), the
+    KL summed over classes and averaged over the anchors, written out element by element."""
+    b, c = anchor_logits.shape
+    ce = 0.0
+    kl = 0.0
+    for i in range(b):
+        log_z = torch.logsumexp(anchor_logits[i], 0)
+        ce = ce - (anchor_logits[i, labels[i]] - log_z)
+        p = torch.softmax(anchor_logits[i] / temperature, 0)
+        q = torch.softmax(partner_logits[i] / temperature, 0)
+        kl = kl + sum(q[k] * (torch.log(q[k]) - torch.log(p[k])) for k in range(c))
+    return ce / b, temperature**2 * kl / b, ce / b + lam * temperature**2 * kl / b
+
+
+def test_cskd_loss_matches_the_paper_and_partners_get_no_gradient(tmp_path, tokenizer):
+    trainer = cskd_trainer(tmp_path, tokenizer, temperature=3.0, alpha_kd=2.0)
+    model = trainer.model
+    model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 8  # 4 anchors + 4 partners
+    assert torch.equal(batch["labels"][:4], batch["labels"][4:])
+    loss, outputs = trainer.compute_loss(model, dict(batch), return_outputs=True)
+    loss.backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model.student(**{k: v[:4] for k, v in inputs.items()}).logits
+    with torch.no_grad():
+        partner = model.student(**{k: v[4:] for k, v in inputs.items()}).logits
+    ce, cls, total = reference_cskd_loss(logits, partner, batch["labels"][:4], 3.0, 2.0)
+    torch.testing.assert_close(outputs.loss_components["ce"], ce)
+    torch.testing.assert_close(outputs.loss_components["cls"], cls)
+    torch.testing.assert_close(loss, total)
+    total.backward()  # the partners' logits are constants here: gradients through them would differ
+    for name, grad in got.items():
+        torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad, rtol=1e-4, atol=1e-6)
+
+
+def test_cskd_trains_without_a_teacher(tmp_path, tokenizer):
+    trainer = cskd_trainer(tmp_path, tokenizer, model=network(tokenizer, dropout=0.1))
+    assert trainer.teacher is None
+    before = state(trainer.student)
+    trainer.train()
+    logged = [row for row in trainer.state.log_history if "loss" in row]
+    assert all({"loss_ce", "loss_cls"} <= set(row) and "loss_kd" not in row for row in logged)
+    assert any(not torch.equal(v, before[k]) for k, v in state(trainer.student).items())
+    assert trainer.speed_levers["train_sampling_strategy"].value == "class_pairs"
+    assert not trainer.speed_levers["cache_teacher_logits"].value
+    metrics = trainer.evaluate()
+    assert "eval_loss" in metrics
+    trainer.save_model()
+    trainer.create_model_card(task_name="rte", metrics={"eval_accuracy": 0.5})
+    card = (tmp_path / "README.md").read_text()
+    assert "CS-KD" in card and "lambda_cls" in card and "| teacher `" not in card and "starting from ``" not in card
+
+
+def test_cskd_batch_times_accumulation_invariance(tmp_path, tokenizer):
+    """4 anchors x 1 step and 2 anchors x 2 accumulated steps see the same anchors and partners (the sampler draws
+    them in anchor order) and must make the same SGD update."""
+    results = []
+    for batch, accumulation in ((4, 1), (2, 2)):
+        trainer = cskd_trainer(
+            tmp_path / f"{batch}x{accumulation}", tokenizer, per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0,
+            lr_scheduler_type="constant",
+        )  # fmt: skip
+        before = state(trainer.student)
+        trainer.train()
+        results.append({k: v - before[k] for k, v in state(trainer.student).items()})
+    assert any(v.abs().max() > 1e-4 for v in results[0].values()), "the step changed nothing"
+    for key in results[0]:
+        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-6)
+
+
+def test_cskd_resumes_to_the_same_weights(tmp_path, tokenizer):
+    common = dict(max_steps=6, save_strategy="steps", save_steps=3)
+    full = cskd_trainer(tmp_path / "full", tokenizer, model=network(tokenizer, dropout=0.1), **common)
+    full.train()
+    cut = cskd_trainer(tmp_path / "cut", tokenizer, model=network(tokenizer, dropout=0.1), callbacks=[StopAt(3)],
+                       **common)  # fmt: skip
+    cut.train()
+    resumed = cskd_trainer(tmp_path / "cut", tokenizer, model=network(tokenizer, dropout=0.1), **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
+    for key, value in state(full.student).items():
+        torch.testing.assert_close(state(resumed.student)[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_cskd_errors(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="trains without a teacher"):
+        CSKDTrainer(model=network(tokenizer), teacher_model=network(tokenizer), args=CSKDConfig(str(tmp_path)))
+    with pytest.raises(ValueError, match="needs a classification task"):
+        cskd_trainer(tmp_path, tokenizer, model=network(tokenizer, num_labels=1))
+    with pytest.raises(ValueError, match="cskd_partner must be one of"):
+        CSKDConfig(str(tmp_path), cskd_partner="self")
+
+
+def test_distill_glue_cskd_without_a_teacher(teacher_dir, glue_dir, tmp_path):
+    """`--method cskd` takes the network from --student_layers_from and refuses a teacher it would ignore."""
+    from conftest import load_script
+
+    distill_glue = load_script("distill_glue")
+    out = tmp_path / "cskd"
+    common = ["--task_name", "rte", "--glue_dir", str(glue_dir), "--max_train_samples", "24", "--max_eval_samples",
+              "16", "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--max_steps", "3",
+              "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--method", "cskd"]  # fmt: skip
+    metrics = distill_glue.main([*common, "--student_layers_from", str(teacher_dir), "--student_num_layers", "2",
+                                 "--output_dir", str(out)])  # fmt: skip
+    assert "eval_accuracy" in metrics
+    logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert "loss_cls" in logs[0]
+    assert BertForSequenceClassification.from_pretrained(out).config.num_hidden_layers == 2
+    with pytest.raises(ValueError, match="trains without a teacher and would ignore"):
+        distill_glue.main([*common, "--teacher_model_name_or_path", str(teacher_dir), "--student_layers_from",
+                           str(teacher_dir), "--output_dir", str(tmp_path / "t")])  # fmt: skip
+    with pytest.raises(ValueError, match="exactly one of --student_layers_from"):
+        distill_glue.main([*common, "--output_dir", str(tmp_path / "none")])
+    with pytest.raises(ValueError, match="distills from a teacher"):
+        distill_glue.main([*common[:-1], "kd", "--student_num_layers", "2", "--output_dir", str(tmp_path / "kd")])
