@@ -8,6 +8,7 @@ from .compression import (
     rewire,
     set_elastic_setting,
 )
+from .early_exit import MultiExitBertConfig, MultiExitBertForSequenceClassification, truncate_at_exit
 from .layer_maps import PRESETS, LayerMatch, register_preset, resolve_layer_map
 from .losses import (
     LOSSES,
@@ -33,6 +34,8 @@ from .student import (
 )
 from .trainers import (
     METHODS,
+    BYOTConfig,
+    BYOTTrainer,
     CSKDConfig,
     CSKDTrainer,
     DistilBertConfig,
@@ -56,6 +59,9 @@ from .trainers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "MultiExitBertConfig",
+    "MultiExitBertForSequenceClassification",
+    "truncate_at_exit",
     "LOSSES",
     "MATCH_LOSSES",
     "METHODS",
@@ -71,6 +77,8 @@ __all__ = [
     "DistillationTrainingConfig",
     "DynaBertConfig",
     "DynaBertTrainer",
+    "BYOTConfig",
+    "BYOTTrainer",
     "CSKDConfig",
     "CSKDTrainer",
     "FeatureDistillationConfig",

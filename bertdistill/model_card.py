@@ -19,6 +19,8 @@ METHOD_DESCRIPTIONS = {
     "[CLS] vectors following the teacher's",
     "distilbert": "DistilBERT's triple loss (Sanh et al. 2019): soft targets, task loss and cosine alignment of "
     "hidden states",
+    "byot": "BYOT self-distillation (Zhang et al. 2019): no teacher; classifiers after the shallower layers learn "
+    "from the labels and from the deepest classifier's soft targets and features (early exit possible)",
     "cskd": "class-wise self-knowledge distillation, CS-KD (Yun et al. 2020): no teacher; each example's prediction "
     "follows the network's own prediction for another example of its class",
     "tinybert": "TinyBERT (Jiao et al. 2020): embedding, hidden-state and attention-score distillation through "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .baseline_trainer import StudentFineTuneTrainer
+from .byot_config import BYOTConfig
+from .byot_trainer import BYOTTrainer
 from .cskd_config import CSKDConfig
 from .cskd_trainer import CSKDTrainer
 from .distilbert_config import DistilBertConfig
@@ -63,9 +65,12 @@ register_method("finetune", StudentFineTuneTrainer)
 register_method("dynabert", DynaBertTrainer, full_student=True)
 register_method("feature", FeatureDistillationTrainer)
 register_method("cskd", CSKDTrainer)
+register_method("byot", BYOTTrainer)
 
 __all__ = [
     "METHODS",
+    "BYOTConfig",
+    "BYOTTrainer",
     "CSKDConfig",
     "CSKDTrainer",
     "DistilBertConfig",
