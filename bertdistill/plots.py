@@ -1,4 +1,5 @@
-"""Figures for reports: the DynaBERT grid heatmap (and, for the GLUE suite, metric against size and speed)."""
+"""Figures for reports: the DynaBERT grid heatmap, metric against size and speed for the GLUE suite, and the early-exit
+curve (metric against layers used and latency)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,31 @@ def pareto_plot(
         ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", zorder=3)
         for (x, y), row in zip(points, rows):
             ax.annotate(row["run"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel(metric_label)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def early_exit_plot(rows: list[dict], path: str | os.PathLike, metric_label: str, title: str = "") -> None:
+    """An early-exit sweep (rows of `bertdistill.early_exit.early_exit_sweep`): the metric against the mean layers
+    used and against batch-1 latency, the thresholds as one line, the fixed-depth networks of each exit as another."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, label in ((axes[0], "mean_layers", "mean layers used"),
+                           (axes[1], "latency_b1_ms", "CPU latency at batch 1 (ms per example)")):  # fmt: skip
+        for kind, style, name in (("early_exit", "o-", "early exit"), ("fixed_depth", "s--", "fixed depth")):
+            chosen = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r[key])
+            if not chosen:
+                continue
+            ax.plot([r[key] for r in chosen], [100 * r["score"] for r in chosen], style, label=name)
+            for r in chosen:
+                text = f"{r['threshold']:g}" if kind == "early_exit" else r["setting"].split(" (")[0]
+                ax.annotate(text, (r[key], 100 * r["score"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel(metric_label)
         ax.grid(alpha=0.3)

@@ -307,3 +307,39 @@ def test_distill_glue_byot_without_a_teacher(teacher_dir, glue_dir, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["exit_layers"] == [1, 2, 3, 4] and "auto_map" in config
     assert isinstance(AutoModelForSequenceClassification.from_pretrained(out), MultiExitBertForSequenceClassification)
+
+
+def test_early_exit_sweep_script(tokenizer, glue_dir, tmp_path):
+    """scripts/early_exit.py on real RTE dev rows: every threshold and every exit's fixed-depth network, the
+    extremes of the sweep equal to the shallowest and the deepest fixed-depth networks, the report files, and the
+    chosen setting written into the checkpoint."""
+    from conftest import load_script
+
+    early_exit = load_script("early_exit")
+    multi = MultiExitBertForSequenceClassification.from_bert(stock(tokenizer, num_labels=2), [1, 2])
+    multi.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    out = tmp_path / "sweep"
+    rows = early_exit.main(["--model_name_or_path", str(tmp_path / "model"), "--task_name", "rte", "--glue_dir",
+                            str(glue_dir), "--max_seq_length", "32", "--policy", "entropy", "--thresholds", "0,1",
+                            "--latency_rows", "5", "--output_dir", str(out), "--save_setting", "0.4"])  # fmt: skip
+    by_name = {row["setting"]: row for row in rows}
+    assert set(by_name) == {"entropy 0", "entropy 1", "exit 1 (fixed depth)", "exit 2 (fixed depth)",
+                            "exit 4 (fixed depth)"}  # fmt: skip
+    assert by_name["entropy 1"]["mean_layers"] == 1 and by_name["entropy 0"]["mean_layers"] == 4
+    assert by_name["entropy 1"]["accuracy"] == by_name["exit 1 (fixed depth)"]["accuracy"]
+    assert by_name["entropy 0"]["accuracy"] == by_name["exit 4 (fixed depth)"]["accuracy"]
+    assert by_name["exit 2 (fixed depth)"]["mean_layers"] == 2
+    assert all(row["latency_b1_ms"] > 0 for row in rows)
+    assert (out / "early_exit.png").stat().st_size > 0 and "| entropy 1 |" in (out / "early_exit.md").read_text()
+    assert json.loads((out / "early_exit.json").read_text()) == rows
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").config
+    assert (saved.exit_policy, saved.exit_threshold) == ("entropy", 0.4)
+    torch.manual_seed(0)
+    stock(tokenizer).save_pretrained(tmp_path / "plain")
+    with pytest.raises(ValueError, match="not a multi-exit BERT"):
+        early_exit.main(["--model_name_or_path", str(tmp_path / "plain"), "--task_name", "rte", "--glue_dir",
+                         str(glue_dir), "--output_dir", str(out)])  # fmt: skip
+    with pytest.raises(ValueError, match="regression task"):
+        early_exit.main(["--model_name_or_path", str(tmp_path / "model"), "--task_name", "stsb", "--glue_dir",
+                         str(glue_dir), "--output_dir", str(out)])  # fmt: skip
