@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
     if model.config.num_labels != task.num_labels and not task.is_regression:
         raise ValueError(
-            f"{args.model_name_or_path} predicts {model.config.num_labels} labels but {task.name} has {task.num_labels}"
+            f"{args.model_name_or_path} predicts {model.config.num_labels} labels but {task.name} has "
+            f"{task.num_labels}"
         )
     tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
     dev = tokenize_split(
