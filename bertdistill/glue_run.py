@@ -344,14 +344,20 @@ def evaluate_model(
         return output.metrics, predictions.tolist()
 
 
-def evaluate_glue(trainer, task: GlueTask, eval_datasets: dict[str, datasets.Dataset]) -> dict[str, float]:
-    """Evaluate every dev split and save `eval_results.json`; MNLI mismatched keys get `_mm` as in `run_glue.py`."""
+def glue_dev_metrics(trainer, eval_datasets: dict[str, datasets.Dataset]) -> dict[str, float]:
+    """`trainer.evaluate` on every dev split; MNLI mismatched keys get `_mm` as in `run_glue.py`."""
     metrics: dict[str, float] = {}
     for split, dataset in eval_datasets.items():
         result = trainer.evaluate(eval_dataset=dataset, metric_key_prefix="eval")
         suffix = "_mm" if split == "validation_mismatched" else ""
         metrics.update({f"{key}{suffix}": value for key, value in result.items()})
         metrics[f"eval_samples{suffix}"] = len(dataset)
+    return metrics
+
+
+def evaluate_glue(trainer, task: GlueTask, eval_datasets: dict[str, datasets.Dataset]) -> dict[str, float]:
+    """Evaluate every dev split (see [`glue_dev_metrics`]) and save `eval_results.json`."""
+    metrics = glue_dev_metrics(trainer, eval_datasets)
     trainer.log_metrics("eval", metrics)
     trainer.save_metrics("eval", metrics, combined=False)
     return metrics

@@ -21,6 +21,8 @@ METHOD_DESCRIPTIONS = {
     "hidden states",
     "byot": "BYOT self-distillation (Zhang et al. 2019): no teacher; classifiers after the shallower layers learn "
     "from the labels and from the deepest classifier's soft targets and features (early exit possible)",
+    "dml": "deep mutual learning (Zhang et al. 2018): networks trained together, each on the labels and on the "
+    "others' predictions",
     "cskd": "class-wise self-knowledge distillation, CS-KD (Yun et al. 2020): no teacher; each example's prediction "
     "follows the network's own prediction for another example of its class",
     "tinybert": "TinyBERT (Jiao et al. 2020): embedding, hidden-state and attention-score distillation through "
@@ -146,15 +148,20 @@ class ModelCardMixin:
         model_name: str | None = None,
         task_name: str | None = None,
         metrics: dict[str, float] | None = None,
+        model: PreTrainedModel | None = None,
+        output_dir: str | None = None,
         **kwargs,
     ) -> None:
+        """Write README.md into `output_dir` (default: the run's) for `model` (default: `card_model()`; another
+        network the run trained, e.g. a DML peer)."""
         if not self.is_world_process_zero():
             return
         args = self.args
+        output_dir = output_dir or args.output_dir
         base_model, teacher = self.card_base()
         card = build_model_card(
-            model=self.card_model(),
-            model_name=model_name or os.path.basename(os.path.abspath(args.output_dir)),
+            model=model if model is not None else self.card_model(),
+            model_name=model_name or os.path.basename(os.path.abspath(output_dir)),
             base_model=base_model,
             method=self.method_name,
             hyperparameters={
@@ -171,5 +178,5 @@ class ModelCardMixin:
             metrics=metrics,
             teacher=teacher,
         )
-        os.makedirs(args.output_dir, exist_ok=True)
-        card.save(os.path.join(args.output_dir, "README.md"))
+        os.makedirs(output_dir, exist_ok=True)
+        card.save(os.path.join(output_dir, "README.md"))

@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     teacher = load_teacher(args.teacher_model_name_or_path, task) if check_teacher_argument(args, method) else None
     set_seed(config.seed)
     if teacher is None:
-        student, tokenizer = network_without_teacher(args, task, method.layer_selection)
+        student, source, tokenizer = network_without_teacher(args, task, method.layer_selection)
         check_max_seq_length(run_args.max_seq_length, tokenizer, student=student)
-        return run_stages(method, config, stages, resumes, task, run_args, student, None, tokenizer)
+        return run_stages(method, config, stages, resumes, task, run_args, student, None, tokenizer, source)
     student_arguments = ("num_layers", "layers", "config", "model_name_or_path", "hidden_size", "num_attention_heads",
                          "intermediate_size")  # fmt: skip
     if method.full_student and all(getattr(args, f"student_{name}") is None for name in student_arguments):
@@ -135,12 +135,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
     check_max_seq_length(run_args.max_seq_length, tokenizer, teacher=teacher, student=student)
 
-    return run_stages(method, config, stages, resumes, task, run_args, student, teacher, tokenizer)
+    return run_stages(method, config, stages, resumes, task, run_args, student, teacher, tokenizer, source)
 
 
 def check_teacher_argument(args: DistillArguments, method) -> bool:
     """Whether the method distills from a teacher; refuses a teacher it would ignore and a missing one it needs."""
-    if not method.trainer_class.uses_teacher:
+    uses = method.trainer_class.uses_teacher
+    if uses is None:  # optional (DML)
+        return args.teacher_model_name_or_path is not None
+    if not uses:
         if args.teacher_model_name_or_path is not None:
             raise ValueError(
                 f"--method {method.name} trains without a teacher and would ignore --teacher_model_name_or_path "
@@ -154,9 +157,9 @@ def check_teacher_argument(args: DistillArguments, method) -> bool:
 
 
 def network_without_teacher(args: DistillArguments, task, default_selection: str):
-    """A teacher-free method's network and tokenizer: layers of `--student_layers_from` (all of them unless
-    `--student_num_layers` / `--student_layers` choose), or the checkpoint `--student_model_name_or_path`, with a
-    fresh task head where it has none."""
+    """A teacher-free method's network, the model it was built from (None for a whole checkpoint) and the tokenizer:
+    layers of `--student_layers_from` (all of them unless `--student_num_layers` / `--student_layers` choose), or the
+    checkpoint `--student_model_name_or_path`, with a fresh task head where it has none."""
     shape = ("student_config", "student_hidden_size", "student_num_attention_heads", "student_intermediate_size")
     given = [f"--{name}" for name in shape if getattr(args, name) is not None]
     if given:
@@ -176,7 +179,7 @@ def network_without_teacher(args: DistillArguments, task, default_selection: str
                 "--student_model_name_or_path is taken whole"
             )
         path = args.student_model_name_or_path
-        student = load_for_task(path, task, "--student_model_name_or_path")
+        student = source = load_for_task(path, task, "--student_model_name_or_path")
     else:
         path = args.student_layers_from
         source = load_for_task(path, task, "--student_layers_from")
@@ -184,11 +187,12 @@ def network_without_teacher(args: DistillArguments, task, default_selection: str
             args.student_num_layers = source.config.num_hidden_layers
         student = build_student_from_args(source, args, default_selection)
     student.config.finetuning_task = task.name
-    return student, AutoTokenizer.from_pretrained(path)
+    return student, source, AutoTokenizer.from_pretrained(path)
 
 
-def run_stages(method, config, stages, resumes, task, run_args, student, teacher, tokenizer) -> dict[str, float]:
-    """Train the method's stages in turn (each resumable), then evaluate, write the model card, push if asked."""
+def run_stages(method, config, stages, resumes, task, run_args, student, teacher, tokenizer, source):
+    """Train the method's stages in turn (each resumable), then evaluate, write the model card, push if asked; the
+    trainer's extra networks (DML's peers) each get their own folder, metrics and card."""
     train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
     for stage, resume in zip(stages, resumes):
         finished = stage is not stages[-1] and os.path.isfile(os.path.join(stage.output_dir, "train_results.json"))
@@ -206,6 +210,7 @@ def run_stages(method, config, stages, resumes, task, run_args, student, teacher
             eval_dataset=next(iter(eval_datasets.values())),
             processing_class=tokenizer,
             compute_metrics=compute_metrics_for(task),
+            **method.trainer_class.script_kwargs(stage, source),
         )
         train_result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()
@@ -216,6 +221,10 @@ def run_stages(method, config, stages, resumes, task, run_args, student, teacher
             teacher = method.trainer_class.teacher_for_next_stage(teacher, student)
     metrics = evaluate_glue(trainer, task, eval_datasets)
     trainer.create_model_card(task_name=task.name, metrics=metrics)
+    for name in trainer.extra_networks():
+        folder = os.path.join(config.output_dir, name)
+        network_metrics = trainer.save_extra_network(name, folder, task, eval_datasets)
+        logger.info("%s: %s (in %s)", name, network_metrics, folder)
     if config.push_to_hub:
         trainer.push_to_hub(task_name=task.name, metrics=metrics)
     return metrics

@@ -6,7 +6,9 @@ For `tinybert` the student is narrower than the teacher, so the dump includes th
 `dynabert` it is a copy of the teacher trained in DynaBERT's width-and-depth stage; `tinybert-cached` is `tinybert`
 reading its teacher from a teacher-output cache in OUT_DIR/cache (the dump says how often each rank ran the teacher
 while its trainer was built); `kd-movement` is `kd` with movement pruning to 50% sparsity (the scores are
-parameters of the DDP-wrapped student; the dump holds the weights with the final masks multiplied in).
+parameters of the DDP-wrapped student; the dump holds the weights with the final masks multiplied in); `dml` trains the
+student with a peer (in the wrapper's extras) and the teacher; `byot` trains a 2-layer student with exits after both
+layers and no teacher.
 """
 
 import sys
@@ -48,13 +50,16 @@ def main(tokenizer_dir: str, out: str, method: str = "kd") -> None:
     # DynaBERT's width-and-depth stage: most sub-networks leave layers unused, so only the full one may sync.
     if method == "dynabert":
         extra["stage"] = "width_depth"
+    teacher_model = teacher
+    if method == "byot":  # no teacher: the student's deepest exit teaches its first
+        teacher_model, extra = None, {"exit_layers": "1"}
     method = get_method(method)
     args = method.config_class(output_dir=out, per_device_train_batch_size=4, max_steps=3, learning_rate=1e-2,
                                save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True, seed=5,
                                **extra)  # fmt: skip
     data = tiny_dataset(tokenizer, n=32)
     trainer = method.trainer_class(
-        model=student, teacher_model=teacher, args=args, train_dataset=data, processing_class=tokenizer
+        model=student, teacher_model=teacher_model, args=args, train_dataset=data, processing_class=tokenizer
     )
     initial = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     teacher_forwards_in_init = len(forwards)

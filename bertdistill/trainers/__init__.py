@@ -13,6 +13,8 @@ from .distilbert_config import DistilBertConfig
 from .distilbert_trainer import DistilBertTrainer
 from .distillation_config import DistillationTrainingConfig
 from .distillation_trainer import DistillationTrainer
+from .dml_config import DMLConfig
+from .dml_trainer import DMLTrainer
 from .dynabert_config import DynaBertConfig
 from .dynabert_trainer import DynaBertTrainer
 from .feature_config import FeatureDistillationConfig
@@ -66,6 +68,7 @@ register_method("dynabert", DynaBertTrainer, full_student=True)
 register_method("feature", FeatureDistillationTrainer)
 register_method("cskd", CSKDTrainer)
 register_method("byot", BYOTTrainer)
+register_method("dml", DMLTrainer)
 
 __all__ = [
     "METHODS",
@@ -77,6 +80,8 @@ __all__ = [
     "DistilBertTrainer",
     "DistillationTrainer",
     "DistillationTrainingConfig",
+    "DMLConfig",
+    "DMLTrainer",
     "DynaBertConfig",
     "DynaBertTrainer",
     "FeatureDistillationConfig",

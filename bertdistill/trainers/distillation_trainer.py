@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from ..compression.sparsity import (
     remove_sparsity_masks,
     summarize_sparsity,
 )
+from ..glue_run import glue_dev_metrics
 from ..layer_maps import LayerMatch
 from ..layer_matching import build_match_modules
 from ..losses import hard_label_loss, logit_mse, soft_cross_entropy, soft_target_kl
@@ -68,8 +70,8 @@ class DistillationTrainer(ModelCardMixin, Trainer):
 
     method_name = "kd"
     config_class = DistillationTrainingConfig
-    # False for self-distillation schemes (CS-KD): no teacher is given, loaded or run.
-    uses_teacher = True
+    # False for self-distillation schemes (CS-KD, BYOT): no teacher is given, loaded or run; None: optional (DML).
+    uses_teacher: bool | None = True
     # Every loss here is a per-batch mean: let the Trainer divide by the accumulation steps (see transformers'
     # `loss_is_scaled_for_ga`; our wrapper's forward has no **kwargs, but saying it keeps this independent of that).
     loss_is_scaled_for_ga = False
@@ -87,9 +89,9 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     ):
         if not isinstance(args, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(args).__name__}")
-        if self.uses_teacher and teacher_model is None:
+        if self.uses_teacher is True and teacher_model is None:
             raise ValueError(f"{type(self).__name__} distills from a teacher: give teacher_model")
-        if not self.uses_teacher and teacher_model is not None:
+        if self.uses_teacher is False and teacher_model is not None:
             raise ValueError(
                 f"{type(self).__name__} trains without a teacher ({self.method_name}) and would ignore the teacher "
                 "given: leave teacher_model out (distill_glue.py: no --teacher_model_name_or_path)"
@@ -171,6 +173,37 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         """Which positions of token-level logits (masked language modelling) the soft-target loss covers: the masked
         ones (labels not -100)."""
         return batch["labels"] != -100
+
+    @classmethod
+    def script_kwargs(cls, args: DistillationTrainingConfig, source: PreTrainedModel) -> dict[str, Any]:
+        """Extra constructor arguments `distill_glue.py` passes, given the model the student was built from (the
+        teacher or `--student_layers_from`); DML builds its peers from it. None by default."""
+        return {}
+
+    def extra_networks(self) -> dict[str, PreTrainedModel]:
+        """Networks trained besides the student that are results in their own right (DML's peers), by name;
+        `distill_glue.py` saves each as a plain checkpoint in `<output_dir>/<name>` with its metrics and card."""
+        return {}
+
+    def save_extra_network(self, name: str, folder: str, task, eval_datasets: dict) -> dict[str, float]:
+        """Save the extra network `name` as a plain checkpoint (with the tokenizer) in `folder`, with its dev metrics
+        (`eval_results.json`, every split of `eval_datasets`) and model card; returns the metrics."""
+        network = self.extra_networks()[name]
+        wrapper = self.accelerator.unwrap_model(self.model)
+        student = wrapper.student
+        wrapper.student = network  # evaluation runs the wrapper's student
+        try:
+            metrics = glue_dev_metrics(self, eval_datasets)
+        finally:
+            wrapper.student = student
+        if self.is_world_process_zero():
+            network.save_pretrained(folder)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(folder)
+            with open(os.path.join(folder, "eval_results.json"), "w") as f:
+                json.dump(metrics, f, indent=2)
+        self.create_model_card(task_name=task.name, metrics=metrics, model=network, output_dir=folder)
+        return metrics
 
     @classmethod
     def check_one_stage(cls, stage: str | None, stages: tuple[str, ...]) -> None:

@@ -1,0 +1,188 @@
+"""Deep mutual learning: the loss against the paper's formula (2 and 3 networks, with and without a teacher), each
+network learning only from its own terms, the peers trained, checkpointed and resumed in the wrapper's extras, batch x
+accumulation invariance, the CLI (every network its own checkpoint, metrics and card) and the errors."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
+
+from bertdistill import DMLConfig, DMLTrainer, build_student
+
+from conftest import make_teacher, tiny_config
+from test_trainer import StopAt, state, tiny_dataset
+
+
+def network(tokenizer, seed, layers=2, dropout=0.0, num_labels=2):
+    torch.manual_seed(seed)
+    config = tiny_config(len(tokenizer), num_labels=num_labels, layers=layers, dropout=dropout)
+    if num_labels == 1:
+        config.problem_type = "regression"
+    return BertForSequenceClassification(config)
+
+
+def dml_trainer(tmp_path, tokenizer, student=None, peers=None, teacher=None, callbacks=None, num_labels=2, **config):
+    defaults = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-3,
+        max_steps=4, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3, use_cpu=True,
+        bf16=False, train_sampling_strategy="random", cache_teacher_logits=False,
+    )  # fmt: skip
+    data = tiny_dataset(tokenizer, n=16, num_labels=num_labels)
+    return DMLTrainer(
+        model=student if student is not None else network(tokenizer, 1, num_labels=num_labels),
+        teacher_model=teacher,
+        args=DMLConfig(**{**defaults, **config}),
+        peers=peers,
+        train_dataset=data,
+        eval_dataset=data,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def batch(tokenizer):
+    encoded = tokenizer(["the movie was good", "a bad bad film of it", "it is", "not good and not bad at all"],
+                        padding=True, return_tensors="pt")  # fmt: skip
+    return {**{k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
+            "labels": torch.tensor([1, 0, 1, 0])}  # fmt: skip
+
+
+def kl(p_logits, q_logits, t):
+    """T^2 KL(softmax(p/T) || softmax(q/T)) per row, summed over classes by hand, averaged over rows."""
+    rows = []
+    for p_row, q_row in zip(p_logits, q_logits):
+        p, q = torch.softmax(p_row / t, 0), torch.softmax(q_row / t, 0)
+        rows.append(sum(p[c] * (torch.log(p[c]) - torch.log(q[c])) for c in range(len(p))))
+    return t**2 * sum(rows) / len(rows)
+
+
+def ce(logits, labels):
+    return sum(-(z[y] - torch.logsumexp(z, 0)) for z, y in zip(logits, labels)) / len(labels)
+
+
+@pytest.mark.parametrize("peers, with_teacher", [(1, False), (2, False), (1, True)])
+def test_dml_loss_matches_the_paper(tmp_path, tokenizer, peers, with_teacher):
+    """Network k: CE + 1/(K-1) sum over the others of KL(p_l || p_k) (+ KD from the teacher), at T = 2 here."""
+    teacher = make_teacher(tokenizer, dropout=0.0) if with_teacher else None
+    nets = [network(tokenizer, seed) for seed in range(1, peers + 2)]
+    trainer = dml_trainer(tmp_path, tokenizer, student=nets[0], peers=nets[1:], teacher=teacher, temperature=2.0,
+                          dml_num_peers=peers)  # fmt: skip
+    wrapper = trainer.model.train()
+    inputs = batch(tokenizer)
+    loss, outputs = trainer.compute_loss(wrapper, dict(inputs), return_outputs=True)
+    plain = {k: v for k, v in inputs.items() if k != "labels"}
+    logits = [net(**plain).logits for net in nets]
+    teacher_logits = teacher(**plain).logits if teacher is not None else None
+    expected = 0.0
+    for k, z in enumerate(logits):
+        others = [logits[j].detach() for j in range(len(nets)) if j != k]
+        mutual = sum(kl(o, z, 2.0) for o in others) / len(others)
+        torch.testing.assert_close(outputs.loss_components[f"ce_{k}"], ce(z, inputs["labels"]))
+        torch.testing.assert_close(outputs.loss_components[f"dml_{k}"], mutual)
+        expected = expected + ce(z, inputs["labels"]) + mutual
+        if teacher is not None:
+            kd = kl(teacher_logits, z, 2.0)
+            torch.testing.assert_close(outputs.loss_components[f"kd_{k}"], kd)
+            expected = expected + kd
+    torch.testing.assert_close(loss, expected)
+    # network 0's mutual term trains network 0 only: the peers' predictions in it are targets
+    peer_params = list(wrapper.extras["peer_1"].parameters())
+    grads = torch.autograd.grad(outputs.loss_components["dml_0"], peer_params, allow_unused=True, retain_graph=True)
+    assert all(g is None or not g.any() for g in grads)
+
+
+def test_dml_trains_every_network_and_resumes(tmp_path, tokenizer):
+    common = dict(max_steps=6, save_strategy="steps", save_steps=3)
+    full = dml_trainer(tmp_path / "full", tokenizer, student=network(tokenizer, 1, dropout=0.1), **common)
+    # default peer: a copy of the student with a freshly initialised classifier
+    peer = full.extra_networks()["peer_1"]
+    assert torch.equal(
+        peer.bert.embeddings.word_embeddings.weight, full.student.bert.embeddings.word_embeddings.weight
+    )
+    assert not torch.equal(peer.classifier.weight, full.student.classifier.weight)
+    before = state(full.model)
+    full.train()
+    after = state(full.model)
+    changed = {k.split(".")[0] + "." + k.split(".")[1] for k, v in after.items() if not torch.equal(v, before[k])}
+    assert "extras.peer_1" in changed and any(k.startswith("student.") for k in changed)
+    logged = [row for row in full.state.log_history if "loss" in row]
+    assert all({"loss_ce_0", "loss_ce_1", "loss_dml_0", "loss_dml_1"} <= set(row) for row in logged)
+    cut = dml_trainer(tmp_path / "cut", tokenizer, student=network(tokenizer, 1, dropout=0.1), callbacks=[StopAt(3)],
+                      **common)  # fmt: skip
+    cut.train()
+    resumed = dml_trainer(tmp_path / "cut", tokenizer, student=network(tokenizer, 1, dropout=0.1), **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
+    for key, value in state(full.model).items():
+        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_dml_batch_times_accumulation_invariance(tmp_path, tokenizer):
+    results = []
+    for size, accumulation in ((4, 1), (2, 2)):
+        trainer = dml_trainer(
+            tmp_path / f"{size}x{accumulation}", tokenizer, per_device_train_batch_size=size,
+            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0,
+            lr_scheduler_type="constant",
+        )  # fmt: skip
+        before = state(trainer.model)
+        trainer.train()
+        results.append({k: v - before[k] for k, v in state(trainer.model).items()})
+    assert any(v.abs().max() > 1e-4 for k, v in results[0].items() if k.startswith("extras.peer_1"))
+    for key in results[0]:
+        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-6)
+
+
+def test_dml_regression_uses_mse_between_networks(tmp_path, tokenizer):
+    trainer = dml_trainer(tmp_path, tokenizer, num_labels=1)
+    wrapper = trainer.model.train()
+    inputs = {**batch(tokenizer), "labels": torch.tensor([0.5, 2.0, 1.0, 4.0])}
+    _, outputs = trainer.compute_loss(wrapper, dict(inputs), return_outputs=True)
+    plain = {k: v for k, v in inputs.items() if k != "labels"}
+    z0, z1 = wrapper.student(**plain).logits, wrapper.extras["peer_1"](**plain).logits
+    torch.testing.assert_close(outputs.loss_components["dml_0"], ((z0 - z1) ** 2).mean())
+
+
+def test_dml_errors(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="K >= 2 networks"):
+        DMLConfig(str(tmp_path), dml_num_peers=0)
+    with pytest.raises(ValueError, match="not both"):
+        DMLConfig(str(tmp_path), dml_peer_layers="0,1", dml_peers_from="a")
+    with pytest.raises(ValueError, match="dml_num_peers is 3 but 1 peers are given"):
+        DMLConfig(str(tmp_path), dml_peer_layers="0,1", dml_num_peers=3)
+    with pytest.raises(ValueError, match="alpha_kd is 0"):
+        dml_trainer(tmp_path, tokenizer, teacher=make_teacher(tokenizer), alpha_kd=0.0)
+    with pytest.raises(ValueError, match="A peer predicts 3 labels"):
+        dml_trainer(tmp_path, tokenizer, peers=[network(tokenizer, 2, num_labels=3)])
+    with pytest.raises(ValueError, match="needs the source model"):
+        dml_trainer(tmp_path, tokenizer, dml_peer_layers="0,1")
+
+
+@pytest.mark.parametrize("with_teacher", [False, True])
+def test_distill_glue_dml_saves_every_network(teacher_dir, glue_dir, tmp_path, with_teacher):
+    from conftest import load_script
+
+    distill_glue = load_script("distill_glue")
+    out = tmp_path / "dml"
+    source = ["--teacher_model_name_or_path", str(teacher_dir)] if with_teacher else ["--student_layers_from",
+                                                                                      str(teacher_dir)]  # fmt: skip
+    metrics = distill_glue.main([
+        "--task_name", "rte", "--glue_dir", str(glue_dir), "--max_train_samples", "24", "--max_eval_samples", "16",
+        "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--max_steps", "3", "--logging_steps", "1",
+        "--report_to", "none", "--disable_tqdm", "true", "--method", "dml", *source, "--student_layers", "0,1",
+        "--dml_peer_layers", "2,3;1,3", "--output_dir", str(out),
+    ])  # fmt: skip
+    assert "eval_accuracy" in metrics
+    logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert {"loss_dml_0", "loss_dml_2"} <= set(logs[0]) and (("loss_kd_1" in logs[0]) == with_teacher)
+    for name in ("peer_1", "peer_2"):
+        folder = out / name
+        peer = AutoModelForSequenceClassification.from_pretrained(folder)
+        assert type(peer) is BertForSequenceClassification and peer.config.num_hidden_layers == 2
+        assert "eval_accuracy" in json.loads((folder / "eval_results.json").read_text())
+        assert "deep mutual learning" in (folder / "README.md").read_text()
+    student = build_student(AutoModelForSequenceClassification.from_pretrained(teacher_dir), layers="2,3")
+    trained = AutoModelForSequenceClassification.from_pretrained(out / "peer_1")
+    # peer 1 started from layers 2 and 3 of the source and trained: same shape, other weights
+    assert student.config.num_hidden_layers == trained.config.num_hidden_layers
+    assert not torch.equal(student.classifier.weight, trained.classifier.weight)
