@@ -23,6 +23,8 @@ METHOD_DESCRIPTIONS = {
     "from the labels and from the deepest classifier's soft targets and features (early exit possible)",
     "dml": "deep mutual learning (Zhang et al. 2018): networks trained together, each on the labels and on the "
     "others' predictions",
+    "ddgsd": "data-distortion guided self-distillation (Xu and Liu 2019): no teacher; two distorted views of each "
+    "input learn the labels and agree in predictions and features",
     "cskd": "class-wise self-knowledge distillation, CS-KD (Yun et al. 2020): no teacher; each example's prediction "
     "follows the network's own prediction for another example of its class",
     "tinybert": "TinyBERT (Jiao et al. 2020): embedding, hidden-state and attention-score distillation through "

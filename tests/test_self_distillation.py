@@ -13,7 +13,7 @@ from bertdistill import CSKDConfig, CSKDTrainer
 from bertdistill.samplers import ClassPairSampler
 
 from conftest import tiny_config
-from test_trainer import StopAt, state, tiny_dataset
+from test_trainer import SENTENCES, StopAt, state, tiny_dataset
 
 LABELS = [0, 1, 0, 2, 1, 0, 0, 1, 2, 0, 1]
 
@@ -221,3 +221,152 @@ def test_distill_glue_cskd_without_a_teacher(teacher_dir, glue_dir, tmp_path):
         distill_glue.main([*common, "--output_dir", str(tmp_path / "none")])
     with pytest.raises(ValueError, match="distills from a teacher"):
         distill_glue.main([*common[:-1], "kd", "--student_num_layers", "2", "--output_dir", str(tmp_path / "kd")])
+
+
+# ---- DDGSD: distortions and the two-view loss ----------------------------------------------------------------------
+
+
+def padded_batch(tokenizer, texts=None):
+    texts = texts or ["the movie was good", "a bad bad film of it", "it is", "not good and not bad at all"]
+    encoded = tokenizer(texts, [t[::-1] for t in texts], padding=True, return_tensors="pt")
+    return {k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+@pytest.mark.parametrize("mode", ["mask", "drop", "substitute", "mixed"])
+def test_distortions_leave_special_tokens_and_padding_alone(tokenizer, mode):
+    from bertdistill.distortion import distort
+
+    inputs = padded_batch(tokenizer, SENTENCES)
+    special = tokenizer.all_special_ids
+    out = distort(**inputs, special_ids=special, vocab_size=len(tokenizer), mode=mode, rate=0.5,
+                  mask_token_id=tokenizer.mask_token_id, pad_token_id=tokenizer.pad_token_id,
+                  generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert out["input_ids"].shape == inputs["input_ids"].shape
+    changed = 0
+    for row in range(len(SENTENCES)):
+        before = inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist()
+        after = out["input_ids"][row][out["attention_mask"][row].bool()].tolist()
+        # the special tokens are all still there, in order (the mask tokens are the distortion's)
+        kept = [t for t in special if t != tokenizer.mask_token_id]
+        assert [t for t in before if t in kept] == [t for t in after if t in kept]
+        if mode == "drop":  # the kept tokens, in their order
+            assert len(after) <= len(before) and all(t in before for t in after)
+        elif mode == "mixed":  # some dropped, some replaced
+            assert len(after) <= len(before)
+        else:  # same length, only real tokens replaced
+            assert len(after) == len(before)
+            for b, a in zip(before, after):
+                assert b == a or (b not in special and (a == tokenizer.mask_token_id or a not in special))
+        changed += before != after
+        assert not out["attention_mask"][row][len(after) :].any()
+    assert changed >= len(SENTENCES) // 2
+    same = distort(**inputs, special_ids=special, vocab_size=len(tokenizer), mode=mode, rate=0.0,
+                   mask_token_id=tokenizer.mask_token_id)  # fmt: skip
+    assert all(torch.equal(same[k], inputs[k]) for k in inputs)
+
+
+def test_distortion_rate_and_errors(tokenizer):
+    from bertdistill.distortion import distort
+
+    inputs = padded_batch(tokenizer, SENTENCES * 8)
+    out = distort(**inputs, special_ids=tokenizer.all_special_ids, vocab_size=len(tokenizer), mode="mask", rate=0.3,
+                  mask_token_id=tokenizer.mask_token_id, generator=torch.Generator().manual_seed(1))  # fmt: skip
+    real = inputs["attention_mask"].bool() & ~torch.isin(inputs["input_ids"], torch.tensor(tokenizer.all_special_ids))
+    share = float((out["input_ids"][real] == tokenizer.mask_token_id).float().mean())
+    assert abs(share - 0.3) < 0.06, share
+    with pytest.raises(ValueError, match="rate must be in"):
+        distort(**inputs, special_ids=[], vocab_size=10, mode="drop", rate=1.0)
+    with pytest.raises(ValueError, match="distortion must be one of"):
+        distort(**inputs, special_ids=[], vocab_size=10, mode="shuffle", rate=0.1)
+    with pytest.raises(ValueError, match="needs the tokenizer's mask token"):
+        distort(**inputs, special_ids=[], vocab_size=10, mode="mask", rate=0.1)
+
+
+def ddgsd_trainer(tmp_path, tokenizer, model=None, **config):
+    from bertdistill import DDGSDConfig, DDGSDTrainer
+
+    defaults = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-3,
+        max_steps=4, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3, use_cpu=True,
+        bf16=False, train_sampling_strategy="random",
+    )  # fmt: skip
+    data = tiny_dataset(tokenizer, n=16)
+    return DDGSDTrainer(model=model if model is not None else network(tokenizer), args=DDGSDConfig(**{**defaults,
+                        **config}), train_dataset=data, eval_dataset=data, processing_class=tokenizer)  # fmt: skip
+
+
+def test_ddgsd_loss_matches_its_formula(tmp_path, tokenizer):
+    trainer = ddgsd_trainer(tmp_path, tokenizer, ddgsd_rate=0.3, temperature=2.0, alpha_kd=0.5, ddgsd_mmd_weight=3.0)
+    model = trainer.model.train()
+    inputs = {**padded_batch(tokenizer), "labels": torch.tensor([1, 0, 1, 0])}
+    torch.manual_seed(11)
+    loss, outputs = trainer.compute_loss(model, dict(inputs), return_outputs=True)
+    torch.manual_seed(11)
+    views = trainer.two_views(dict(inputs))
+    assert not torch.equal(views["input_ids"][:4], views["input_ids"][4:])  # two different distortions
+    out = model.student(**{k: v for k, v in views.items() if k != "labels"}, output_hidden_states=True)
+    z1, z2 = out.logits[:4], out.logits[4:]
+    y = inputs["labels"]
+    ce = sum(-(z[i, y[i]] - torch.logsumexp(z[i], 0)) for z in (z1, z2) for i in range(4)) / 4
+
+    def kl(target, z):
+        q, log_p = torch.softmax(target / 2.0, -1), torch.log_softmax(z / 2.0, -1)
+        return 4.0 * (q * (q.log() - log_p)).sum(-1).mean()
+
+    f1, f2 = out.hidden_states[-1][:4, 0], out.hidden_states[-1][4:, 0]
+    mmd = sum((f1[:, h].mean() - f2[:, h].mean()) ** 2 for h in range(f1.shape[1]))
+    torch.testing.assert_close(outputs.loss_components["ce"], ce)
+    torch.testing.assert_close(outputs.loss_components["views"], kl(z2, z1) + kl(z1, z2))
+    torch.testing.assert_close(outputs.loss_components["mmd"], mmd)
+    torch.testing.assert_close(loss, ce + 0.5 * (kl(z2, z1) + kl(z1, z2)) + 3.0 * mmd)
+
+
+def test_ddgsd_trains_and_refuses_what_it_cannot_use(tmp_path, tokenizer):
+    from bertdistill import DDGSDConfig, DDGSDTrainer
+
+    trainer = ddgsd_trainer(tmp_path, tokenizer, ddgsd_distortion="mixed")
+    before = state(trainer.student)
+    trainer.train()
+    logged = [row for row in trainer.state.log_history if "loss" in row]
+    assert all({"loss_ce", "loss_views", "loss_mmd"} <= set(row) for row in logged)
+    assert any(not torch.equal(v, before[k]) for k, v in state(trainer.student).items())
+    with pytest.raises(ValueError, match="needs the tokenizer"):
+        DDGSDTrainer(model=network(tokenizer), args=DDGSDConfig(str(tmp_path)), train_dataset=tiny_dataset(tokenizer))
+    with pytest.raises(ValueError, match="ddgsd_rate must be in"):
+        DDGSDConfig(str(tmp_path), ddgsd_rate=1.0)
+    with pytest.raises(ValueError, match="ddgsd_distortion must be one of"):
+        DDGSDConfig(str(tmp_path), ddgsd_distortion="shuffle")
+
+
+def test_ddgsd_without_distortion_is_batch_times_accumulation_invariant(tmp_path, tokenizer):
+    """At rate 0 both views are the input, so 4 x 1 and 2 x 2 see the same rows and must make the same update."""
+    results = []
+    for size, accumulation in ((4, 1), (2, 2)):
+        trainer = ddgsd_trainer(
+            tmp_path / f"{size}x{accumulation}", tokenizer, ddgsd_rate=0.0, per_device_train_batch_size=size,
+            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0,
+            lr_scheduler_type="constant",
+        )  # fmt: skip
+        before = state(trainer.student)
+        trainer.train()
+        results.append({k: v - before[k] for k, v in state(trainer.student).items()})
+    assert any(v.abs().max() > 1e-4 for v in results[0].values())
+    for key in results[0]:
+        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-6)
+
+
+def test_distill_glue_ddgsd_without_a_teacher(teacher_dir, glue_dir, tmp_path):
+    from conftest import load_script
+
+    distill_glue = load_script("distill_glue")
+    out = tmp_path / "ddgsd"
+    metrics = distill_glue.main([
+        "--task_name", "rte", "--glue_dir", str(glue_dir), "--max_train_samples", "24", "--max_eval_samples", "16",
+        "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--max_steps", "3", "--logging_steps", "1",
+        "--report_to", "none", "--disable_tqdm", "true", "--method", "ddgsd", "--student_layers_from", str(teacher_dir),
+        "--student_num_layers", "2", "--ddgsd_distortion", "drop", "--output_dir", str(out),
+    ])  # fmt: skip
+    assert "eval_accuracy" in metrics
+    logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert {"loss_ce", "loss_views", "loss_mmd"} <= set(logs[0])
+    assert "drop at 0.1" in (out / "README.md").read_text()

@@ -9,6 +9,8 @@ from .byot_config import BYOTConfig
 from .byot_trainer import BYOTTrainer
 from .cskd_config import CSKDConfig
 from .cskd_trainer import CSKDTrainer
+from .ddgsd_config import DDGSDConfig
+from .ddgsd_trainer import DDGSDTrainer
 from .distilbert_config import DistilBertConfig
 from .distilbert_trainer import DistilBertTrainer
 from .distillation_config import DistillationTrainingConfig
@@ -69,6 +71,7 @@ register_method("feature", FeatureDistillationTrainer)
 register_method("cskd", CSKDTrainer)
 register_method("byot", BYOTTrainer)
 register_method("dml", DMLTrainer)
+register_method("ddgsd", DDGSDTrainer)
 
 __all__ = [
     "METHODS",
@@ -76,6 +79,8 @@ __all__ = [
     "BYOTTrainer",
     "CSKDConfig",
     "CSKDTrainer",
+    "DDGSDConfig",
+    "DDGSDTrainer",
     "DistilBertConfig",
     "DistilBertTrainer",
     "DistillationTrainer",
