@@ -363,8 +363,8 @@ def test_distill_glue_ddgsd_without_a_teacher(teacher_dir, glue_dir, tmp_path):
     metrics = distill_glue.main([
         "--task_name", "rte", "--glue_dir", str(glue_dir), "--max_train_samples", "24", "--max_eval_samples", "16",
         "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--max_steps", "3", "--logging_steps", "1",
-        "--report_to", "none", "--disable_tqdm", "true", "--method", "ddgsd", "--student_layers_from", str(teacher_dir),
-        "--student_num_layers", "2", "--ddgsd_distortion", "drop", "--output_dir", str(out),
+        "--report_to", "none", "--disable_tqdm", "true", "--method", "ddgsd", "--student_layers_from",
+        str(teacher_dir), "--student_num_layers", "2", "--ddgsd_distortion", "drop", "--output_dir", str(out),
     ])  # fmt: skip
     assert "eval_accuracy" in metrics
     logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
