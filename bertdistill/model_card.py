@@ -25,6 +25,8 @@ METHOD_DESCRIPTIONS = {
     "others' predictions",
     "ddgsd": "data-distortion guided self-distillation (Xu and Liu 2019): no teacher; two distorted views of each "
     "input learn the labels and agree in predictions and features",
+    "one": "on-the-fly native ensemble (Lan et al. 2018): no teacher; branches of the top layers learn the labels and "
+    "the soft targets of their gated ensemble",
     "cskd": "class-wise self-knowledge distillation, CS-KD (Yun et al. 2020): no teacher; each example's prediction "
     "follows the network's own prediction for another example of its class",
     "tinybert": "TinyBERT (Jiao et al. 2020): embedding, hidden-state and attention-score distillation through "

@@ -186,3 +186,104 @@ def test_distill_glue_dml_saves_every_network(teacher_dir, glue_dir, tmp_path, w
     # peer 1 started from layers 2 and 3 of the source and trained: same shape, other weights
     assert student.config.num_hidden_layers == trained.config.num_hidden_layers
     assert not torch.equal(student.classifier.weight, trained.classifier.weight)
+
+
+# ---- ONE: branches of the top layers and their gated ensemble -------------------------------------------------------
+
+
+def one_trainer(tmp_path, tokenizer, model=None, callbacks=None, num_labels=2, **config):
+    from bertdistill import ONEConfig, ONETrainer
+
+    defaults = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-3,
+        max_steps=4, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3, use_cpu=True,
+        bf16=False, train_sampling_strategy="random",
+    )  # fmt: skip
+    data = tiny_dataset(tokenizer, n=16, num_labels=num_labels)
+    return ONETrainer(
+        model=model if model is not None else network(tokenizer, 1, layers=3, num_labels=num_labels),
+        args=ONEConfig(**{**defaults, **config}),
+        train_dataset=data,
+        eval_dataset=data,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def test_one_loss_matches_the_paper(tmp_path, tokenizer):
+    """Sum of every branch's CE + the ensemble's CE + T^2 sum of KL(ensemble || branch), each branch computed here
+    as the stock checkpoint it exports to."""
+    trainer = one_trainer(tmp_path, tokenizer, one_branches=3, one_shared_layers=2, temperature=2.0, alpha_kd=0.7)
+    wrapper = trainer.model.train()
+    with torch.no_grad():  # branches that differ from the start (they begin as copies of the student's top)
+        for k in (2, 3):
+            for p in wrapper.extras[f"branch_{k}"].parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    inputs = batch(tokenizer)
+    loss, outputs = trainer.compute_loss(wrapper, dict(inputs), return_outputs=True)
+    plain = {k: v for k, v in inputs.items() if k != "labels"}
+    branches = [trainer.branch_model(k)(**plain).logits for k in (1, 2, 3)]
+    shared = wrapper.student(**plain, output_hidden_states=True).hidden_states[2][:, 0]
+    gate = torch.softmax(shared @ wrapper.extras["gate"].weight.T + wrapper.extras["gate"].bias, -1)
+    ensemble = sum(gate[:, k : k + 1] * branches[k] for k in range(3))
+    y = inputs["labels"]
+    ce_sum = sum(ce(z, y) for z in branches)
+    kd = sum(kl(ensemble.detach(), z, 2.0) for z in branches)
+    torch.testing.assert_close(outputs.loss_components["ce"], ce_sum)
+    torch.testing.assert_close(outputs.loss_components["ensemble_ce"], ce(ensemble, y))
+    torch.testing.assert_close(outputs.loss_components["kd"], kd)
+    torch.testing.assert_close(loss, ce_sum + ce(ensemble, y) + 0.7 * kd)
+
+
+def test_one_trains_every_branch_and_the_gate_and_resumes(tmp_path, tokenizer):
+    common = dict(max_steps=6, save_strategy="steps", save_steps=3)
+    full = one_trainer(tmp_path / "full", tokenizer, model=network(tokenizer, 1, layers=3, dropout=0.1), **common)
+    before = state(full.model)
+    full.train()
+    moved = {".".join(k.split(".")[:2]) for k, v in state(full.model).items() if not torch.equal(v, before[k])}
+    assert {"extras.branch_2", "extras.branch_3", "extras.gate", "student.bert"} <= moved
+    logged = [row for row in full.state.log_history if "loss" in row]
+    assert all({"loss_ce", "loss_ensemble_ce", "loss_kd"} <= set(row) for row in logged)
+    exported = full.extra_networks()
+    assert set(exported) == {"branch_2", "branch_3"} and all(type(m) is BertForSequenceClassification
+                                                             for m in exported.values())  # fmt: skip
+    cut = one_trainer(tmp_path / "cut", tokenizer, model=network(tokenizer, 1, layers=3, dropout=0.1),
+                      callbacks=[StopAt(3)], **common)  # fmt: skip
+    cut.train()
+    resumed = one_trainer(tmp_path / "cut", tokenizer, model=network(tokenizer, 1, layers=3, dropout=0.1), **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
+    for key, value in state(full.model).items():
+        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_one_regression_and_errors(tmp_path, tokenizer):
+    from bertdistill import ONEConfig
+
+    trainer = one_trainer(tmp_path, tokenizer, num_labels=1)
+    trainer.train()
+    assert all(torch.isfinite(torch.tensor(r["loss_kd"])) for r in trainer.state.log_history if "loss" in r)
+    with pytest.raises(ValueError, match="at least 2 branches"):
+        ONEConfig(str(tmp_path), one_branches=1)
+    with pytest.raises(ValueError, match="leaves no layer to branch"):
+        one_trainer(tmp_path, tokenizer, one_shared_layers=3)
+    with pytest.raises(ValueError, match="trains without a teacher"):
+        from bertdistill import ONETrainer
+
+        ONETrainer(model=network(tokenizer, 1), teacher_model=network(tokenizer, 2), args=ONEConfig(str(tmp_path)))
+
+
+def test_distill_glue_one_saves_every_branch(teacher_dir, glue_dir, tmp_path):
+    from conftest import load_script
+
+    distill_glue = load_script("distill_glue")
+    out = tmp_path / "one"
+    metrics = distill_glue.main([
+        "--task_name", "rte", "--glue_dir", str(glue_dir), "--max_train_samples", "24", "--max_eval_samples", "16",
+        "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--max_steps", "3", "--logging_steps", "1",
+        "--report_to", "none", "--disable_tqdm", "true", "--method", "one", "--student_layers_from", str(teacher_dir),
+        "--student_num_layers", "3", "--one_branches", "2", "--output_dir", str(out),
+    ])  # fmt: skip
+    assert "eval_accuracy" in metrics
+    branch = AutoModelForSequenceClassification.from_pretrained(out / "branch_2")
+    assert type(branch) is BertForSequenceClassification and branch.config.num_hidden_layers == 3
+    assert "eval_accuracy" in json.loads((out / "branch_2" / "eval_results.json").read_text())

@@ -22,6 +22,8 @@ from .dynabert_trainer import DynaBertTrainer
 from .feature_config import FeatureDistillationConfig
 from .feature_trainer import FeatureDistillationTrainer
 from .finetune_trainer import FineTuneTrainer
+from .one_config import ONEConfig
+from .one_trainer import ONETrainer
 from .pkd_config import PatientKDConfig
 from .pkd_trainer import PatientKDTrainer
 from .tinybert_config import TinyBertConfig
@@ -72,6 +74,7 @@ register_method("cskd", CSKDTrainer)
 register_method("byot", BYOTTrainer)
 register_method("dml", DMLTrainer)
 register_method("ddgsd", DDGSDTrainer)
+register_method("one", ONETrainer)
 
 __all__ = [
     "METHODS",
@@ -92,6 +95,8 @@ __all__ = [
     "FeatureDistillationConfig",
     "FeatureDistillationTrainer",
     "FineTuneTrainer",
+    "ONEConfig",
+    "ONETrainer",
     "PatientKDConfig",
     "PatientKDTrainer",
     "StudentFineTuneTrainer",
