@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification, PreTrainedModel
+from transformers import PreTrainedModel
 
 from ..losses import hard_label_loss, logit_mse, soft_target_kl
 from ..modeling import LossTerm
-from ..student import check_same_vocabulary, student_from_teacher_layers
+from ..peers import PEERS_KEY, check_peers, default_peers
+from ..student import student_from_teacher_layers
 from .distillation_trainer import DistillationTrainer
 from .dml_config import DMLConfig, parse_peer_layers
-
-PEERS_KEY = "peer_{}"
 
 
 class DMLTrainer(DistillationTrainer):
@@ -49,15 +47,13 @@ class DMLTrainer(DistillationTrainer):
         **kwargs,
     ):
         if isinstance(args, DMLConfig):
-            peers = peers if peers is not None else self._default_peers(model, args)
+            if peers is None:
+                if args.dml_peer_layers:
+                    raise ValueError("dml_peer_layers needs the source model: pass peers= (distill_glue.py does)")
+                peers = default_peers(model, args.dml_num_peers, args.peer_checkpoints(), args.seed)
             if len(peers) != args.dml_num_peers:
                 raise ValueError(f"{len(peers)} peers given but dml_num_peers is {args.dml_num_peers}")
-            for peer in peers:
-                check_same_vocabulary(model.config, peer.config)
-                if peer.config.num_labels != model.config.num_labels:
-                    raise ValueError(
-                        f"A peer predicts {peer.config.num_labels} labels, the student {model.config.num_labels}"
-                    )
+            check_peers(model, peers)
         self._peers = peers
         super().__init__(model, teacher_model, args, **kwargs)
 
@@ -66,32 +62,6 @@ class DMLTrainer(DistillationTrainer):
         """distill_glue.py's extra trainer arguments: peers from `dml_peer_layers` of the student's source model."""
         layers = parse_peer_layers(args.dml_peer_layers)
         return {"peers": [student_from_teacher_layers(source, group) for group in layers]} if layers else {}
-
-    @staticmethod
-    def _default_peers(model: PreTrainedModel, args: DMLConfig) -> list[PreTrainedModel]:
-        paths = args.peer_checkpoints()
-        if paths:
-            return [
-                AutoModelForSequenceClassification.from_pretrained(path, num_labels=model.config.num_labels)
-                for path in paths
-            ]
-        if args.dml_peer_layers:
-            raise ValueError("dml_peer_layers needs the source model: pass peers= (distill_glue.py builds them)")
-        head = getattr(model, "classifier", None)
-        if not isinstance(head, nn.Module):
-            raise ValueError(
-                f"A {type(model).__name__} has no `classifier` to re-initialise: give the peers (peers= or "
-                "dml_peers_from)"
-            )
-        peers = []
-        for k in range(1, args.dml_num_peers + 1):
-            peer = copy.deepcopy(model)
-            generator_state = torch.random.get_rng_state()
-            torch.manual_seed(args.seed + k)
-            peer.classifier.apply(peer._init_weights)
-            torch.random.set_rng_state(generator_state)
-            peers.append(peer)
-        return peers
 
     def build_extras(self, student: PreTrainedModel, teacher: PreTrainedModel | None) -> nn.ModuleDict:
         return nn.ModuleDict({PEERS_KEY.format(k): peer for k, peer in enumerate(self._peers, start=1)})
