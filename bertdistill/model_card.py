@@ -27,6 +27,8 @@ METHOD_DESCRIPTIONS = {
     "input learn the labels and agree in predictions and features",
     "one": "on-the-fly native ensemble (Lan et al. 2018): no teacher; branches of the top layers learn the labels and "
     "the soft targets of their gated ensemble",
+    "grafting": "filter grafting (Meng et al. 2020): no teacher; networks trained side by side graft each other's "
+    "weights, weighted by their entropy",
     "cskd": "class-wise self-knowledge distillation, CS-KD (Yun et al. 2020): no teacher; each example's prediction "
     "follows the network's own prediction for another example of its class",
     "tinybert": "TinyBERT (Jiao et al. 2020): embedding, hidden-state and attention-score distillation through "

@@ -49,3 +49,13 @@ def check_peers(model: PreTrainedModel, peers: list[PreTrainedModel], same_shape
             theirs = {k: v.shape for k, v in peer.state_dict().items()}
             if mine != theirs:
                 raise ValueError("Grafting mixes weights tensor by tensor: every network needs the student's shapes")
+
+
+def network_logits(student_outputs, batch: dict, extras, peers: int) -> list[torch.Tensor]:
+    """The student's logits and those of `peers` peers (`extras["peer_<k>"]`) on the batch, inside the wrapper's
+    forward (so DDP sees the peers); the peers run once per forward, kept in `batch`, which lives for one forward."""
+    if "_peer_logits" not in batch:
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if batch.get(k) is not None}
+        logits = [extras[PEERS_KEY.format(k)](**inputs).logits for k in range(1, peers + 1)]
+        batch["_peer_logits"] = [student_outputs.logits, *logits]
+    return batch["_peer_logits"]

@@ -287,3 +287,132 @@ def test_distill_glue_one_saves_every_branch(teacher_dir, glue_dir, tmp_path):
     branch = AutoModelForSequenceClassification.from_pretrained(out / "branch_2")
     assert type(branch) is BertForSequenceClassification and branch.config.num_hidden_layers == 3
     assert "eval_accuracy" in json.loads((out / "branch_2" / "eval_results.json").read_text())
+
+
+# ---- knowledge grafting ---------------------------------------------------------------------------------------------
+
+
+def test_weight_entropy_and_coefficient_follow_the_formula():
+    from bertdistill.trainers.grafting_trainer import grafting_coefficient, weight_entropy
+
+    values = torch.tensor([0.0, 0.1, 0.1, 0.2, 0.5, 0.9, 1.0, 1.0])
+    # 4 equal bins over [0, 1]: [0, .25) holds 4, [.25, .5) 0, [.5, .75) 1, [.75, 1] 3
+    p = torch.tensor([4, 1, 3]) / 8
+    assert weight_entropy(values, bins=4) == pytest.approx(float(-(p * p.log()).sum()), rel=1e-6)
+    assert weight_entropy(torch.ones(5)) == 0.0
+    assert grafting_coefficient(1.0, 1.0, 0.4, 500) == 0.5
+    assert grafting_coefficient(2.0, 1.0, 0.4, 500) == pytest.approx(
+        0.5 + 0.4 / torch.pi * torch.atan(torch.tensor(500.0))
+    )
+    assert 0.3 < grafting_coefficient(0.0, 9.0, 0.4, 500) < 0.31
+
+
+def test_a_grafting_round_mixes_each_tensor_by_its_coefficient(tokenizer):
+    from bertdistill.trainers.grafting_trainer import graft, grafted_names, grafting_coefficient, weight_entropy
+
+    nets = [network(tokenizer, seed) for seed in (1, 2, 3)]
+    before = [{n: p.detach().clone() for n, p in net.named_parameters()} for net in nets]
+    names = grafted_names(nets[0], "encoder_linear")
+    assert names and all(".encoder.layer." in n and before[0][n].dim() == 2 for n in names)
+    assert not any("embeddings" in n or "classifier" in n or "LayerNorm" in n for n in names)
+    graft(nets, names, A=0.4, c=500, bins=10)
+    for i, net in enumerate(nets):
+        j = (i - 1) % 3
+        after = dict(net.named_parameters())
+        for name in names:
+            own, other = before[i][name], before[j][name]
+            a = grafting_coefficient(weight_entropy(own), weight_entropy(other), 0.4, 500)
+            torch.testing.assert_close(after[name].detach(), a * own + (1 - a) * other)
+        untouched = [n for n in before[i] if n not in names]
+        assert all(torch.equal(after[n].detach(), before[i][n]) for n in untouched)
+
+
+def grafting_trainer(tmp_path, tokenizer, student=None, peers=None, callbacks=None, **config):
+    from bertdistill import GraftingConfig, GraftingTrainer
+
+    defaults = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-3,
+        max_steps=4, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3, use_cpu=True,
+        bf16=False, train_sampling_strategy="random",
+    )  # fmt: skip
+    data = tiny_dataset(tokenizer, n=16)
+    return GraftingTrainer(
+        model=student if student is not None else network(tokenizer, 1),
+        args=GraftingConfig(**{**defaults, **config}),
+        peers=peers,
+        train_dataset=data,
+        eval_dataset=data,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def test_grafting_trainer_grafts_at_its_interval(tmp_path, tokenizer):
+    """With learning rate 0 only grafting changes the weights: after 2 rounds (every 2 of 4 steps) they are what 2
+    rounds of the formula give from the start."""
+    from bertdistill.trainers.grafting_trainer import graft, grafted_names
+
+    nets = [network(tokenizer, 1), network(tokenizer, 2)]
+    expected = [network(tokenizer, 1), network(tokenizer, 2)]
+    names = grafted_names(expected[0], "encoder_linear")
+    for _ in range(2):
+        graft(expected, names, 0.4, 500, 10)
+    trainer = grafting_trainer(tmp_path, tokenizer, student=nets[0], peers=nets[1:], learning_rate=0.0,
+                               graft_every_steps=2)  # fmt: skip
+    trainer.train()
+    assert [entry["step"] for entry in trainer.graft_log] == [2, 4]
+    assert any("graft_coefficient" in row for row in trainer.state.log_history)
+    for net, reference in zip(trainer.networks(), expected):
+        for name, value in reference.named_parameters():
+            torch.testing.assert_close(dict(net.named_parameters())[name].detach(), value.detach())
+
+
+def test_grafting_trains_every_network_per_epoch_and_resumes(tmp_path, tokenizer):
+    common = dict(max_steps=8, save_strategy="steps", save_steps=4, num_train_epochs=2)
+    full = grafting_trainer(tmp_path / "full", tokenizer, student=network(tokenizer, 1, dropout=0.1), **common)
+    before = state(full.model)
+    full.train()
+    assert [entry["step"] for entry in full.graft_log] == [4, 8]  # 16 rows / 4 = 4 steps an epoch
+    moved = {".".join(k.split(".")[:2]) for k, v in state(full.model).items() if not torch.equal(v, before[k])}
+    assert {"extras.peer_1", "student.bert", "student.classifier"} <= moved
+    cut = grafting_trainer(tmp_path / "cut", tokenizer, student=network(tokenizer, 1, dropout=0.1),
+                           callbacks=[StopAt(4)], **common)  # fmt: skip
+    cut.train()
+    resumed = grafting_trainer(tmp_path / "cut", tokenizer, student=network(tokenizer, 1, dropout=0.1), **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-4"))
+    for key, value in state(full.model).items():
+        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_grafting_errors(tmp_path, tokenizer):
+    from bertdistill import GraftingConfig
+
+    with pytest.raises(ValueError, match="at least 2 networks"):
+        GraftingConfig(str(tmp_path), graft_networks=1)
+    with pytest.raises(ValueError, match="needs 2 other networks, 1 are given"):
+        GraftingConfig(str(tmp_path), graft_networks=3, graft_peer_layers="0,1")
+    with pytest.raises(ValueError, match="graft_A must be in"):
+        GraftingConfig(str(tmp_path), graft_A=2.0)
+    with pytest.raises(ValueError, match="graft_tensors must be one of"):
+        GraftingConfig(str(tmp_path), graft_tensors="some")
+    with pytest.raises(ValueError, match="every network needs the student's shapes"):
+        grafting_trainer(tmp_path, tokenizer, peers=[network(tokenizer, 2, layers=3)])
+
+
+def test_distill_glue_grafting_from_other_source_layers(teacher_dir, glue_dir, tmp_path):
+    from conftest import load_script
+
+    distill_glue = load_script("distill_glue")
+    out = tmp_path / "graft"
+    metrics = distill_glue.main([
+        "--task_name", "rte", "--glue_dir", str(glue_dir), "--max_train_samples", "24", "--max_eval_samples", "16",
+        "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--max_steps", "4", "--logging_steps", "1",
+        "--report_to", "none", "--disable_tqdm", "true", "--method", "grafting", "--student_layers_from",
+        str(teacher_dir), "--student_layers", "1,3", "--graft_peer_layers", "0,2", "--graft_every_steps", "2",
+        "--output_dir", str(out),
+    ])  # fmt: skip
+    assert "eval_accuracy" in metrics
+    logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert sum("graft_coefficient" in row for row in logs) == 2
+    assert type(AutoModelForSequenceClassification.from_pretrained(out)) is BertForSequenceClassification
+    assert not (out / "peer_1").exists()  # the result is one checkpoint

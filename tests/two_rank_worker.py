@@ -8,7 +8,7 @@ reading its teacher from a teacher-output cache in OUT_DIR/cache (the dump says 
 while its trainer was built); `kd-movement` is `kd` with movement pruning to 50% sparsity (the scores are
 parameters of the DDP-wrapped student; the dump holds the weights with the final masks multiplied in); `dml` trains the
 student with a peer (in the wrapper's extras) and the teacher; `byot` trains a 2-layer student with exits after both
-layers and no teacher.
+layers and no teacher; `grafting` grafts the student and a peer after every step (no teacher).
 """
 
 import sys
@@ -53,6 +53,8 @@ def main(tokenizer_dir: str, out: str, method: str = "kd") -> None:
     teacher_model = teacher
     if method == "byot":  # no teacher: the student's deepest exit teaches its first
         teacher_model, extra = None, {"exit_layers": "1"}
+    if method == "grafting":  # no teacher: the student and a peer graft each other after every step
+        teacher_model, extra = None, {"graft_every_steps": 1}
     method = get_method(method)
     args = method.config_class(output_dir=out, per_device_train_batch_size=4, max_steps=3, learning_rate=1e-2,
                                save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True, seed=5,

@@ -22,6 +22,8 @@ from .dynabert_trainer import DynaBertTrainer
 from .feature_config import FeatureDistillationConfig
 from .feature_trainer import FeatureDistillationTrainer
 from .finetune_trainer import FineTuneTrainer
+from .grafting_config import GraftingConfig
+from .grafting_trainer import GraftingTrainer
 from .one_config import ONEConfig
 from .one_trainer import ONETrainer
 from .pkd_config import PatientKDConfig
@@ -75,6 +77,7 @@ register_method("byot", BYOTTrainer)
 register_method("dml", DMLTrainer)
 register_method("ddgsd", DDGSDTrainer)
 register_method("one", ONETrainer)
+register_method("grafting", GraftingTrainer)
 
 __all__ = [
     "METHODS",
@@ -95,6 +98,8 @@ __all__ = [
     "FeatureDistillationConfig",
     "FeatureDistillationTrainer",
     "FineTuneTrainer",
+    "GraftingConfig",
+    "GraftingTrainer",
     "ONEConfig",
     "ONETrainer",
     "PatientKDConfig",

@@ -10,7 +10,7 @@ from transformers import PreTrainedModel
 
 from ..losses import hard_label_loss, logit_mse, soft_target_kl
 from ..modeling import LossTerm
-from ..peers import PEERS_KEY, check_peers, default_peers
+from ..peers import PEERS_KEY, check_peers, default_peers, network_logits
 from ..student import student_from_teacher_layers
 from .distillation_trainer import DistillationTrainer
 from .dml_config import DMLConfig, parse_peer_layers
@@ -72,14 +72,7 @@ class DMLTrainer(DistillationTrainer):
         regression = student.config.num_labels == 1
 
         def all_logits(s, batch, extras) -> list[torch.Tensor]:
-            # The peers run once per forward, inside the wrapper (DDP sees them); `batch` lives for one forward.
-            if "_dml_logits" not in batch:
-                inputs = {
-                    k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if batch.get(k) is not None
-                }
-                peers = [extras[PEERS_KEY.format(k)](**inputs).logits for k in range(1, networks)]
-                batch["_dml_logits"] = [s.logits, *peers]
-            return batch["_dml_logits"]
+            return network_logits(s, batch, extras, networks - 1)
 
         def ce(k):
             def fn(s, t, batch, extras):
