@@ -370,3 +370,60 @@ def test_distill_glue_ddgsd_without_a_teacher(teacher_dir, glue_dir, tmp_path):
     logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert {"loss_ce", "loss_views", "loss_mmd"} <= set(logs[0])
     assert "drop at 0.1" in (out / "README.md").read_text()
+
+
+def test_self_distillation_check_commands_and_report(tmp_path, glue_dir):
+    """check_self_distillation.py: which command each run issues (teacher only where the method takes one, the
+    fixed-depth networks on BYOT's first layers), and the report built from result files: intervals against
+    finetune (and kd for DML and ONE), the other networks' scores, BYOT's early-exit table and plot, and the runs
+    still missing (CS-KD never on STS-B)."""
+    from bertdistill.results import ResultStore
+    from glue_tasks import get_task, load_glue_split
+
+    from conftest import load_script
+
+    check = load_script("checks/check_self_distillation")
+    check.compare_feature_losses.BOOTSTRAP_RESAMPLES = 200  # the intervals here are far from 0
+    args, _ = check.parse(["--glue_dir", str(glue_dir)])
+    mrpc, stsb = get_task("mrpc"), get_task("stsb")
+    commands = {
+        run: check.run_command(mrpc, run, "1", args, tmp_path / "teacher", tmp_path / run) for run in check.RUNS
+    }
+    for run, command in commands.items():
+        assert ("--teacher_model_name_or_path" in command) == (run in check.TEACHER_RUNS), run
+        assert "--student_layers_from" in command
+    layers = {run: command[command.index("--student_layers") + 1] for run, command in commands.items()}
+    assert layers["byot"] == "1,3,5" and layers["finetune-1l"] == "1" and layers["finetune-2l"] == "1,3"
+    assert not check.applies(stsb, "cskd") and check.applies(stsb, "byot") and check.applies(mrpc, "cskd")
+
+    labels = list(load_glue_split("mrpc", "validation", glue_dir)["label"])
+    flipped = [1 - y for y in labels]
+    store = ResultStore(tmp_path / "results")
+
+    def record(predictions, **extra):
+        return {"metric": "f1", "score": 0.5, "dev_predictions": predictions, "wall_time_s": 1, "machine": "test",
+                **extra}  # fmt: skip
+
+    sweep = [{"setting": "entropy 0", "kind": "early_exit", "threshold": 0.0, "score": 0.8, "mean_layers": 3.0,
+              "latency_b1_ms": 3.0},
+             {"setting": "exit 1 (fixed depth)", "kind": "fixed_depth", "threshold": None, "score": 0.7,
+              "mean_layers": 1.0, "latency_b1_ms": 1.0}]  # fmt: skip
+    for seed in ("1", "2"):
+        store.save("mrpc", "finetune", seed, record(flipped))
+        store.save("mrpc", "kd", seed, record(labels[:200] + flipped[200:], teacher_score=0.85))
+        store.save("mrpc", "dml", seed, record(labels, peer_1_score=0.6))
+        store.save("mrpc", "byot", seed, record(labels[:100] + flipped[100:], early_exit=sweep))
+    report = tmp_path / "report.md"
+    summaries = check.main(["--tasks", "mrpc", "stsb", "--seeds", "1", "2", "--glue_dir", str(glue_dir),
+                            "--results_dir", str(tmp_path / "results"), "--report", str(report),
+                            "--report_only"])  # fmt: skip
+    rows = {row["run"]: row for row in summaries[0]["rows"]}
+    assert rows["dml"]["vs_finetune"]["low"] > 0 and rows["dml"]["vs_kd"]["low"] > 0
+    assert rows["byot"]["vs_kd"] is None and rows["dml"]["other_networks"] == {"peer_1_score": 0.6}
+    text = report.read_text()
+    assert "| dml | 1,2 |" in text and "peer_1 0.6000" in text and "teacher 0.8500" in text
+    assert "| entropy 0 | 0.8000 | 3.00 | 3.00 |" in text
+    assert (tmp_path / "self_distillation_mrpc_early_exit.png").is_file()
+    stsb_runs = len([r for r in check.RUNS if check.applies(stsb, r)])
+    assert f"- stsb: {2 * stsb_runs} runs (seeds 1, 2)" in text
+    assert f"- mrpc: {2 * (len(check.RUNS) - 4)} runs" in text

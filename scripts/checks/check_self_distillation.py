@@ -1,0 +1,291 @@
+#!/usr/bin/env python
+"""Real-data check of the teacher-free and online schemes: on GLUE tasks, a 3-layer network taken from the packaged
+(pre-trained, not fine-tuned) MiniLM, trained by CS-KD, BYOT, DDGSD, DML, ONE and knowledge grafting, against the same
+network fine-tuned alone; DML and ONE also against offline KD from the fine-tuned teacher into that network; BYOT's
+early-exit curve against fixed-depth networks fine-tuned alone.
+
+    python scripts/checks/check_self_distillation.py --glue_dir ../shared/glue_data --tasks mrpc stsb sst2 \\
+        --seeds 1 2 3
+
+Every network is `--student_layers_from <packaged MiniLM> --student_layers 1,3,5`, trained with the
+layer-method check's budget: 3 epochs, learning rate 1e-4, batch 32, the task's max_seq_length (SST-2: its first
+8,000 rows). `finetune` is that network on the labels alone, `kd` the same network distilled from the task's
+fine-tuned teacher (check_layer_methods.py's recipe, trained when missing, as in compare_feature_losses.py);
+`dml`'s peer and `grafting`'s second network take layers 0, 2, 4; `one` has 3 branches of the last layer; `byot`
+exits after layers 1 and 2 (and 3). Each scheme runs at its paper's defaults (see docs/methods.md). CS-KD and the
+early-exit curve need classes: STS-B runs neither. `finetune-1l` / `finetune-2l` are the 1- and 2-layer networks of
+MiniLM's layers 1 / 1, 3 (what BYOT's first two exits sit on) fine-tuned alone: the fixed depths the early-exit
+curve is compared with.
+
+Resumable per run (`<results_dir>/<task>/<run>-seed<seed>.json` with dev predictions; checkpoints deleted after
+recording unless --keep_checkpoints); the report (markdown and .json) is rebuilt after every run: per run the mean
+and spread over seeds and the paired bootstrap difference against `finetune` (and `kd` for DML and ONE) over the dev
+rows; for BYOT, the entropy-threshold sweep (metric, mean layers used, batch-1 latency) averaged over seeds next to
+the fixed-depth networks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts" / "checks"))
+
+import check_layer_methods  # noqa: E402
+import compare_feature_losses  # noqa: E402
+
+from bertdistill.early_exit import early_exit_sweep  # noqa: E402
+from bertdistill.glue_run import packaged_minilm_path, tokenize_split  # noqa: E402
+from bertdistill.plots import early_exit_plot  # noqa: E402
+from bertdistill.results import ResultStore  # noqa: E402
+from glue_tasks import get_task, load_glue_split  # noqa: E402
+
+TASKS = ("mrpc", "stsb", "sst2")
+RUNS = {
+    "finetune": ["--method", "finetune"],
+    "kd": ["--method", "kd"],
+    "cskd": ["--method", "cskd"],
+    "byot": ["--method", "byot", "--exit_layers", "1,2"],
+    "ddgsd": ["--method", "ddgsd"],
+    "dml": ["--method", "dml", "--dml_peer_layers", "0,2,4"],
+    "one": ["--method", "one", "--one_branches", "3"],
+    "grafting": ["--method", "grafting", "--graft_peer_layers", "0,2,4"],
+    "finetune-1l": ["--method", "finetune"],
+    "finetune-2l": ["--method", "finetune"],
+}
+TEACHER_RUNS = ("finetune", "kd", "finetune-1l", "finetune-2l")  # their methods take a teacher (finetune: unused)
+CLASSIFICATION_ONLY = ("cskd", "finetune-1l", "finetune-2l")
+AGAINST_KD = ("dml", "one")
+EXIT_THRESHOLDS = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+LATENCY_ROWS = 100
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--glue_dir", default="../shared/glue_data")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--seeds", nargs="+", default=["1", "2", "3"])
+    parser.add_argument("--learning_rate", default="1e-4")
+    parser.add_argument("--teachers", nargs="+", default=[], help="task=folder (default: trained by the recipe)")
+    parser.add_argument(
+        "--teachers_dir",
+        default="runs/feature_losses",
+        help="Where recipe teachers live (<dir>/<task>/teacher), shared with compare_feature_losses",
+    )
+    parser.add_argument("--output_dir", default="runs/self_distillation", help="Checkpoints (large, not committed).")
+    parser.add_argument("--results_dir", default="results/self_distillation", help="Result files (committed).")
+    parser.add_argument("--report", default="docs/self_distillation.md")
+    parser.add_argument("--keep_checkpoints", action="store_true")
+    parser.add_argument("--report_only", action="store_true", help="Rebuild the report from the result files.")
+    args = parser.parse_args(argv)
+    teachers = {}
+    for item in args.teachers:
+        task, sep, folder = item.partition("=")
+        if not sep or not Path(folder, "config.json").is_file():
+            raise ValueError(f"--teachers takes task=folder of a fine-tuned teacher, got {item!r}")
+        teachers[task] = Path(folder)
+    return args, teachers
+
+
+def applies(task, run: str) -> bool:
+    return not (task.is_regression and run in CLASSIFICATION_ONLY)
+
+
+def run_command(task, run: str, seed: str, args, teacher: Path | None, folder: Path) -> list[str]:
+    # BYOT's exits after its layers 1 and 2 compute what networks of MiniLM's layers 1 and 1, 3 compute
+    layers = {"finetune-1l": "1", "finetune-2l": "1,3"}.get(run, "1,3,5")
+    common = check_layer_methods.common_arguments(task, args.glue_dir, seed)
+    source = ["--teacher_model_name_or_path", str(teacher)] if run in TEACHER_RUNS else []
+    return [sys.executable, "scripts/distill_glue.py", *common, *source, "--student_layers_from",
+            packaged_minilm_path(), "--student_layers", layers, "--learning_rate", args.learning_rate,
+            "--output_dir", str(folder), *RUNS[run]]  # fmt: skip
+
+
+def exit_sweep(task, folder: Path, glue_dir: str) -> list[dict]:
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    max_length = check_layer_methods.TASK_SETTINGS[task.name]["max_seq_length"]
+    dev = tokenize_split(load_glue_split(task, task.eval_splits[0], glue_dir), task, tokenizer, max_length)
+    return early_exit_sweep(model, dev, tokenizer, task, "entropy", EXIT_THRESHOLDS, latency_rows=LATENCY_ROWS)
+
+
+def train(task, run: str, seed: str, args, teacher: Path, store: ResultStore) -> None:
+    if store.has(task.name, run, seed) or not applies(task, run):
+        return
+    folder = Path(args.output_dir) / task.name / f"{run}-seed{seed}"
+    command = run_command(task, run, seed, args, teacher, folder)
+    check_layer_methods.check_trained_seed(folder, seed)
+    seconds = 0.0
+    if not (folder / "eval_results.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        seconds = check_layer_methods.run(command, folder.parent / f"{folder.name}.log")
+    record = check_layer_methods.result_record(task, folder, command, seconds, method=run)
+    record["dev_predictions"] = compare_feature_losses.dev_predictions(task, folder, args.glue_dir)
+    record["final_losses"] = compare_feature_losses.final_losses(folder)
+    if run in ("kd", "finetune"):
+        record["teacher_score"] = json.loads((teacher / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
+    if run == "byot" and not task.is_regression:
+        record["early_exit"] = exit_sweep(task, folder, args.glue_dir)
+    for extra in ("peer_1", "branch_2", "branch_3"):  # the other networks DML and ONE saved
+        if (folder / extra / "eval_results.json").is_file():
+            record[f"{extra}_score"] = json.loads((folder / extra / "eval_results.json").read_text())[
+                f"eval_{task.main_metric}"
+            ]
+    store.save(task.name, run, seed, record)
+    if not args.keep_checkpoints:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def curve(runs: dict) -> list[dict]:
+    """BYOT's sweep averaged over the seeds that have one: per setting the mean score, layers and latency."""
+    sweeps = [r["early_exit"] for r in runs.get("byot", {}).values() if r.get("early_exit")]
+    if not sweeps:
+        return []
+    rows = []
+    for i, row in enumerate(sweeps[0]):
+        same = [sweep[i] for sweep in sweeps if i < len(sweep) and sweep[i]["setting"] == row["setting"]]
+        rows.append({
+            "setting": row["setting"], "kind": row["kind"], "threshold": row["threshold"], "seeds": len(same),
+            "score": statistics.fmean(r["score"] for r in same),
+            "mean_layers": statistics.fmean(r["mean_layers"] for r in same),
+            "latency_b1_ms": statistics.fmean(r["latency_b1_ms"] for r in same),
+        })  # fmt: skip
+    return rows
+
+
+def summary(task, store: ResultStore, glue_dir: str) -> dict:
+    runs = store.load(task.name)
+    references = np.array(load_glue_split(task, task.eval_splits[0], glue_dir)["label"])
+    rows = []
+    for run in RUNS:
+        if run not in runs:
+            continue
+        scores = [runs[run][s]["score"] for s in sorted(runs[run])]
+        rows.append({
+            "run": run,
+            "seeds": sorted(runs[run]),
+            "mean": statistics.fmean(scores),
+            "std": statistics.stdev(scores) if len(scores) > 1 else None,
+            "scores": scores,
+            "vs_finetune": compare_feature_losses.comparison(task, runs, run, "finetune", references),
+            "vs_kd": compare_feature_losses.comparison(task, runs, run, "kd", references) if run in AGAINST_KD
+            else None,
+            "other_networks": {k: statistics.fmean(r[k] for r in runs[run].values() if k in r)
+                               for k in ("peer_1_score", "branch_2_score", "branch_3_score")
+                               if any(k in r for r in runs[run].values())},
+            "wall_time_s": statistics.fmean(runs[run][s]["wall_time_s"] for s in runs[run]),
+            "machine": next(iter(runs[run].values()))["machine"],
+        })  # fmt: skip
+    teacher = next((r["teacher_score"] for r in runs.get("kd", {}).values() if "teacher_score" in r), None)
+    return {"task": task.name, "metric": task.main_metric, "rows": rows, "teacher_score": teacher,
+            "early_exit": curve(runs)}  # fmt: skip
+
+
+def report(summaries: list[dict], args, argv: list[str]) -> str:
+    lines = [
+        "# Teacher-free and online schemes on real GLUE data",
+        "",
+        "Produced by `scripts/checks/check_self_distillation.py` (see its docstring for the protocol):",
+        "",
+        "```",
+        "python scripts/checks/check_self_distillation.py " + " ".join(argv),
+        "```",
+        "",
+        "A 3-layer network from the packaged MiniLM-L6 (layers 1, 3, 5, not fine-tuned), 3 epochs, learning rate "
+        "1e-4, batch 32 for every run. Differences are in metric points (x100) with a 95% paired bootstrap interval "
+        "over the dev rows, all common seeds scored on the same resampled rows; **bold** = the whole interval above "
+        "0.",
+        "",
+    ]
+    for s in summaries:
+        if not s["rows"]:
+            continue
+        teacher = f"; teacher {s['teacher_score']:.4f}" if s["teacher_score"] is not None else ""
+        lines += [
+            f"## {s['task']} ({s['metric']}{teacher})",
+            "",
+            "| run | seeds | mean | std | vs finetune | vs kd | other networks | wall time (s) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in s["rows"]:
+            std = f"{row['std']:.4f}" if row["std"] is not None else ""
+            others = ", ".join(f"{k.removesuffix('_score')} {v:.4f}" for k, v in row["other_networks"].items())
+            lines.append(
+                f"| {row['run']} | {','.join(row['seeds'])} | {row['mean']:.4f} | {std} | "
+                f"{compare_feature_losses.verdict(row, 'vs_finetune')} | "
+                f"{compare_feature_losses.verdict(row, 'vs_kd') if row['vs_kd'] else ''} | {others} | "
+                f"{row['wall_time_s']:.0f} |"
+            )
+        if s["early_exit"]:
+            fixed = {r["run"]: r["mean"] for r in s["rows"] if r["run"] in ("finetune-1l", "finetune-2l", "finetune")}
+            lines += [
+                "",
+                f"BYOT early exit (entropy threshold; mean over {s['early_exit'][0]['seeds']} seed(s)); fixed-depth "
+                "networks fine-tuned alone: " + ", ".join(f"{name} {score:.4f}" for name, score in fixed.items()),
+                "",
+                "| setting | score | mean layers | latency b1 (ms) |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r['setting']} | {r['score']:.4f} | {r['mean_layers']:.2f} | {r['latency_b1_ms']:.2f} |"
+                for r in s["early_exit"]
+            ]
+            plot = Path(args.report).with_name(f"self_distillation_{s['task']}_early_exit.png")
+            early_exit_plot(s["early_exit"], plot, f"{s['metric']} (x 100)", f"{s['task']} dev: BYOT early exit")
+            lines += ["", f"![early exit]({plot.name})"]
+        lines += ["", f"Machine: {s['rows'][0]['machine']}.", ""]
+    store = ResultStore(args.results_dir)
+    pending = {
+        t: [(run, seed) for seed in args.seeds for run in args.runs
+            if applies(get_task(t), run) and not store.has(t, run, seed)]
+        for t in args.tasks
+    }  # fmt: skip
+    if any(pending.values()):
+        lines += ["## Not run yet", ""]
+        for t, missing in pending.items():
+            if missing:
+                lines.append(f"- {t}: {len(missing)} runs (seeds {', '.join(sorted({s for _, s in missing}))})")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    argv = sys.argv[1:] if argv is None else argv
+    args, teachers = parse(argv)
+    store = ResultStore(args.results_dir)
+
+    def write_report():
+        summaries = [summary(get_task(t), store, args.glue_dir) for t in args.tasks]
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(report(summaries, args, argv))
+        Path(args.report).with_suffix(".json").write_text(json.dumps(summaries, indent=2) + "\n")
+        return summaries
+
+    if not args.report_only:
+        for task_name in args.tasks:
+            task = get_task(task_name)
+            teacher = teachers.get(task_name) or check_layer_methods.ensure_teacher(
+                task, args.glue_dir, Path(args.teachers_dir), compare_feature_losses.TEACHER_SEED,
+                ResultStore(Path(args.results_dir).parent / "feature_losses"),
+            )  # fmt: skip
+            for seed in args.seeds:
+                for run in args.runs:
+                    start = time.time()
+                    train(task, run, seed, args, teacher, store)
+                    if time.time() - start > 1:
+                        write_report()
+    return write_report()
+
+
+if __name__ == "__main__":
+    main()
