@@ -176,12 +176,16 @@ def test_class_balanced_batches(tmp_path, tokenizer):
     assert list(ClassBalancedSampler(labels, 6, seed=1)) == order != list(ClassBalancedSampler(labels, 6, seed=2))
     with pytest.raises(ValueError, match="cannot hold all 3 classes"):
         ClassBalancedSampler(labels, batch_size=2)
-    trainer = feature_trainer(tmp_path, tokenizer, feature_losses="cc", class_balanced_batches=True)
+    with pytest.raises(ValueError, match="class_balanced_batches replaces the training sampler"):
+        feature_trainer(tmp_path, tokenizer, feature_losses="cc", class_balanced_batches=True)  # "random" is set
+    trainer = feature_trainer(tmp_path, tokenizer, feature_losses="cc", class_balanced_batches=True,
+                              train_sampling_strategy=None)  # fmt: skip
     batch = next(iter(trainer.get_train_dataloader()))
     assert sorted(Counter(batch["labels"].tolist()).values()) == [2, 2]
     assert trainer.speed_levers["train_sampling_strategy"].value == "class_balanced"
     with pytest.raises(ValueError, match="needs a classification task"):
-        feature_trainer(tmp_path, tokenizer, feature_losses="cc", class_balanced_batches=True, num_labels=1)
+        feature_trainer(tmp_path, tokenizer, feature_losses="cc", class_balanced_batches=True, num_labels=1,
+                        train_sampling_strategy=None)  # fmt: skip
 
 
 def test_feature_errors(tmp_path, tokenizer):

@@ -197,6 +197,8 @@ def test_cskd_errors(tmp_path, tokenizer):
         cskd_trainer(tmp_path, tokenizer, model=network(tokenizer, num_labels=1))
     with pytest.raises(ValueError, match="cskd_partner must be one of"):
         CSKDConfig(str(tmp_path), cskd_partner="self")
+    with pytest.raises(ValueError, match="same-class pairs replace the training sampler"):
+        cskd_trainer(tmp_path, tokenizer, train_sampling_strategy="group_by_length")
 
 
 def test_distill_glue_cskd_without_a_teacher(teacher_dir, glue_dir, tmp_path):

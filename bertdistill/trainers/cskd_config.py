@@ -22,7 +22,7 @@ class CSKDConfig(DistillationTrainingConfig):
 
     `per_device_train_batch_size` counts anchors: every step also runs the network, without gradient, on as many
     partners (the authors' `--batch-size` has the same meaning), and an epoch takes every training row as an anchor
-    once.
+    once. The pairs replace the training sampler: `train_sampling_strategy` must be left unset.
 
     Args:
         alpha_ce (`float`, *optional*, defaults to `1.0`):

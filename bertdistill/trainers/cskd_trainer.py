@@ -36,6 +36,11 @@ class CSKDTrainer(DistillationTrainer):
                 "CS-KD pairs examples of the same class, so it needs a classification task; this model predicts one "
                 "value (regression, e.g. STS-B)"
             )
+        if isinstance(args, CSKDConfig) and args.requested_lever("train_sampling_strategy") is not None:
+            raise ValueError(
+                "CS-KD's same-class pairs replace the training sampler; leave train_sampling_strategy unset (got "
+                f"{args.requested_lever('train_sampling_strategy')!r})"
+            )
         super().__init__(model, teacher_model, args, **kwargs)
         self._labels = class_labels(self.train_dataset, model.config.num_labels, "CS-KD")
         self.speed_levers["train_sampling_strategy"] = choose(

@@ -206,6 +206,10 @@ class DistillationTrainingConfig(TrainingArguments):
         self.bf16 = bool(bf16.value)
         return {"train_sampling_strategy": sampling, "bf16": bf16}
 
+    def requested_lever(self, name: str):
+        """What the user asked for a speed lever (`None`: left to bertdistill)."""
+        return self._requested_levers[name]
+
     def lever_choices(self) -> dict[str, LeverChoice]:
         """The config's speed levers as resolved (`train_sampling_strategy`, `bf16`); the trainer adds the caches."""
         return dict(self._lever_choices)

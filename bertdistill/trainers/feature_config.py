@@ -81,7 +81,8 @@ class FeatureDistillationConfig(DistillationTrainingConfig):
             paraphraser) the task stage loads; `"both"` sets it. Given, FitNet's and AB's losses are left out of the
             task stage (they were its pre-training).
         class_balanced_batches (`bool`, *optional*, defaults to `False`): batches with every class in equal numbers
-            (CC's sampling, `bertdistill.samplers.ClassBalancedSampler`); classification tasks only.
+            (CC's sampling, `bertdistill.samplers.ClassBalancedSampler`); classification tasks only. It replaces the
+            sampler: `train_sampling_strategy` must be left unset.
     """
 
     feature_losses: str | None = field(

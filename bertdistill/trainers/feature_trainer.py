@@ -77,6 +77,14 @@ class FeatureDistillationTrainer(DistillationTrainer):
     config_class = FeatureDistillationConfig
 
     def __init__(self, model: PreTrainedModel, teacher_model: PreTrainedModel, args, **kwargs):
+        requested = (
+            args.requested_lever("train_sampling_strategy") if isinstance(args, FeatureDistillationConfig) else None
+        )
+        if requested is not None and args.class_balanced_batches:
+            raise ValueError(
+                "class_balanced_batches replaces the training sampler; leave train_sampling_strategy unset (got "
+                f"{requested!r})"
+            )
         super().__init__(model, teacher_model, args, **kwargs)
         if args.class_balanced_batches:
             self._class_labels()
