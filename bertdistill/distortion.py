@@ -4,7 +4,8 @@ distortions of the paper (crops, flips, colour changes) carried over to text as 
 Each real token (not padding, not a special token such as [CLS] or [SEP]) is chosen with probability `rate`; a chosen
 token is
 - `"mask"`: replaced by the tokenizer's mask token,
-- `"drop"`: deleted (the row's later tokens move left, padding fills its end),
+- `"drop"`: deleted (the row's later tokens move left and padding fills its end: for right-padded batches, as BERT
+  tokenizers pad),
 - `"substitute"`: replaced by a token drawn uniformly from the vocabulary's non-special tokens,
 - `"mixed"`: one of the three, uniformly.
 """

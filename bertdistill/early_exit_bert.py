@@ -12,7 +12,8 @@ runs layer by layer and a row leaves at the first exit whose prediction passes t
   normalised to [0, 1]: 1 exits every row at the first exit, 0 only certain predictions);
 - `"confidence"`: the largest class probability is at least `exit_threshold` (0 exits every row at the first exit,
   a value above 1 never);
-- `"patience"`: `exit_patience` consecutive exits agree on the predicted class (PABEE; 1 = the first exit).
+- `"patience"`: `exit_patience` consecutive exits agree on the predicted class (1 = the first exit; PABEE's patience
+  `t` counts the agreements after the first, i.e. `exit_patience = t + 1`).
 
 `exit_layers_used` in the output says where each row left. Classification only for the policies (regression runs the
 full depth).

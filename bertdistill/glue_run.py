@@ -344,14 +344,15 @@ def evaluate_model(
         return output.metrics, predictions.tolist()
 
 
-def glue_dev_metrics(trainer, eval_datasets: dict[str, datasets.Dataset]) -> dict[str, float]:
-    """`trainer.evaluate` on every dev split; MNLI mismatched keys get `_mm` as in `run_glue.py`."""
+def glue_dev_metrics(trainer, eval_datasets: dict[str, datasets.Dataset], prefix: str = "eval") -> dict[str, float]:
+    """`trainer.evaluate` on every dev split (keys `<prefix>_<metric>`); MNLI mismatched keys get `_mm` as in
+    `run_glue.py`."""
     metrics: dict[str, float] = {}
     for split, dataset in eval_datasets.items():
-        result = trainer.evaluate(eval_dataset=dataset, metric_key_prefix="eval")
+        result = trainer.evaluate(eval_dataset=dataset, metric_key_prefix=prefix)
         suffix = "_mm" if split == "validation_mismatched" else ""
         metrics.update({f"{key}{suffix}": value for key, value in result.items()})
-        metrics[f"eval_samples{suffix}"] = len(dataset)
+        metrics[f"{prefix}_samples{suffix}"] = len(dataset)
     return metrics
 
 

@@ -133,7 +133,9 @@ class ClassPairSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         anchors = torch.randperm(len(self.labels), generator=generator).tolist()
-        anchors += anchors[: -len(anchors) % self.batch_size]
+        epoch = list(anchors)
+        while len(anchors) % self.batch_size:  # whole chunks, even for fewer rows than a batch
+            anchors += epoch[: self.batch_size - len(anchors) % self.batch_size]
         order: list[int] = []
         for start in range(0, len(anchors), self.batch_size):
             chunk = anchors[start : start + self.batch_size]

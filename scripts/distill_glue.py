@@ -50,9 +50,10 @@ class DistillArguments:
     Args:
         method (`str`, *optional*, defaults to `"kd"`): distillation method.
         teacher_model_name_or_path (`str`, *optional*): teacher fine-tuned on the task (see
-            scripts/finetune_teacher.py). Required by every method that distills from a teacher; refused by the
-            teacher-free ones (`cskd`), whose network comes from `student_layers_from` (its first / chosen layers
-            with `student_num_layers` / `student_layers`, all of them otherwise) or `student_model_name_or_path`.
+            scripts/finetune_teacher.py). Required by every method that distills from a teacher; optional for `dml`
+            and `finetune`; refused by the teacher-free ones (`cskd`, `byot`, `ddgsd`, `one`, `grafting`). Without a
+            teacher the network comes from `student_layers_from` (its first / chosen layers with
+            `student_num_layers` / `student_layers`, all of them otherwise) or `student_model_name_or_path`.
         student_num_layers (`int`, *optional*): student takes this many teacher layers, picked by
             `student_layer_selection`.
         student_layer_selection (`str`, *optional*): `uniform` (evenly spread, top kept; 6 -> 3: 1, 3, 5),
@@ -221,7 +222,7 @@ def run_stages(method, config, stages, resumes, task, run_args, student, teacher
             teacher = method.trainer_class.teacher_for_next_stage(teacher, student)
     metrics = evaluate_glue(trainer, task, eval_datasets)
     trainer.create_model_card(task_name=task.name, metrics=metrics)
-    for name in trainer.extra_networks():
+    for name in trainer.extra_network_names():
         folder = os.path.join(config.output_dir, name)
         network_metrics = trainer.save_extra_network(name, folder, task, eval_datasets)
         logger.info("%s: %s (in %s)", name, network_metrics, folder)

@@ -22,7 +22,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from bertdistill.early_exit import EXIT_POLICIES, MultiExitBertForSequenceClassification, early_exit_sweep
+from bertdistill.early_exit import (
+    EXIT_POLICIES,
+    MultiExitBertForSequenceClassification,
+    check_exit_policy,
+    early_exit_sweep,
+)
 from bertdistill.glue_run import check_model_path, run_script, tokenize_split
 from bertdistill.plots import early_exit_plot
 from glue_tasks import get_task, load_glue_split
@@ -109,7 +114,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise ValueError("--save_setting writes into a local checkpoint folder; download the model first")
         updates = {"exit_policy": args.policy, "exit_threshold": args.save_setting}
         if args.policy == "patience":
+            if args.save_setting != int(args.save_setting):
+                raise ValueError(f"--save_setting for patience is a whole number of exits, got {args.save_setting}")
             updates = {"exit_policy": "patience", "exit_patience": int(args.save_setting)}
+        check_exit_policy(
+            args.policy, updates.get("exit_threshold", model.config.exit_threshold),
+            updates.get("exit_patience", model.config.exit_patience),
+        )  # fmt: skip
         model.config.update(updates)
         model.config.save_pretrained(args.model_name_or_path)
     return rows

@@ -243,11 +243,18 @@ def test_byot_trains_every_exit_and_saves_a_loadable_multi_exit_model(tmp_path, 
     assert "BYOT" in card and "| exit_layers | 2,4 |" in card
 
 
-def test_byot_regression_trains(tmp_path, tokenizer):
-    trainer = byot_trainer(tmp_path, tokenizer, num_labels=1)
+def test_byot_regression_uses_mse_to_labels_and_to_the_deepest_exit(tmp_path, tokenizer):
+    trainer = byot_trainer(tmp_path, tokenizer, num_labels=1, exit_layers="2")
+    wrapper = trainer.model.train()
+    inputs = {**batch(tokenizer), "labels": torch.tensor([0.5, 2.0, 1.0, 4.0])}
+    _, outputs = trainer.compute_loss(wrapper, dict(inputs), return_outputs=True)
+    plain = wrapper.student(**{k: v for k, v in inputs.items() if k != "labels"})
+    shallow, deep = plain.exit_logits[0].squeeze(-1), plain.exit_logits[-1].squeeze(-1)
+    torch.testing.assert_close(outputs.loss_components["ce"], ((deep - inputs["labels"]) ** 2).mean())
+    torch.testing.assert_close(outputs.loss_components["exits_ce"], ((shallow - inputs["labels"]) ** 2).mean())
+    torch.testing.assert_close(outputs.loss_components["exits_kd"], ((shallow - deep) ** 2).mean())
     trainer.train()
-    logged = [row for row in trainer.state.log_history if "loss" in row]
-    assert all(torch.isfinite(torch.tensor(row["loss_exits_kd"])) for row in logged)
+    assert all(torch.isfinite(torch.tensor(r["loss_exits_kd"])) for r in trainer.state.log_history if "loss" in r)
 
 
 def test_byot_batch_times_accumulation_invariance(tmp_path, tokenizer):
@@ -290,6 +297,10 @@ def test_byot_errors(tmp_path, tokenizer):
         BYOTTrainer(model=stock(tokenizer), teacher_model=stock(tokenizer), args=BYOTConfig(str(tmp_path)))
     with pytest.raises(ValueError, match="'1,2,3' or 'every:k'"):
         byot_trainer(tmp_path, tokenizer, exit_layers="first")
+    multi = MultiExitBertForSequenceClassification.from_bert(stock(tokenizer, num_labels=2), [2])
+    with pytest.raises(ValueError, match="already has exits after layers"):
+        byot_trainer(tmp_path, tokenizer, model=multi, exit_layers="1")
+    byot_trainer(tmp_path, tokenizer, model=multi, exit_layers="2")  # the same exits: continued
 
 
 def test_distill_glue_byot_without_a_teacher(teacher_dir, glue_dir, tmp_path):
@@ -340,6 +351,10 @@ def test_early_exit_sweep_script(tokenizer, glue_dir, tmp_path):
     with pytest.raises(ValueError, match="not a multi-exit BERT"):
         early_exit.main(["--model_name_or_path", str(tmp_path / "plain"), "--task_name", "rte", "--glue_dir",
                          str(glue_dir), "--output_dir", str(out)])  # fmt: skip
+    with pytest.raises(ValueError, match="normalised entropy in"):
+        early_exit.main(["--model_name_or_path", str(tmp_path / "model"), "--task_name", "rte", "--glue_dir",
+                         str(glue_dir), "--thresholds", "0", "--latency_rows", "2", "--output_dir", str(out),
+                         "--save_setting", "1.5"])  # fmt: skip
     with pytest.raises(ValueError, match="regression task"):
         early_exit.main(["--model_name_or_path", str(tmp_path / "model"), "--task_name", "stsb", "--glue_dir",
                          str(glue_dir), "--output_dir", str(out)])  # fmt: skip

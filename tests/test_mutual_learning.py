@@ -96,7 +96,8 @@ def test_dml_trains_every_network_and_resumes(tmp_path, tokenizer):
     common = dict(max_steps=6, save_strategy="steps", save_steps=3)
     full = dml_trainer(tmp_path / "full", tokenizer, student=network(tokenizer, 1, dropout=0.1), **common)
     # default peer: a copy of the student with a freshly initialised classifier
-    peer = full.extra_networks()["peer_1"]
+    assert full.extra_network_names() == ["peer_1"]
+    peer = full.extra_network("peer_1")
     assert torch.equal(
         peer.bert.embeddings.word_embeddings.weight, full.student.bert.embeddings.word_embeddings.weight
     )
@@ -181,11 +182,16 @@ def test_distill_glue_dml_saves_every_network(teacher_dir, glue_dir, tmp_path, w
         assert type(peer) is BertForSequenceClassification and peer.config.num_hidden_layers == 2
         assert "eval_accuracy" in json.loads((folder / "eval_results.json").read_text())
         assert "deep mutual learning" in (folder / "README.md").read_text()
-    student = build_student(AutoModelForSequenceClassification.from_pretrained(teacher_dir), layers="2,3")
+    source = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
     trained = AutoModelForSequenceClassification.from_pretrained(out / "peer_1")
-    # peer 1 started from layers 2 and 3 of the source and trained: same shape, other weights
-    assert student.config.num_hidden_layers == trained.config.num_hidden_layers
-    assert not torch.equal(student.classifier.weight, trained.classifier.weight)
+    # peer 1 started from the source's layers 2 and 3: after 3 small steps its layers are still nearest to those
+    for index, expected in ((0, 2), (1, 3)):
+        weight = trained.bert.encoder.layer[index].attention.self.query.weight
+        distances = [
+            float((weight - layer.attention.self.query.weight).norm().detach()) for layer in source.bert.encoder.layer
+        ]
+        assert min(range(len(distances)), key=distances.__getitem__) == expected, distances
+    assert build_student(source, layers="2,3").config.num_hidden_layers == trained.config.num_hidden_layers
 
 
 # ---- ONE: branches of the top layers and their gated ensemble -------------------------------------------------------
@@ -244,7 +250,7 @@ def test_one_trains_every_branch_and_the_gate_and_resumes(tmp_path, tokenizer):
     assert {"extras.branch_2", "extras.branch_3", "extras.gate", "student.bert"} <= moved
     logged = [row for row in full.state.log_history if "loss" in row]
     assert all({"loss_ce", "loss_ensemble_ce", "loss_kd"} <= set(row) for row in logged)
-    exported = full.extra_networks()
+    exported = {name: full.extra_network(name) for name in full.extra_network_names()}
     assert set(exported) == {"branch_2", "branch_3"} and all(type(m) is BertForSequenceClassification
                                                              for m in exported.values())  # fmt: skip
     cut = one_trainer(tmp_path / "cut", tokenizer, model=network(tokenizer, 1, layers=3, dropout=0.1),

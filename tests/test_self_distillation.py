@@ -64,6 +64,10 @@ def test_pair_sampler_draws_partners_uniformly_and_reproducibly():
         order = list(own)
         paired_with_itself += sum(a == p for a, p in zip(order[:6], order[6:]))
     assert paired_with_itself > 0
+    # fewer rows than a batch: the chunk is still whole
+    tiny = list(ClassPairSampler([0, 1], batch_size=5, seed=0))
+    assert len(tiny) == len(ClassPairSampler([0, 1], batch_size=5)) == 10
+    assert all([0, 1][a] == [0, 1][p] for a, p in zip(tiny[:5], tiny[5:]))
     # a class of one row can only pair with itself
     order = list(ClassPairSampler([0, 1, 1], 3, partner="other"))
     assert dict(zip(order[:3], order[3:])) == {0: 0, 1: 2, 2: 1}
@@ -223,6 +227,10 @@ def test_distill_glue_cskd_without_a_teacher(teacher_dir, glue_dir, tmp_path):
         distill_glue.main([*common, "--output_dir", str(tmp_path / "none")])
     with pytest.raises(ValueError, match="distills from a teacher"):
         distill_glue.main([*common[:-1], "kd", "--student_num_layers", "2", "--output_dir", str(tmp_path / "kd")])
+    # the no-teacher baseline needs no teacher either
+    baseline = distill_glue.main([*common[:-1], "finetune", "--student_layers_from", str(teacher_dir),
+                                  "--student_num_layers", "2", "--output_dir", str(tmp_path / "ft")])  # fmt: skip
+    assert "eval_accuracy" in baseline
 
 
 # ---- DDGSD: distortions and the two-view loss ----------------------------------------------------------------------
@@ -321,6 +329,25 @@ def test_ddgsd_loss_matches_its_formula(tmp_path, tokenizer):
     torch.testing.assert_close(outputs.loss_components["views"], kl(z2, z1) + kl(z1, z2))
     torch.testing.assert_close(outputs.loss_components["mmd"], mmd)
     torch.testing.assert_close(loss, ce + 0.5 * (kl(z2, z1) + kl(z1, z2)) + 3.0 * mmd)
+
+
+def test_ddgsd_detach_targets_decides_where_the_view_terms_send_gradients(tmp_path, tokenizer):
+    """The views term has the same value either way; with detached targets each KL direction trains only its
+    student side, without, both sides: the gradients differ."""
+    grads, values = [], []
+    for detach in (True, False):
+        trainer = ddgsd_trainer(tmp_path / str(detach), tokenizer, ddgsd_rate=0.3, ddgsd_detach_targets=detach)
+        model = trainer.model.train()
+        with torch.no_grad():  # predictions far from uniform, so that the views disagree visibly
+            model.student.classifier.weight.mul_(50)
+        torch.manual_seed(5)
+        _, outputs = trainer.compute_loss(model, {**padded_batch(tokenizer), "labels": torch.tensor([1, 0, 1, 0])},
+                                          return_outputs=True)  # fmt: skip
+        weight = model.student.classifier.weight
+        grads.append(torch.autograd.grad(outputs.loss_components["views"], weight)[0])
+        values.append(outputs.loss_components["views"].detach())
+    torch.testing.assert_close(values[0], values[1])
+    assert (grads[0] - grads[1]).abs().max() > 0.1 * grads[0].abs().max()
 
 
 def test_ddgsd_trains_and_refuses_what_it_cannot_use(tmp_path, tokenizer):

@@ -16,6 +16,7 @@ class StudentFineTuneTrainer(DistillationTrainer):
     learning rate. The loss is the task loss with weight 1; `alpha_ce`, `alpha_kd` and `temperature` are ignored."""
 
     method_name = "fine-tuning"
+    uses_teacher = None  # optional: it only supplies the student's layers and label space when given
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:
         return [self.task_loss_term(1.0)]

@@ -34,6 +34,13 @@ class BYOTTrainer(DistillationTrainer):
     uses_teacher = False
 
     def __init__(self, model: PreTrainedModel, teacher_model: None = None, args: BYOTConfig | None = None, **kwargs):
+        if isinstance(args, BYOTConfig) and isinstance(model, MultiExitBertForSequenceClassification):
+            wanted = parse_exit_layers(args.exit_layers, model.config.num_hidden_layers)
+            if wanted is not None and sorted({*wanted, model.config.num_hidden_layers}) != model.config.exit_layers:
+                raise ValueError(
+                    f"The model already has exits after layers {model.config.exit_layers}; exit_layers "
+                    f"{args.exit_layers!r} asks for others: leave exit_layers unset to continue it"
+                )
         if isinstance(args, BYOTConfig) and not isinstance(model, MultiExitBertForSequenceClassification):
             if not isinstance(model, BertForSequenceClassification):
                 raise ValueError(

@@ -44,7 +44,7 @@ class CSKDTrainer(DistillationTrainer):
         super().__init__(model, teacher_model, args, **kwargs)
         self._labels = class_labels(self.train_dataset, model.config.num_labels, "CS-KD")
         self.speed_levers["train_sampling_strategy"] = choose(
-            "class_pairs", None, "CS-KD's same-class pairs replace the sampler"
+            None, "class_pairs", "CS-KD's same-class pairs replace the sampler"
         )
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: None) -> list[LossTerm]:
@@ -69,9 +69,8 @@ class CSKDTrainer(DistillationTrainer):
         )
 
     def _get_train_sampler(self, train_dataset=None):
-        return ClassPairSampler(
-            self._labels, self.args.per_device_train_batch_size, self.args.seed, self.args.cskd_partner
-        )
+        # the loader's batch is 2 x this (anchors, then partners): both from the Trainer's own batch size
+        return ClassPairSampler(self._labels, self._train_batch_size, self.args.seed, self.args.cskd_partner)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:

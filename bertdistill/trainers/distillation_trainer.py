@@ -63,7 +63,9 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     Args:
         model (`PreTrainedModel`): the student: `*ForSequenceClassification` for task distillation, `*ForMaskedLM`
             or a bare encoder for general distillation.
-        teacher_model (`PreTrainedModel`): the fine-tuned teacher, same vocabulary and label space as the student.
+        teacher_model (`PreTrainedModel`, *optional*): the fine-tuned teacher, same vocabulary and label space as the
+            student; required unless the trainer's `uses_teacher` says otherwise (`False`: refused, `None`:
+            optional).
         args (`DistillationTrainingConfig`): training and loss configuration.
         **kwargs: everything else `Trainer` takes (`train_dataset`, `eval_dataset`, `processing_class`, ...).
     """
@@ -180,22 +182,28 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         teacher or `--student_layers_from`); DML builds its peers from it. None by default."""
         return {}
 
-    def extra_networks(self) -> dict[str, PreTrainedModel]:
-        """Networks trained besides the student that are results in their own right (DML's peers), by name;
+    def extra_network_names(self) -> list[str]:
+        """Networks trained besides the student that are results in their own right (DML's peers, ONE's branches);
         `distill_glue.py` saves each as a plain checkpoint in `<output_dir>/<name>` with its metrics and card."""
-        return {}
+        return []
+
+    def extra_network(self, name: str) -> PreTrainedModel:
+        """The extra network `name` as a plain model (see [`extra_network_names`])."""
+        raise KeyError(f"{type(self).__name__} trains no extra network {name!r}")
 
     def save_extra_network(self, name: str, folder: str, task, eval_datasets: dict) -> dict[str, float]:
         """Save the extra network `name` as a plain checkpoint (with the tokenizer) in `folder`, with its dev metrics
         (`eval_results.json`, every split of `eval_datasets`) and model card; returns the metrics."""
-        network = self.extra_networks()[name]
+        network = self.extra_network(name)
         wrapper = self.accelerator.unwrap_model(self.model)
         student = wrapper.student
         wrapper.student = network  # evaluation runs the wrapper's student
         try:
-            metrics = glue_dev_metrics(self, eval_datasets)
+            # logged under the network's own prefix (not mixed with the student's eval_*), saved as eval_*
+            logged = glue_dev_metrics(self, eval_datasets, prefix=f"{name}_eval")
         finally:
             wrapper.student = student
+        metrics = {"eval" + key.removeprefix(f"{name}_eval"): value for key, value in logged.items()}
         if self.is_world_process_zero():
             network.save_pretrained(folder)
             if self.processing_class is not None:
@@ -590,7 +598,8 @@ class DistillationTrainer(ModelCardMixin, Trainer):
             f"{report['pruned_layer_weights']:,} weights) |",
             f"| least / most sparse layer | {report['min_layer_sparsity']:.4f} / {report['max_layer_sparsity']:.4f} |",
         ]
-        with open(os.path.join(self.args.output_dir, "README.md"), "a", encoding="utf-8") as card:
+        output_dir = kwargs.get("output_dir") or self.args.output_dir
+        with open(os.path.join(output_dir, "README.md"), "a", encoding="utf-8") as card:
             card.write("\n".join(lines) + "\n")
 
     def card_base(self) -> tuple[str | None, PreTrainedModel | None]:

@@ -22,7 +22,7 @@ class DMLTrainer(DistillationTrainer):
     `loss_kd_<k>`) for every network, `k = 0` being the student.
 
     The peers live in the wrapped model's `extras` (`peer_1`, `peer_2`, ...): one optimizer, one DDP all-reduce,
-    checkpointed and resumed with the student. `trainer.extra_networks()` returns them; `distill_glue.py` saves each
+    checkpointed and resumed with the student. `trainer.extra_network(name)` returns each; `distill_glue.py` saves each
     as its own plain checkpoint in `<output_dir>/peer_<k>`, with its own metrics and model card.
 
     Args:
@@ -107,9 +107,13 @@ class DMLTrainer(DistillationTrainer):
             raise ValueError("A teacher is given but alpha_kd is 0: it would never be read; drop it or raise alpha_kd")
         return terms
 
-    def extra_networks(self) -> dict[str, PreTrainedModel]:
-        extras = self.accelerator.unwrap_model(self.model).extras
-        return {PEERS_KEY.format(k): extras[PEERS_KEY.format(k)] for k in range(1, len(self._peers) + 1)}
+    def extra_network_names(self) -> list[str]:
+        return [PEERS_KEY.format(k) for k in range(1, len(self._peers) + 1)]
+
+    def extra_network(self, name: str) -> PreTrainedModel:
+        if name not in self.extra_network_names():
+            return super().extra_network(name)
+        return self.accelerator.unwrap_model(self.model).extras[name]
 
     def hyperparameters(self) -> dict[str, Any]:
         args = self.args

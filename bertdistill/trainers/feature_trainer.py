@@ -89,7 +89,7 @@ class FeatureDistillationTrainer(DistillationTrainer):
         if args.class_balanced_batches:
             self._class_labels()
             self.speed_levers["train_sampling_strategy"] = choose(
-                "class_balanced", None, "class_balanced_batches replaces the sampler"
+                None, "class_balanced", "class_balanced_batches replaces the sampler"
             )
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[LossTerm]:

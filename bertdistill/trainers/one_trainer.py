@@ -38,9 +38,9 @@ class ONETrainer(DistillationTrainer):
     wrapped model's extras, run on the student's shared hidden state inside the same forward. Logs `loss_ce`
     (every branch), `loss_ensemble_ce` and `loss_kd`.
 
-    `trainer.extra_networks()` returns branches 2..M as stock checkpoints (the student's shared layers plus the
-    branch's), so `distill_glue.py` saves, evaluates and cards each (`branch_<k>`); the best single branch is then a
-    plain checkpoint to keep, whichever it is.
+    `trainer.extra_network("branch_<k>")` returns branch k (2..M) as a stock BERT classifier (the student's shared
+    layers plus the branch's), so `distill_glue.py` saves, evaluates and cards each (`<output_dir>/branch_<k>`): the
+    best single branch is a plain checkpoint to keep, whichever it is.
 
     Args:
         model (`BertForSequenceClassification`): the network (branch 1).
@@ -126,8 +126,13 @@ class ONETrainer(DistillationTrainer):
         model.classifier.load_state_dict(branch.classifier.state_dict())
         return model
 
-    def extra_networks(self) -> dict[str, PreTrainedModel]:
-        return {f"branch_{k}": self.branch_model(k) for k in range(2, self.args.one_branches + 1)}
+    def extra_network_names(self) -> list[str]:
+        return [f"branch_{k}" for k in range(2, self.args.one_branches + 1)]
+
+    def extra_network(self, name: str) -> PreTrainedModel:
+        if name not in self.extra_network_names():
+            return super().extra_network(name)
+        return self.branch_model(int(name.removeprefix("branch_")))
 
     def hyperparameters(self) -> dict[str, Any]:
         args = self.args
