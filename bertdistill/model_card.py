@@ -29,6 +29,7 @@ METHOD_DESCRIPTIONS = {
     "the soft targets of their gated ensemble",
     "grafting": "filter grafting (Meng et al. 2020): no teacher; networks trained side by side graft each other's "
     "weights, weighted by their entropy",
+    "multi_teacher": "distilled from several teachers' mixed soft targets plus the task loss",
     "cskd": "class-wise self-knowledge distillation, CS-KD (Yun et al. 2020): no teacher; each example's prediction "
     "follows the network's own prediction for another example of its class",
     "tinybert": "TinyBERT (Jiao et al. 2020): embedding, hidden-state and attention-score distillation through "

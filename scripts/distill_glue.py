@@ -70,9 +70,12 @@ class DistillArguments:
             share the teacher's vocabulary.
     """
 
-    teacher_model_name_or_path: str | None = field(
+    teacher_model_name_or_path: list[str] | None = field(
         default=None,
-        metadata={"help": "Teacher fine-tuned on the task (required except for teacher-free methods, e.g. cskd)."},
+        metadata={
+            "help": "Teacher fine-tuned on the task (required except for teacher-free methods, e.g. cskd); several "
+            "for --method multi_teacher."
+        },
     )
     method: str = field(
         default="kd",
@@ -100,6 +103,10 @@ class DistillArguments:
         metadata={"help": "Take the student's layers from this pre-trained encoder (fresh head), not the teacher."},
     )
 
+    def __post_init__(self):
+        if isinstance(self.teacher_model_name_or_path, str):  # a .json/.yaml argument file may give one path
+            self.teacher_model_name_or_path = [self.teacher_model_name_or_path]
+
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     argv = sys.argv[1:] if argv is None else argv
@@ -115,7 +122,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         preflight(task, run_args, stage.output_dir, config.resume_from_checkpoint if stage is stages[-1] else None)
         for stage in stages
     ]
-    teacher = load_teacher(args.teacher_model_name_or_path, task) if check_teacher_argument(args, method) else None
+    teacher = None
+    if check_teacher_argument(args, method):
+        teachers = [load_teacher(path, task) for path in args.teacher_model_name_or_path]
+        teacher = teachers if method.name == "multi_teacher" else teachers[0]
     set_seed(config.seed)
     if teacher is None:
         student, source, tokenizer = network_without_teacher(args, task, method.layer_selection)
@@ -123,18 +133,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         return run_stages(method, config, stages, resumes, task, run_args, student, None, tokenizer, source)
     student_arguments = ("num_layers", "layers", "config", "model_name_or_path", "hidden_size", "num_attention_heads",
                          "intermediate_size")  # fmt: skip
+    first = teacher[0] if isinstance(teacher, list) else teacher  # the student's source and tokenizer
     if method.full_student and all(getattr(args, f"student_{name}") is None for name in student_arguments):
-        args.student_num_layers = teacher.config.num_hidden_layers  # DynaBERT: a copy of the whole teacher
-    source = teacher
+        args.student_num_layers = first.config.num_hidden_layers  # DynaBERT: a copy of the whole teacher
+    source = first
     if args.student_layers_from is not None:
         if args.student_num_layers is None and args.student_layers is None:
             raise ValueError("--student_layers_from needs --student_num_layers or --student_layers (which layers)")
         source = load_for_task(args.student_layers_from, task, "--student_layers_from")
-        check_same_vocabulary(teacher.config, source.config)
+        check_same_vocabulary(first.config, source.config)
     student = build_student_from_args(source, args, method.layer_selection)
     student.config.finetuning_task = task.name
-    tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path)
-    check_max_seq_length(run_args.max_seq_length, tokenizer, teacher=teacher, student=student)
+    tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path[0])
+    check_max_seq_length(run_args.max_seq_length, tokenizer, teacher=first, student=student)
 
     return run_stages(method, config, stages, resumes, task, run_args, student, teacher, tokenizer, source)
 
@@ -142,18 +153,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 def check_teacher_argument(args: DistillArguments, method) -> bool:
     """Whether the method distills from a teacher; refuses a teacher it would ignore and a missing one it needs."""
     uses = method.trainer_class.uses_teacher
-    if uses is None:  # optional (DML)
-        return args.teacher_model_name_or_path is not None
-    if not uses:
+    if uses is None and args.teacher_model_name_or_path is None:  # optional (DML, finetune) and not given
+        return False
+    if uses is False:
         if args.teacher_model_name_or_path is not None:
             raise ValueError(
                 f"--method {method.name} trains without a teacher and would ignore --teacher_model_name_or_path "
-                f"{args.teacher_model_name_or_path}: leave it out (the network comes from --student_layers_from or "
+                f"{' '.join(args.teacher_model_name_or_path)}: leave it out (the network comes from --student_layers_from or "
                 "--student_model_name_or_path)"
             )
         return False
     if args.teacher_model_name_or_path is None:
         raise ValueError(f"--method {method.name} distills from a teacher: give --teacher_model_name_or_path")
+    several = len(args.teacher_model_name_or_path)
+    if method.name == "multi_teacher" and several < 2:
+        raise ValueError("--method multi_teacher needs at least 2 teachers: --teacher_model_name_or_path a b")
+    if method.name != "multi_teacher" and several > 1:
+        raise ValueError(f"--method {method.name} takes one teacher, got {several}; several: --method multi_teacher")
     return True
 
 

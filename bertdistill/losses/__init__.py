@@ -24,6 +24,7 @@ from .hidden import (
 )
 from .hidden_learned import FTParts, VIDParts, ab_loss, ft_loss, ft_reconstruction_loss, vid_loss
 from .logits import hard_label_loss, logit_mse, soft_cross_entropy, soft_target_kl
+from .multi_teacher import TEACHER_WEIGHTINGS, multi_teacher_kd, teacher_weights
 from .padding import sentence_vectors, sequence_mean
 from .registry import (
     LOSSES,
@@ -38,6 +39,9 @@ from .registry import (
 from .relations import cc_kernel, cc_loss, pkt_loss, rkd_angle_loss, rkd_distance_loss, rkd_loss, sp_loss
 
 __all__ = [
+    "TEACHER_WEIGHTINGS",
+    "multi_teacher_kd",
+    "teacher_weights",
     "LOSSES",
     "MATCH_LOSSES",
     "FTParts",

@@ -24,6 +24,8 @@ from .feature_trainer import FeatureDistillationTrainer
 from .finetune_trainer import FineTuneTrainer
 from .grafting_config import GraftingConfig
 from .grafting_trainer import GraftingTrainer
+from .multi_teacher_config import MultiTeacherConfig
+from .multi_teacher_trainer import MultiTeacherTrainer
 from .one_config import ONEConfig
 from .one_trainer import ONETrainer
 from .pkd_config import PatientKDConfig
@@ -78,6 +80,7 @@ register_method("dml", DMLTrainer)
 register_method("ddgsd", DDGSDTrainer)
 register_method("one", ONETrainer)
 register_method("grafting", GraftingTrainer)
+register_method("multi_teacher", MultiTeacherTrainer)
 
 __all__ = [
     "METHODS",
@@ -100,6 +103,8 @@ __all__ = [
     "FineTuneTrainer",
     "GraftingConfig",
     "GraftingTrainer",
+    "MultiTeacherConfig",
+    "MultiTeacherTrainer",
     "ONEConfig",
     "ONETrainer",
     "PatientKDConfig",

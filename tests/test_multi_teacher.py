@@ -1,0 +1,185 @@
+"""Multi-teacher KD: the teachers' weights (mean, fixed, CA-MKD confidence) and the mixed-target loss against
+hand-computed values, the trainer with live and cached teachers, the CLI with two teachers, and the errors."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from bertdistill import MultiTeacherConfig, MultiTeacherTrainer, build_student
+from bertdistill.losses import multi_teacher_kd, teacher_weights
+from bertdistill.teacher_ensemble import TeacherEnsemble
+
+from conftest import make_teacher, save_with_tokenizer
+from test_trainer import state, tiny_dataset
+
+# two rows, three classes, two teachers
+LOGITS = torch.tensor([[[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]], [[0.5, 0.5, 3.0], [1.0, -2.0, 0.0]]])
+LABELS = torch.tensor([0, 2])
+
+
+def test_teacher_weights_by_hand():
+    assert torch.equal(teacher_weights(LOGITS, None, "mean"), torch.full((2, 2), 0.5))
+    torch.testing.assert_close(teacher_weights(LOGITS, None, "fixed", [3.0, 1.0]), torch.tensor([[0.75, 0.25]] * 2))
+    # CA-MKD: L_k = teacher k's CE on the label; w_k = (1 - exp(L_k) / sum_j exp(L_j)) / (K - 1)
+    expected = []
+    for row, label in enumerate(LABELS.tolist()):
+        losses = [-(LOGITS[row, k, label] - torch.logsumexp(LOGITS[row, k], 0)).item() for k in range(2)]
+        total = sum(math.exp(v) for v in losses)
+        expected.append([(1 - math.exp(v) / total) / 1 for v in losses])
+    weights = teacher_weights(LOGITS, LABELS, "confidence")
+    torch.testing.assert_close(weights, torch.tensor(expected))
+    assert weights[0, 0] > weights[0, 1] and weights[1, 0] > weights[1, 1]  # the teacher nearer the label
+    torch.testing.assert_close(weights.sum(1), torch.ones(2))
+    # regression: squared errors instead of CE
+    scores = torch.tensor([[[1.0], [3.0]]])
+    w = teacher_weights(scores, torch.tensor([1.5]), "confidence")
+    e = [math.exp(0.25), math.exp(2.25)]
+    torch.testing.assert_close(w, torch.tensor([[1 - e[0] / sum(e), 1 - e[1] / sum(e)]]))
+
+
+def test_mixed_target_kd_by_hand():
+    student = torch.tensor([[0.2, 0.1, 0.0], [0.0, 0.3, 1.0]])
+    weights = torch.tensor([[0.7, 0.3], [0.4, 0.6]])
+    t = 2.0
+    total = 0.0
+    for row in range(2):
+        mix = [sum(weights[row, k] * torch.softmax(LOGITS[row, k] / t, 0)[c] for k in range(2)) for c in range(3)]
+        q = torch.softmax(student[row] / t, 0)
+        total += sum(m * (torch.log(m) - torch.log(q[c])) for c, m in enumerate(mix))
+    torch.testing.assert_close(multi_teacher_kd(student, LOGITS, weights, t), t**2 * total / 2)
+    # with one teacher at weight 1 it is plain KD
+    from bertdistill.losses import soft_target_kl
+
+    torch.testing.assert_close(
+        multi_teacher_kd(student, LOGITS[:, :1], torch.ones(2, 1), t), soft_target_kl(student, LOGITS[:, 0], t)
+    )
+    regression = multi_teacher_kd(torch.tensor([[1.0]]), torch.tensor([[[0.0], [4.0]]]), torch.tensor([[0.75, 0.25]]))
+    torch.testing.assert_close(regression, torch.tensor(0.0))
+
+
+def multi_trainer(tmp_path, tokenizer, teachers, **config):
+    defaults = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-3,
+        max_steps=4, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3, use_cpu=True,
+        bf16=False, train_sampling_strategy="random",
+    )  # fmt: skip
+    torch.manual_seed(1)
+    student = build_student(teachers[0], num_layers=2)
+    data = tiny_dataset(tokenizer, n=16)
+    args = MultiTeacherConfig(**{**defaults, **config})
+    return MultiTeacherTrainer(model=student, teacher_model=teachers, args=args, train_dataset=data,
+                               eval_dataset=data, processing_class=tokenizer)  # fmt: skip
+
+
+@pytest.mark.parametrize("weighting, weights", [("mean", None), ("fixed", "3,1"), ("confidence", None)])
+def test_trainer_loss_is_kd_against_the_mixture(tmp_path, tokenizer, weighting, weights):
+    teachers = [make_teacher(tokenizer, dropout=0.0, seed=s) for s in (0, 7)]
+    trainer = multi_trainer(tmp_path, tokenizer, teachers, teacher_weighting=weighting, teacher_weights=weights,
+                            cache_teacher_logits=False, temperature=2.0)  # fmt: skip
+    wrapper = trainer.model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    loss, outputs = trainer.compute_loss(wrapper, dict(batch), return_outputs=True)
+    plain = {k: v for k, v in batch.items() if k != "labels"}
+    stacked = torch.stack([t.eval()(**plain).logits for t in teachers], 1)
+    w = teacher_weights(stacked, batch["labels"], weighting, [3.0, 1.0] if weights else None)
+    expected = multi_teacher_kd(wrapper.student(**plain).logits, stacked, w, 2.0)
+    torch.testing.assert_close(outputs.loss_components["kd"], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_trainer_caches_the_stacked_teacher_logits_and_trains(tmp_path, tokenizer):
+    teachers = [make_teacher(tokenizer, seed=s) for s in (0, 7)]
+    calls = []
+    for t in teachers:
+        t.register_forward_hook(lambda *_: calls.append(1))
+    trainer = multi_trainer(tmp_path, tokenizer, teachers, cache_teacher_logits=None)
+    assert trainer.speed_levers["cache_teacher_logits"].value
+    assert len(trainer.train_dataset[0]["teacher_logits"]) == 2  # K rows of C logits per example
+    before_calls, before = len(calls), state(trainer.student)
+    teacher_before = state(teachers[1])
+    trainer.train()
+    assert len(calls) == before_calls  # training read the cache, never the teachers
+    assert any(not torch.equal(v, before[k]) for k, v in state(trainer.student).items())
+    assert all(torch.equal(v, teacher_before[k]) for k, v in state(teachers[1]).items())
+    trainer.create_model_card(task_name="rte", metrics={"eval_accuracy": 0.5})
+    assert "| teacher_weighting | mean |" in (tmp_path / "README.md").read_text()
+
+
+def test_multi_teacher_errors(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="different label sets"):
+        TeacherEnsemble([make_teacher(tokenizer), make_teacher(tokenizer, num_labels=3)])
+    with pytest.raises(ValueError, match="at least 2 teachers"):
+        TeacherEnsemble([make_teacher(tokenizer)])
+    with pytest.raises(ValueError, match="teacher_weights goes with"):
+        MultiTeacherConfig(str(tmp_path), teacher_weights="1,2")
+    with pytest.raises(ValueError, match="must be >= 0 and not all 0"):
+        MultiTeacherConfig(str(tmp_path), teacher_weighting="fixed", teacher_weights="0,0")
+    with pytest.raises(ValueError, match="2 weights for 3 teachers"):
+        multi_trainer(tmp_path, tokenizer, [make_teacher(tokenizer, seed=s) for s in range(3)],
+                      teacher_weighting="fixed", teacher_weights="1,2")  # fmt: skip
+    with pytest.raises(ValueError, match="takes a list of at least 2 teachers"):
+        MultiTeacherTrainer(model=make_teacher(tokenizer), teacher_model=make_teacher(tokenizer),
+                            args=MultiTeacherConfig(str(tmp_path)))  # fmt: skip
+
+
+def test_distill_glue_with_two_teachers(tokenizer, glue_dir, tmp_path):
+    from conftest import load_script
+
+    distill_glue = load_script("distill_glue")
+    paths = [str(save_with_tokenizer(make_teacher(tokenizer, seed=s), tokenizer, tmp_path / f"t{s}")) for s in (0, 7)]
+    common = [
+        "--task_name",
+        "rte",
+        "--glue_dir",
+        str(glue_dir),
+        "--max_train_samples",
+        "24",
+        "--max_eval_samples",
+        "16",
+        "--max_seq_length",
+        "32",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_steps",
+        "3",
+        "--logging_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--student_num_layers",
+        "2",
+    ]
+    metrics = distill_glue.main(
+        [
+            *common,
+            "--method",
+            "multi_teacher",
+            "--teacher_model_name_or_path",
+            *paths,
+            "--teacher_weighting",
+            "confidence",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert "eval_accuracy" in metrics
+    assert "loss_kd" in json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"][0]
+    with pytest.raises(ValueError, match="takes one teacher, got 2"):
+        distill_glue.main(
+            [*common, "--method", "kd", "--teacher_model_name_or_path", *paths, "--output_dir", str(tmp_path / "kd")]
+        )
+    with pytest.raises(ValueError, match="needs at least 2 teachers"):
+        distill_glue.main(
+            [
+                *common,
+                "--method",
+                "multi_teacher",
+                "--teacher_model_name_or_path",
+                paths[0],
+                "--output_dir",
+                str(tmp_path / "one"),
+            ]
+        )
