@@ -255,11 +255,22 @@ def check_max_seq_length(max_seq_length: int, tokenizer, **models: PreTrainedMod
             )
 
 
-def tokenize_split(dataset: datasets.Dataset, task: GlueTask, tokenizer, max_seq_length: int) -> datasets.Dataset:
-    """Tokenize the task's text column(s) (truncated, unpadded) and keep only model inputs and `label`."""
+def tokenize_split(
+    dataset: datasets.Dataset, task: GlueTask, tokenizer, max_seq_length: int, teacher_tokenizers: dict | None = None
+) -> datasets.Dataset:
+    """Tokenize the task's text column(s) (truncated, unpadded) and keep only model inputs and `label`.
+
+    `teacher_tokenizers` (`{prefix: tokenizer}`): also encode every row with each, into columns `<prefix>input_ids`,
+    ... (for teachers that read other tokens than the student, see `bertdistill.teacher_ensemble`)."""
 
     def encode(batch):
-        return tokenizer(*(batch[col] for col in task.text_columns), truncation=True, max_length=max_seq_length)
+        texts = [batch[col] for col in task.text_columns]
+        encoded = dict(tokenizer(*texts, truncation=True, max_length=max_seq_length))
+        for prefix, other in (teacher_tokenizers or {}).items():
+            encoded.update(
+                {prefix + k: v for k, v in other(*texts, truncation=True, max_length=max_seq_length).items()}
+            )
+        return encoded
 
     keep = {"label"}
     return dataset.map(
@@ -271,9 +282,10 @@ def tokenize_split(dataset: datasets.Dataset, task: GlueTask, tokenizer, max_seq
 
 
 def load_glue_datasets(
-    task: GlueTask, tokenizer, run_args: GlueRunArguments, train: bool = True
+    task: GlueTask, tokenizer, run_args: GlueRunArguments, train: bool = True, teacher_tokenizers: dict | None = None
 ) -> tuple[datasets.Dataset | None, dict[str, datasets.Dataset]]:
-    """Tokenized train split (or `None`) and every dev split of the task, truncated to the `max_*_samples`."""
+    """Tokenized train split (or `None`) and every dev split of the task, truncated to the `max_*_samples`; the
+    train split also in each of `teacher_tokenizers` (see [`tokenize_split`])."""
     train_dataset = None
     if train:
         if run_args.augmented_train_dir:
@@ -287,7 +299,7 @@ def load_glue_datasets(
             raw = load_glue_split(task, "train", run_args.glue_dir)
         if run_args.max_train_samples is not None:
             raw = raw.select(range(min(run_args.max_train_samples, len(raw))))
-        train_dataset = tokenize_split(raw, task, tokenizer, run_args.max_seq_length)
+        train_dataset = tokenize_split(raw, task, tokenizer, run_args.max_seq_length, teacher_tokenizers)
     eval_datasets = {}
     for split in task.eval_splits:
         raw = load_glue_split(task, split, run_args.glue_dir)

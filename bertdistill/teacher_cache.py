@@ -39,6 +39,7 @@ def add_teacher_logits(
     collate: Callable[[list[dict]], dict[str, torch.Tensor]],
     batch_size: int = 64,
     device: torch.device | str = "cpu",
+    extra_columns: tuple[str, ...] = (),
 ) -> Dataset:
     """`dataset` with a `teacher_logits` column: the teacher's float32 logits of every row.
 
@@ -50,10 +51,12 @@ def add_teacher_logits(
             `LENGTH_SORT_BLOCKS` batches, and each block is sorted by length before it is cut into batches, so
             that the one teacher pass pads little whatever order the dataset is in.
         device (`torch.device` or `str`, *optional*, defaults to `"cpu"`): where the teacher runs.
+        extra_columns (`tuple[str, ...]`, *optional*): more input columns the teacher reads (a multi-teacher
+            ensemble's own-token encodings, `bertdistill.teacher_ensemble`).
     """
     if not isinstance(dataset, Dataset):
         raise ValueError(f"Caching teacher logits needs a datasets.Dataset, got {type(dataset).__name__}")
-    columns = [c for c in MODEL_INPUTS if c in dataset.column_names]
+    columns = [c for c in (*MODEL_INPUTS, *extra_columns) if c in dataset.column_names]
     if "input_ids" not in columns:
         raise ValueError(f"Caching teacher logits needs a tokenized dataset; its columns are {dataset.column_names}")
     if TEACHER_LOGITS_COLUMN in dataset.column_names:
@@ -63,7 +66,7 @@ def add_teacher_logits(
 
     def logits_of(block: dict[str, list]) -> dict[str, list]:
         rows = [{c: block[c][i] for c in columns} for i in range(len(block["input_ids"]))]
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))  # the student's length: a proxy
         logits = [None] * len(rows)
         for start in range(0, len(order), batch_size):
             chosen = order[start : start + batch_size]

@@ -36,6 +36,7 @@ from bertdistill.glue_run import (
     run_script,
 )
 from bertdistill.student import check_same_vocabulary
+from bertdistill.teacher_ensemble import teacher_prefix
 from bertdistill.trainers import METHODS
 from glue_tasks import get_task
 
@@ -122,10 +123,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         preflight(task, run_args, stage.output_dir, config.resume_from_checkpoint if stage is stages[-1] else None)
         for stage in stages
     ]
-    teacher = None
+    teacher, own_tokenizers = None, []
     if check_teacher_argument(args, method):
         teachers = [load_teacher(path, task) for path in args.teacher_model_name_or_path]
         teacher = teachers if method.name == "multi_teacher" else teachers[0]
+        if method.name == "multi_teacher":
+            own_tokenizers = teacher_tokenizers(args.teacher_model_name_or_path)
     set_seed(config.seed)
     if teacher is None:
         student, source, tokenizer = network_without_teacher(args, task, method.layer_selection)
@@ -147,7 +150,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_model_name_or_path[0])
     check_max_seq_length(run_args.max_seq_length, tokenizer, teacher=first, student=student)
 
-    return run_stages(method, config, stages, resumes, task, run_args, student, teacher, tokenizer, source)
+    return run_stages(method, config, stages, resumes, task, run_args, student, teacher, tokenizer, source,
+                      own_tokenizers)  # fmt: skip
+
+
+def teacher_tokenizers(paths: list[str]) -> list:
+    """Per teacher, `None` when it reads the first teacher's (the student's) tokens, else its own tokenizer."""
+    tokenizers = [AutoTokenizer.from_pretrained(path) for path in paths]
+    shared = tokenizers[0].get_vocab()
+    own = [None] + [t if t.get_vocab() != shared else None for t in tokenizers[1:]]
+    for path, t in zip(paths, own):
+        if t is not None:
+            logger.info("Teacher %s reads its own tokens (%s, %d): the training set is tokenized for it too", path,
+                        type(t).__name__, len(t))  # fmt: skip
+    return own
 
 
 def check_teacher_argument(args: DistillArguments, method) -> bool:
@@ -159,8 +175,8 @@ def check_teacher_argument(args: DistillArguments, method) -> bool:
         if args.teacher_model_name_or_path is not None:
             raise ValueError(
                 f"--method {method.name} trains without a teacher and would ignore --teacher_model_name_or_path "
-                f"{' '.join(args.teacher_model_name_or_path)}: leave it out (the network comes from --student_layers_from or "
-                "--student_model_name_or_path)"
+                f"{' '.join(args.teacher_model_name_or_path)}: leave it out (the network comes from "
+                "--student_layers_from or --student_model_name_or_path)"
             )
         return False
     if args.teacher_model_name_or_path is None:
@@ -207,10 +223,15 @@ def network_without_teacher(args: DistillArguments, task, default_selection: str
     return student, source, AutoTokenizer.from_pretrained(path)
 
 
-def run_stages(method, config, stages, resumes, task, run_args, student, teacher, tokenizer, source):
+def run_stages(
+    method, config, stages, resumes, task, run_args, student, teacher, tokenizer, source, own_tokenizers=()
+):
     """Train the method's stages in turn (each resumable), then evaluate, write the model card, push if asked; the
-    trainer's extra networks (DML's peers) each get their own folder, metrics and card."""
-    train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
+    trainer's extra networks (DML's peers) each get their own folder, metrics and card. `own_tokenizers`: multi-teacher
+    KD's per-teacher tokenizers (`None` where a teacher reads the student's tokens)."""
+    encodings = {teacher_prefix(k): t for k, t in enumerate(own_tokenizers) if t is not None}
+    extra = {"teacher_tokenizers": list(own_tokenizers)} if encodings else {}
+    train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args, teacher_tokenizers=encodings)
     for stage, resume in zip(stages, resumes):
         finished = stage is not stages[-1] and os.path.isfile(os.path.join(stage.output_dir, "train_results.json"))
         if finished:
@@ -228,6 +249,7 @@ def run_stages(method, config, stages, resumes, task, run_args, student, teacher
             processing_class=tokenizer,
             compute_metrics=compute_metrics_for(task),
             **method.trainer_class.script_kwargs(stage, source),
+            **extra,
         )
         train_result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()

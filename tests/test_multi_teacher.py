@@ -183,3 +183,114 @@ def test_distill_glue_with_two_teachers(tokenizer, glue_dir, tmp_path):
                 str(tmp_path / "one"),
             ]
         )
+
+
+@pytest.fixture
+def char_tokenizer(tmp_path):
+    """Another tokenizer: characters only (no whole words), so the same text gets other ids and lengths."""
+    import string
+
+    from transformers import BertTokenizerFast
+
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars)]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(tmp_path / "char")
+    return tokenizer
+
+
+def test_teacher_with_its_own_tokenizer_reads_only_its_encoding(tmp_path, tokenizer, char_tokenizer):
+    """A two-tokenizer batch carries both encodings; the second teacher reads its own, the student never sees it."""
+    import datasets
+
+    from bertdistill.glue_run import tokenize_split
+    from glue_tasks import get_task
+
+    texts = ["the movie was good", "a bad film", "it is not good at all", "good"]
+    raw = datasets.Dataset.from_dict({"sentence": texts, "label": [1, 0, 0, 1], "idx": list(range(4))})
+    data = tokenize_split(raw, get_task("sst2"), tokenizer, 64, teacher_tokenizers={"teacher1_": char_tokenizer})
+    assert data[0]["teacher1_input_ids"] == char_tokenizer(texts[0])["input_ids"] != data[0]["input_ids"]
+    torch.manual_seed(0)
+    teacher_a = make_teacher(tokenizer, dropout=0.0)
+    teacher_b = make_teacher(char_tokenizer, dropout=0.0, seed=3)
+    seen = {"student": [], "b": []}
+    torch.manual_seed(1)
+    student = build_student(teacher_a, num_layers=2)
+    student.register_forward_pre_hook(lambda m, a, kw: seen["student"].append(kw), with_kwargs=True)
+    teacher_b.register_forward_pre_hook(lambda m, a, kw: seen["b"].append(kw), with_kwargs=True)
+    args = MultiTeacherConfig(str(tmp_path), per_device_train_batch_size=4, max_steps=1, report_to=[], use_cpu=True,
+                              bf16=False, train_sampling_strategy="random", cache_teacher_logits=False,
+                              disable_tqdm=True, save_strategy="no")  # fmt: skip
+    trainer = MultiTeacherTrainer(model=student, teacher_model=[teacher_a, teacher_b], args=args,
+                                  teacher_tokenizers=[None, char_tokenizer], train_dataset=data,
+                                  processing_class=tokenizer)  # fmt: skip
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert {"input_ids", "teacher1_input_ids", "teacher1_attention_mask"} <= set(batch)
+    assert batch["input_ids"].shape != batch["teacher1_input_ids"].shape  # padded each with its own tokenizer
+    wrapper = trainer.model.train()
+    _, outputs = trainer.compute_loss(wrapper, dict(batch), return_outputs=True)
+    assert seen["student"] and not any(k.startswith("teacher1_") for kw in seen["student"] for k in kw)
+    assert torch.equal(seen["student"][-1]["input_ids"], batch["input_ids"])
+    assert torch.equal(seen["b"][-1]["input_ids"], batch["teacher1_input_ids"])
+    plain = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    own = {k.removeprefix("teacher1_"): v for k, v in batch.items() if k.startswith("teacher1_")}
+    stacked = torch.stack([teacher_a.eval()(**plain).logits, teacher_b.eval()(**own).logits], 1)
+    expected = multi_teacher_kd(wrapper.student(**plain).logits, stacked, torch.full((4, 2), 0.5), args.temperature)
+    torch.testing.assert_close(outputs.loss_components["kd"], expected, rtol=1e-4, atol=1e-6)
+    # the cached logits are computed from each teacher's own encoding, then the encodings leave the training set
+    cached = MultiTeacherTrainer(
+        model=build_student(teacher_a, num_layers=2), teacher_model=[teacher_a, teacher_b],
+        args=args.replaced(cache_teacher_logits=True), teacher_tokenizers=[None, char_tokenizer], train_dataset=data,
+        processing_class=tokenizer,
+    )  # fmt: skip
+    assert "teacher1_input_ids" not in cached.train_dataset.column_names
+    for row in range(4):  # in the dataset's order, one row at a time (no padding)
+        one = trainer.data_collator([data[row]])
+        own = {k.removeprefix("teacher1_"): v for k, v in one.items() if k.startswith("teacher1_")}
+        logits = [teacher_a(**{k: one[k] for k in plain}).logits[0], teacher_b(**own).logits[0]]
+        torch.testing.assert_close(torch.tensor(cached.train_dataset[row]["teacher_logits"]),
+                                   torch.stack(logits).detach(), rtol=1e-4, atol=1e-5)  # fmt: skip
+    cached.train()
+    with pytest.raises(ValueError, match="vocabularies differ"):
+        TeacherEnsemble([teacher_a, teacher_b])  # without saying that b reads its own tokens
+
+
+def test_distill_glue_teacher_with_another_tokenizer(tokenizer, char_tokenizer, glue_dir, tmp_path):
+    from conftest import load_script
+
+    distill_glue = load_script("distill_glue")
+    a = save_with_tokenizer(make_teacher(tokenizer), tokenizer, tmp_path / "a")
+    b = save_with_tokenizer(make_teacher(char_tokenizer, seed=3), char_tokenizer, tmp_path / "b")
+    metrics = distill_glue.main(
+        [
+            "--task_name",
+            "rte",
+            "--glue_dir",
+            str(glue_dir),
+            "--max_train_samples",
+            "24",
+            "--max_eval_samples",
+            "16",
+            "--max_seq_length",
+            "64",
+            "--per_device_train_batch_size",
+            "4",
+            "--max_steps",
+            "2",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+            "--student_num_layers",
+            "2",
+            "--method",
+            "multi_teacher",
+            "--teacher_model_name_or_path",
+            str(a),
+            str(b),
+            "--output_dir",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert "eval_accuracy" in metrics

@@ -383,9 +383,16 @@ class DistillationTrainer(ModelCardMixin, Trainer):
 
     def _set_signature_columns_if_needed(self) -> None:
         # The row index is no input of the model; it only finds a row's cached teacher outputs (see compute_loss).
+        # The teachers' own encodings are read by the teacher alone (see teacher_input_columns).
         super()._set_signature_columns_if_needed()
-        if TEACHER_ROW_COLUMN not in self._signature_columns:
-            self._signature_columns.append(TEACHER_ROW_COLUMN)
+        for column in (TEACHER_ROW_COLUMN, *self.teacher_input_columns()):
+            if column not in self._signature_columns:
+                self._signature_columns.append(column)
+
+    def teacher_input_columns(self) -> list[str]:
+        """Batch columns only the teacher reads (a multi-teacher ensemble's own-token encodings); none by default.
+        The student's forward never receives them."""
+        return []
 
     def _get_eval_sampler(self, eval_dataset):
         # transformers length-groups evaluation too under group_by_length, which hands predictions back out of the
@@ -463,10 +470,13 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         has checked that the loss needs nothing else of the teacher and that a row's teacher input is the same every
         epoch)."""
         teacher = self.accelerator.unwrap_model(self.teacher)
+        extra = tuple(self.teacher_input_columns())
         with self.args.main_process_first(desc="teacher logits"):
-            return add_teacher_logits(
-                dataset, teacher, self.data_collator, self.args.per_device_eval_batch_size, self.args.device
+            dataset = add_teacher_logits(
+                dataset, teacher, self.data_collator, self.args.per_device_eval_batch_size, self.args.device, extra
             )
+        # the teachers' own encodings served only to compute the cached logits
+        return dataset.remove_columns([c for c in extra if c in dataset.column_names])
 
     def _teacher_outputs(self, wrapper: DistillationModel, inputs: dict[str, torch.Tensor], rows=None):
         """The teacher's outputs for a batch: none when no active term reads them or the batch carries cached logits,
@@ -503,6 +513,8 @@ class DistillationTrainer(ModelCardMixin, Trainer):
 
     def _distill_forward(self, model, inputs, teacher_outputs):
         """The wrapper's training forward; its loss components are kept for the next log."""
+        teacher_only = set(self.teacher_input_columns())
+        inputs = {k: v for k, v in inputs.items() if k not in teacher_only}
         outputs = model(**inputs, teacher_outputs=teacher_outputs, distill=True)
         for name, value in outputs.loss_components.items():
             self._loss_sums[name] += value.detach()

@@ -8,7 +8,7 @@ from transformers import PreTrainedModel
 
 from ..losses import multi_teacher_kd, teacher_weights
 from ..modeling import LossTerm
-from ..teacher_ensemble import TeacherEnsemble
+from ..teacher_ensemble import MultiTokenizerCollator, TeacherEnsemble, teacher_prefix
 from .distillation_trainer import DistillationTrainer
 from .multi_teacher_config import MultiTeacherConfig
 
@@ -21,16 +21,40 @@ class MultiTeacherTrainer(DistillationTrainer):
     Args:
         model (`PreTrainedModel`): the student.
         teacher_model (`list[PreTrainedModel]` or `TeacherEnsemble`): two or more teachers fine-tuned on the task,
-            with the student's vocabulary and label space.
+            with the student's label space; the first reads the student's tokens.
+        teacher_tokenizers (`list`, *optional*): one per teacher: `None` for a teacher that reads the student's tokens
+            (same vocabulary, checked), else its own tokenizer: the training set must then carry its encoding
+            (`glue_run.tokenize_split(..., teacher_tokenizers={teacher_prefix(k): tokenizer})`), padded by a
+            [`MultiTokenizerCollator`] the trainer sets up; only that teacher reads it.
         args (`MultiTeacherConfig`): training and loss configuration.
     """
 
     method_name = "multi_teacher"
     config_class = MultiTeacherConfig
 
-    def __init__(self, model: PreTrainedModel, teacher_model=None, args: MultiTeacherConfig | None = None, **kwargs):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        teacher_model=None,
+        args: MultiTeacherConfig | None = None,
+        teacher_tokenizers: list | None = None,
+        **kwargs,
+    ):
+        teacher_tokenizers = list(teacher_tokenizers or [])
         if isinstance(teacher_model, (list, tuple)):
-            teacher_model = TeacherEnsemble(list(teacher_model))
+            if teacher_tokenizers and len(teacher_tokenizers) != len(teacher_model):
+                raise ValueError(
+                    f"teacher_tokenizers: one per teacher (None: the student's), got {len(teacher_tokenizers)} for "
+                    f"{len(teacher_model)} teachers"
+                )
+            own = [t is not None for t in teacher_tokenizers] if teacher_tokenizers else None
+            teacher_model = TeacherEnsemble(list(teacher_model), own)
+        own_tokenizers = {teacher_prefix(k): t for k, t in enumerate(teacher_tokenizers) if t is not None}
+        if own_tokenizers and kwargs.get("data_collator") is None:
+            tokenizer = kwargs.get("processing_class")
+            if tokenizer is None:
+                raise ValueError("Teachers with their own tokenizers need the student's: pass processing_class")
+            kwargs["data_collator"] = MultiTokenizerCollator(tokenizer, own_tokenizers)
         if teacher_model is not None and not isinstance(teacher_model, TeacherEnsemble):
             raise ValueError("Multi-teacher KD takes a list of at least 2 teachers (or a TeacherEnsemble)")
         if isinstance(args, MultiTeacherConfig) and args.fixed_weights() is not None and teacher_model is not None:
@@ -39,7 +63,11 @@ class MultiTeacherTrainer(DistillationTrainer):
                     f"teacher_weights has {len(args.fixed_weights())} weights for {len(teacher_model.teachers)} "
                     "teachers"
                 )
+        self._ensemble = teacher_model
         super().__init__(model, teacher_model, args, **kwargs)
+
+    def teacher_input_columns(self) -> list[str]:
+        return self._ensemble.input_columns()
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: TeacherEnsemble) -> list[LossTerm]:
         args = self.args
