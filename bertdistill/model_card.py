@@ -30,6 +30,8 @@ METHOD_DESCRIPTIONS = {
     "grafting": "filter grafting (Meng et al. 2020): no teacher; networks trained side by side graft each other's "
     "weights, weighted by their entropy",
     "multi_teacher": "distilled from several teachers' mixed soft targets plus the task loss",
+    "gan_kd": "adversarial distillation (Xu et al. 2017): soft targets and task loss plus fooling a label-conditioned "
+    "discriminator of teacher vs student outputs",
     "cskd": "class-wise self-knowledge distillation, CS-KD (Yun et al. 2020): no teacher; each example's prediction "
     "follows the network's own prediction for another example of its class",
     "tinybert": "TinyBERT (Jiao et al. 2020): embedding, hidden-state and attention-score distillation through "

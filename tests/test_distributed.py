@@ -17,7 +17,8 @@ TWO_RANKS = ["--multi_gpu", "--num_processes", "2"]
 
 
 @pytest.mark.parametrize(
-    "method", ["kd", "tinybert", "tinybert-cached", "dynabert", "kd-movement", "feature", "dml", "byot", "grafting"]
+    "method",
+    ["kd", "tinybert", "tinybert-cached", "dynabert", "kd-movement", "feature", "dml", "byot", "grafting", "gan_kd"],
 )
 def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir, method):
     worker = Path(__file__).parent / "two_rank_worker.py"
@@ -31,6 +32,8 @@ def test_student_weights_are_identical_on_both_ranks(tmp_path, tokenizer_dir, me
     if method == "feature":  # VID's regressor and variances and AB's connector: trained and kept in sync
         assert any(k.startswith("extras.vid_hidden_") and k.endswith("log_scale") for k in moved)
         assert any(k.startswith("extras.ab_ffn_") for k in moved)
+    if method == "gan_kd":  # the discriminator lives in the extras: trained and kept in sync
+        assert any(k.startswith("extras.discriminator.") for k in moved)
     if method in ("dml", "grafting"):  # the peer lives in the DDP-wrapped model's extras: trained and kept in sync
         assert any(k.startswith("extras.peer_1.") for k in moved)
     if method == "byot":  # every exit's head trains

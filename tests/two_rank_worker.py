@@ -8,7 +8,8 @@ reading its teacher from a teacher-output cache in OUT_DIR/cache (the dump says 
 while its trainer was built); `kd-movement` is `kd` with movement pruning to 50% sparsity (the scores are
 parameters of the DDP-wrapped student; the dump holds the weights with the final masks multiplied in); `dml` trains the
 student with a peer (in the wrapper's extras) and the teacher; `byot` trains a 2-layer student with exits after both
-layers and no teacher; `grafting` grafts the student and a peer after every step (no teacher).
+layers and no teacher; `grafting` grafts the student and a peer after every step (no teacher); `gan_kd` trains a
+discriminator in the extras.
 """
 
 import sys

@@ -22,6 +22,8 @@ from .dynabert_trainer import DynaBertTrainer
 from .feature_config import FeatureDistillationConfig
 from .feature_trainer import FeatureDistillationTrainer
 from .finetune_trainer import FineTuneTrainer
+from .gan_kd_config import GANKDConfig
+from .gan_kd_trainer import GANKDTrainer
 from .grafting_config import GraftingConfig
 from .grafting_trainer import GraftingTrainer
 from .multi_teacher_config import MultiTeacherConfig
@@ -81,6 +83,7 @@ register_method("ddgsd", DDGSDTrainer)
 register_method("one", ONETrainer)
 register_method("grafting", GraftingTrainer)
 register_method("multi_teacher", MultiTeacherTrainer)
+register_method("gan_kd", GANKDTrainer)
 
 __all__ = [
     "METHODS",
@@ -101,6 +104,8 @@ __all__ = [
     "FeatureDistillationConfig",
     "FeatureDistillationTrainer",
     "FineTuneTrainer",
+    "GANKDConfig",
+    "GANKDTrainer",
     "GraftingConfig",
     "GraftingTrainer",
     "MultiTeacherConfig",
