@@ -32,6 +32,8 @@ METHOD_DESCRIPTIONS = {
     "multi_teacher": "distilled from several teachers' mixed soft targets plus the task loss",
     "gan_kd": "adversarial distillation (Xu et al. 2017): soft targets and task loss plus fooling a label-conditioned "
     "discriminator of teacher vs student outputs",
+    "data_free": "data-free distillation (DAFL, Chen et al. 2019): the student learned the teacher's predictions on "
+    "generated input embeddings only, never on training rows",
     "cskd": "class-wise self-knowledge distillation, CS-KD (Yun et al. 2020): no teacher; each example's prediction "
     "follows the network's own prediction for another example of its class",
     "tinybert": "TinyBERT (Jiao et al. 2020): embedding, hidden-state and attention-score distillation through "

@@ -244,7 +244,7 @@ def run_stages(
             model=student,
             teacher_model=teacher,
             args=stage,
-            train_dataset=train_dataset,
+            train_dataset=train_dataset if method.trainer_class.reads_train_set else None,
             eval_dataset=next(iter(eval_datasets.values())),
             processing_class=tokenizer,
             compute_metrics=compute_metrics_for(task),

@@ -9,6 +9,8 @@ from .byot_config import BYOTConfig
 from .byot_trainer import BYOTTrainer
 from .cskd_config import CSKDConfig
 from .cskd_trainer import CSKDTrainer
+from .data_free_config import DataFreeConfig
+from .data_free_trainer import DataFreeTrainer
 from .ddgsd_config import DDGSDConfig
 from .ddgsd_trainer import DDGSDTrainer
 from .distilbert_config import DistilBertConfig
@@ -84,6 +86,7 @@ register_method("one", ONETrainer)
 register_method("grafting", GraftingTrainer)
 register_method("multi_teacher", MultiTeacherTrainer)
 register_method("gan_kd", GANKDTrainer)
+register_method("data_free", DataFreeTrainer)
 
 __all__ = [
     "METHODS",
@@ -91,6 +94,8 @@ __all__ = [
     "BYOTTrainer",
     "CSKDConfig",
     "CSKDTrainer",
+    "DataFreeConfig",
+    "DataFreeTrainer",
     "DDGSDConfig",
     "DDGSDTrainer",
     "DistilBertConfig",

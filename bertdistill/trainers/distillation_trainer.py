@@ -74,6 +74,10 @@ class DistillationTrainer(ModelCardMixin, Trainer):
     config_class = DistillationTrainingConfig
     # False for self-distillation schemes (CS-KD, BYOT): no teacher is given, loaded or run; None: optional (DML).
     uses_teacher: bool | None = True
+    # The module the Trainer wraps (data-free distillation generates the student's inputs in its own forward).
+    wrapper_class: type[DistillationModel] = DistillationModel
+    # False: the trainer reads no training rows (data-free distillation); distill_glue.py then passes none.
+    reads_train_set = True
     # Every loss here is a per-batch mean: let the Trainer divide by the accumulation steps (see transformers'
     # `loss_is_scaled_for_ga`; our wrapper's forward has no **kwargs, but saying it keeps this independent of that).
     loss_is_scaled_for_ga = False
@@ -106,7 +110,7 @@ class DistillationTrainer(ModelCardMixin, Trainer):
                     f"{model.config.num_labels}"
                 )
         self.args = args
-        wrapped = DistillationModel(
+        wrapped = self.wrapper_class(
             model, self.build_loss_terms(model, teacher_model), self.build_extras(model, teacher_model)
         )
         # Exactly the layers the active attention terms read record scores (the slower fp32 path); with none, both

@@ -1,0 +1,103 @@
+"""Data-free distillation in embedding space (DAFL, Chen et al., arXiv 1904.01186): a generator makes the inputs,
+the fixed teacher judges them, the student learns from the teacher on them alone.
+
+Text is discrete, so the generator makes what a BERT reads after its word embeddings, `inputs_embeds` `(B, L, H)`:
+fixed length `L`, every position a real token (attention mask all ones), token type 0, position 0 the [CLS] word
+embedding and position `L - 1` the [SEP] one (so that the [CLS] vector the classifier reads starts where it does on
+real text). Two output spaces:
+- `"free"`: unconstrained vectors, scaled to the teacher's word embeddings' per-dimension mean and spread;
+- `"vocab"`: at every position a softmax mixture of the teacher's word embeddings (`softmax(logits / tau) @ E`), so the
+  inputs stay in the span of real tokens; the student reads the same mixture of its own word embeddings, which lets a
+  narrower student take part.
+
+The generator's loss, from the teacher's outputs on generated inputs (the paper's three terms):
+`L_G = L_oh + alpha * L_a + beta * L_ie`, `L_oh` the cross-entropy of the teacher's predictions with their own argmax
+(confident predictions), `L_a = -mean ||f||_1` of the teacher's final [CLS] vectors (the paper's features before the
+classifier: strong activations), `L_ie = -H(mean prediction over the batch)` (all classes equally often).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DATA_FREE_OUTPUTS = ("free", "vocab")
+
+
+class EmbeddingGenerator(nn.Module):
+    """Noise `z` `(B, noise_size)` -> a batch of `length` positions in the teacher's input-embedding space.
+
+    Args:
+        word_embeddings (`torch.Tensor` of shape `(V, H)`): the teacher's word embeddings (copied: the generator does
+            not train them); "free" takes their statistics, "vocab" mixes them.
+        cls_id, sep_id (`int`): ids of the framing tokens.
+        length (`int`): positions per generated row (>= 3).
+        output (`str`): `"free"` or `"vocab"`.
+        noise_size (`int`, *optional*, defaults to 128), hidden_size (`int`, *optional*, defaults to 256),
+        temperature (`float`, *optional*, defaults to 1.0): `tau` of the vocabulary mixture.
+    """
+
+    def __init__(self, word_embeddings: torch.Tensor, cls_id: int, sep_id: int, length: int, output: str = "free",
+                 noise_size: int = 128, hidden_size: int = 256, temperature: float = 1.0):  # fmt: skip
+        super().__init__()
+        if output not in DATA_FREE_OUTPUTS:
+            raise ValueError(f"data-free output must be one of {', '.join(DATA_FREE_OUTPUTS)}, got {output!r}")
+        if length < 3:
+            raise ValueError(f"Generated rows need at least 3 positions ([CLS], one token, [SEP]), got {length}")
+        vocab, width = word_embeddings.shape
+        self.output, self.length, self.noise_size, self.temperature = output, length, noise_size, temperature
+        self.cls_id, self.sep_id = cls_id, sep_id
+        inner = length - 2
+        self.body = nn.Sequential(nn.Linear(noise_size, hidden_size), nn.LeakyReLU(0.2))
+        if output == "free":
+            self.head = nn.Linear(hidden_size, inner * width)
+            self.register_buffer("mean", word_embeddings.detach().float().mean(0).clone())
+            self.register_buffer("std", word_embeddings.detach().float().std(0).clone())
+        else:
+            self.position = nn.Linear(hidden_size, inner * hidden_size)
+            self.head = nn.Linear(hidden_size, vocab)
+        self.inner, self.hidden_size = inner, hidden_size
+
+    def noise(self, batch: int, device) -> torch.Tensor:
+        return torch.randn(batch, self.noise_size, device=device)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The generated rows before embedding: `(B, L - 2, H)` vectors ("free") or `(B, L - 2, V)` vocabulary
+        weights ("vocab"); [`embed`] frames them and puts them in a model's embedding space."""
+        batch = z.shape[0]
+        h = self.body(z)
+        if self.output == "free":
+            body = self.head(h).view(batch, self.inner, -1)
+            return self.mean + self.std * torch.tanh(body) * 3  # within 3 spreads of the real embeddings
+        positions = F.leaky_relu(self.position(h).view(batch, self.inner, self.hidden_size), 0.2)
+        return F.softmax(self.head(positions) / self.temperature, dim=-1)
+
+    def embed(self, generated: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """`inputs_embeds` `(B, L, H)` for a model whose word embeddings are `embeddings` `(V, H)`: [CLS], the
+        generated positions (for "vocab" the weights' mixture of `embeddings`), [SEP]."""
+        if self.output == "free" and embeddings.shape[1] != generated.shape[-1]:
+            raise ValueError(
+                "Free generated embeddings have the teacher's width; a student of another hidden size needs the "
+                "'vocab' output space"
+            )
+        body = generated if self.output == "free" else generated @ embeddings.to(generated.dtype)
+        frame = embeddings[[self.cls_id, self.sep_id]].to(body.dtype)
+        batch = body.shape[0]
+        return torch.cat([frame[0].expand(batch, 1, -1), body, frame[1].expand(batch, 1, -1)], dim=1)
+
+
+def one_hot_loss(logits: torch.Tensor) -> torch.Tensor:
+    """DAFL's `L_oh`: cross-entropy of the predictions with their own argmax."""
+    return F.cross_entropy(logits.float(), logits.argmax(-1))
+
+
+def activation_loss(features: torch.Tensor) -> torch.Tensor:
+    """DAFL's `L_a`: minus the mean L1 norm of the features `(B, H)`."""
+    return -features.float().abs().sum(-1).mean()
+
+
+def information_entropy_loss(logits: torch.Tensor) -> torch.Tensor:
+    """DAFL's `L_ie`: minus the entropy of the batch's mean prediction (lowest when every class is as frequent)."""
+    mean = F.softmax(logits.float(), dim=-1).mean(0)
+    return (mean * mean.clamp_min(1e-12).log()).sum()

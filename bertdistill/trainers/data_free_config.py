@@ -1,0 +1,57 @@
+"""Configuration of data-free distillation in embedding space (DAFL, Chen et al. 2019, arXiv 1904.01186)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..data_free import DATA_FREE_OUTPUTS
+from .distillation_config import DistillationTrainingConfig
+
+
+@dataclass
+class DataFreeConfig(DistillationTrainingConfig):
+    r"""
+    Configuration for [`DataFreeTrainer`]: no training rows; a generator (`bertdistill.data_free`) learns to make
+    inputs the fixed teacher answers confidently, strongly and with balanced classes, and the student learns the
+    teacher's soft targets on those inputs.
+
+    Loss per step: generator `L_oh + dafl_alpha * L_a + dafl_beta * L_ie` (logged `loss_oh`, `loss_act`,
+    `loss_ie`) + student `alpha_kd * T^2 * KL(teacher || student)` on the same generated batch (`loss_kd`). Both
+    update in the same step (the paper alternates a generator and a student update per batch): the generator's loss
+    runs the teacher with gradients to the generator only, the student reads the generated batch detached.
+
+    Args:
+        dafl_output (`str`, *optional*, defaults to `"free"`): the generator's output space, `"free"` or `"vocab"`
+            (see `bertdistill.data_free`; a student narrower than the teacher needs `"vocab"`).
+        dafl_length (`int`, *optional*, defaults to `32`): positions per generated row, [CLS] and [SEP] included.
+        dafl_alpha (`float`, *optional*, defaults to `0.1`), dafl_beta (`float`, *optional*, defaults to `5.0`): the
+            activation and information-entropy weights (the paper's CIFAR values).
+        dafl_rows_per_epoch (`int`, *optional*, defaults to `3200`): generated rows that make an "epoch".
+        generator_learning_rate (`float`, *optional*, defaults to `1e-3`): the generator's learning rate (its own
+            optimizer group).
+        dafl_temperature (`float`, *optional*, defaults to `1.0`): softmax temperature of the "vocab" mixture.
+        alpha_kd (`float`, *optional*, defaults to `1.0`), temperature (`float`, *optional*, defaults to `1.0`): the
+            student's KD weight and temperature. `alpha_ce` must stay 0: there are no labels.
+    """
+
+    dafl_output: str = field(default="free", metadata={"help": "free or vocab (mixtures of word embeddings)."})
+    dafl_length: int = field(default=32, metadata={"help": "Positions per generated row, [CLS] and [SEP] included."})
+    dafl_alpha: float = field(default=0.1, metadata={"help": "Weight of the activation loss."})
+    dafl_beta: float = field(default=5.0, metadata={"help": "Weight of the information-entropy loss."})
+    dafl_rows_per_epoch: int = field(default=3200, metadata={"help": "Generated rows per epoch."})
+    generator_learning_rate: float = field(default=1e-3, metadata={"help": "The generator's learning rate."})
+    dafl_temperature: float = field(default=1.0, metadata={"help": "Temperature of the vocabulary mixture."})
+    alpha_ce: float = field(default=0.0, metadata={"help": "Must be 0: data-free training has no labels."})
+    alpha_kd: float = field(default=1.0, metadata={"help": "Weight of the student's KD on generated inputs."})
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the student's KD."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.alpha_ce != 0:
+            raise ValueError("Data-free distillation has no labels: alpha_ce must be 0")
+        if self.dafl_output not in DATA_FREE_OUTPUTS:
+            raise ValueError(f"dafl_output must be one of {', '.join(DATA_FREE_OUTPUTS)}, got {self.dafl_output!r}")
+        if self.dafl_length < 3:
+            raise ValueError(f"dafl_length must be >= 3 ([CLS], a token, [SEP]), got {self.dafl_length}")
+        if self.dafl_rows_per_epoch < 1 or self.generator_learning_rate <= 0 or self.dafl_temperature <= 0:
+            raise ValueError("dafl_rows_per_epoch, generator_learning_rate and dafl_temperature must be positive")

@@ -1,0 +1,160 @@
+"""Data-free distillation (DAFL in embedding space): the generator's three losses against the paper's formulas, the
+generated rows (framing, output spaces), the trainer (the student never receives a dataset row, each loss trains its
+own player, the generator's own learning rate, resume), the CLI and the errors."""
+
+import math
+
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from bertdistill import DataFreeConfig, DataFreeTrainer, build_student
+from bertdistill.data_free import EmbeddingGenerator, activation_loss, information_entropy_loss, one_hot_loss
+
+from conftest import make_teacher, tiny_config
+from test_trainer import StopAt, state, tiny_dataset
+
+
+def test_generator_losses_follow_the_paper():
+    logits = torch.tensor([[2.0, 0.0], [0.5, 1.5], [1.0, 1.0]])
+    expected_oh = 0.0
+    for row in logits:
+        c = int(row.argmax())
+        expected_oh += -(row[c] - torch.logsumexp(row, 0)).item() / 3
+    assert one_hot_loss(logits).item() == pytest.approx(expected_oh, rel=1e-6)
+    features = torch.tensor([[1.0, -2.0], [0.5, 0.5]])
+    assert activation_loss(features).item() == pytest.approx(-(3.0 + 1.0) / 2)
+    mean = torch.softmax(logits, -1).mean(0)
+    assert information_entropy_loss(logits).item() == pytest.approx(float((mean * mean.log()).sum()), rel=1e-6)
+    # balanced predictions over the batch have the lowest information-entropy loss: -log(classes)
+    balanced = torch.tensor([[5.0, -5.0], [-5.0, 5.0]])
+    assert information_entropy_loss(balanced).item() == pytest.approx(-math.log(2), abs=1e-3)
+
+
+@pytest.mark.parametrize("output", ["free", "vocab"])
+def test_generated_rows_are_framed_and_stay_near_real_embeddings(output):
+    torch.manual_seed(0)
+    table = torch.randn(20, 8)
+    generator = EmbeddingGenerator(table, cls_id=2, sep_id=3, length=6, output=output, noise_size=4, hidden_size=16)
+    generated = generator(generator.noise(5, "cpu"))
+    embeds = generator.embed(generated, table)
+    assert embeds.shape == (5, 6, 8)
+    assert torch.equal(embeds[:, 0], table[2].expand(5, -1)) and torch.equal(embeds[:, -1], table[3].expand(5, -1))
+    if output == "free":
+        low, high = table.mean(0) - 3 * table.std(0), table.mean(0) + 3 * table.std(0)
+        assert ((embeds[:, 1:-1] >= low - 1e-5) & (embeds[:, 1:-1] <= high + 1e-5)).all()
+    else:  # convex mixtures of the table's rows; the same weights mix any other table (a narrower student's)
+        torch.testing.assert_close(generated.sum(-1), torch.ones(5, 4))
+        narrow = torch.randn(20, 4)
+        torch.testing.assert_close(generator.embed(generated, narrow)[:, 1:-1], generated @ narrow)
+
+
+def data_free_trainer(tmp_path, tokenizer, student=None, teacher=None, callbacks=None, **config):
+    defaults = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-3,
+        max_steps=4, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3, use_cpu=True,
+        bf16=False, dafl_length=8, dafl_rows_per_epoch=16,
+    )  # fmt: skip
+    teacher = teacher if teacher is not None else make_teacher(tokenizer, dropout=0.0)
+    torch.manual_seed(1)
+    student = student if student is not None else build_student(teacher, num_layers=2)
+    return DataFreeTrainer(model=student, teacher_model=teacher, args=DataFreeConfig(**{**defaults, **config}),
+                           eval_dataset=tiny_dataset(tokenizer), processing_class=tokenizer,
+                           callbacks=callbacks)  # fmt: skip
+
+
+def test_the_student_only_ever_reads_generated_embeddings(tmp_path, tokenizer):
+    trainer = data_free_trainer(tmp_path, tokenizer, learning_rate=5e-4)
+    calls = []
+    trainer.student.register_forward_pre_hook(lambda m, a, kw: calls.append(kw), with_kwargs=True)
+    generator_before = {k: v.clone() for k, v in trainer.model.extras.state_dict().items()}
+    student_before, teacher_before = state(trainer.student), state(trainer.teacher)
+    trainer.train()
+    assert len(calls) == 4
+    for kw in calls:  # never a token id: nothing of any dataset
+        assert kw.get("input_ids") is None and kw["inputs_embeds"].shape == (4, 8, 32)
+        assert kw["attention_mask"].all()
+    logged = [row for row in trainer.state.log_history if "loss" in row]
+    assert all({"loss_oh", "loss_act", "loss_ie", "loss_kd"} <= set(row) for row in logged)
+    assert any(not torch.equal(v, generator_before[k]) for k, v in trainer.model.extras.state_dict().items())
+    assert any(not torch.equal(v, student_before[k]) for k, v in state(trainer.student).items())
+    assert all(torch.equal(v, teacher_before[k]) for k, v in state(trainer.teacher).items())
+    groups = trainer.optimizer.param_groups
+    generator_params = {id(p) for p in trainer.model.extras["generator"].parameters()}
+    own = [i for i, g in enumerate(groups) if {id(p) for p in g["params"]} & generator_params]
+    assert len(own) == 1 and all({id(p) for p in groups[i]["params"]} <= generator_params for i in own)
+    base = trainer.lr_scheduler.base_lrs
+    assert base[own[0]] == 1e-3 and all(lr == 5e-4 for i, lr in enumerate(base) if i != own[0])
+    assert "eval_loss" in trainer.evaluate()  # evaluation reads the real dev rows
+
+
+def test_each_loss_trains_its_own_player(tmp_path, tokenizer):
+    trainer = data_free_trainer(tmp_path, tokenizer)
+    wrapper = trainer.model.train()
+    outputs = wrapper(generated_row=torch.arange(4), distill=True)
+    generator = list(wrapper.extras["generator"].parameters())
+    student = [p for p in wrapper.student.parameters() if p.requires_grad]
+    for name in ("oh", "act", "ie"):
+        g = torch.autograd.grad(
+            outputs.loss_components[name], generator + student, allow_unused=True, retain_graph=True
+        )
+        assert any(x is not None and x.any() for x in g[: len(generator)]), name
+        assert all(x is None or not x.any() for x in g[len(generator) :]), name
+    g = torch.autograd.grad(outputs.loss_components["kd"], generator + student, allow_unused=True)
+    assert all(x is None or not x.any() for x in g[: len(generator)])
+    assert any(x is not None and x.any() for x in g[len(generator) :])
+
+
+def test_vocab_space_serves_a_narrower_student_and_resume(tmp_path, tokenizer):
+    config = tiny_config(len(tokenizer), layers=2)
+    config.hidden_size, config.intermediate_size = 16, 24
+    with pytest.raises(ValueError, match="use dafl_output='vocab'"):
+        data_free_trainer(tmp_path, tokenizer, student=BertForSequenceClassification(config))
+    torch.manual_seed(2)
+    trainer = data_free_trainer(tmp_path / "vocab", tokenizer, student=BertForSequenceClassification(config),
+                                dafl_output="vocab")  # fmt: skip
+    trainer.train()
+    assert all(torch.isfinite(torch.tensor(r["loss_kd"])) for r in trainer.state.log_history if "loss" in r)
+    common = dict(max_steps=6, save_strategy="steps", save_steps=3)
+    teacher = make_teacher(tokenizer, dropout=0.0)
+    full = data_free_trainer(tmp_path / "full", tokenizer, teacher=teacher, **common)
+    full.train()
+    cut = data_free_trainer(tmp_path / "cut", tokenizer, teacher=teacher, callbacks=[StopAt(3)], **common)
+    cut.train()
+    resumed = data_free_trainer(tmp_path / "cut", tokenizer, teacher=teacher, **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
+    for key, value in state(full.model).items():
+        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_data_free_errors(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="alpha_ce must be 0"):
+        DataFreeConfig(str(tmp_path), alpha_ce=0.5)
+    with pytest.raises(ValueError, match="never reads training rows"):
+        teacher = make_teacher(tokenizer)
+        DataFreeTrainer(model=build_student(teacher, num_layers=2), teacher_model=teacher,
+                        args=DataFreeConfig(str(tmp_path)), train_dataset=tiny_dataset(tokenizer),
+                        processing_class=tokenizer)  # fmt: skip
+    with pytest.raises(ValueError, match="need a classification teacher"):
+        data_free_trainer(tmp_path, tokenizer, teacher=make_teacher(tokenizer, num_labels=1))
+    with pytest.raises(ValueError, match="pass the teacher's tokenizer"):
+        teacher = make_teacher(tokenizer)
+        DataFreeTrainer(model=build_student(teacher, num_layers=2), teacher_model=teacher,
+                        args=DataFreeConfig(str(tmp_path)))  # fmt: skip
+
+
+def test_distill_glue_data_free(teacher_dir, glue_dir, tmp_path):
+    import json
+
+    from conftest import load_script
+
+    distill_glue = load_script("distill_glue")
+    out = tmp_path / "df"
+    metrics = distill_glue.main([
+        "--task_name", "rte", "--glue_dir", str(glue_dir), "--max_eval_samples", "16", "--max_train_samples", "8",
+        "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--max_steps", "3", "--logging_steps", "1",
+        "--report_to", "none", "--disable_tqdm", "true", "--method", "data_free", "--teacher_model_name_or_path",
+        str(teacher_dir), "--student_num_layers", "2", "--dafl_length", "12", "--output_dir", str(out),
+    ])  # fmt: skip
+    assert "eval_accuracy" in metrics
+    assert "loss_ie" in json.loads((out / "trainer_state.json").read_text())["log_history"][0]
