@@ -156,7 +156,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 def teacher_tokenizers(paths: list[str]) -> list:
     """Per teacher, `None` when it reads the first teacher's (the student's) tokens, else its own tokenizer."""
-    tokenizers = [AutoTokenizer.from_pretrained(path) for path in paths]
+    tokenizers = []
+    for path in paths:
+        try:
+            tokenizers.append(AutoTokenizer.from_pretrained(path))
+        except OSError as error:
+            raise FileNotFoundError(
+                f"Teacher {path} has no tokenizer (multi-teacher KD tokenizes the data for each teacher): save the "
+                f"teacher's tokenizer next to it ({error})"
+            ) from error
     shared = tokenizers[0].get_vocab()
     own = [None] + [t if t.get_vocab() != shared else None for t in tokenizers[1:]]
     for path, t in zip(paths, own):

@@ -294,3 +294,48 @@ def test_distill_glue_teacher_with_another_tokenizer(tokenizer, char_tokenizer, 
         ]
     )
     assert "eval_accuracy" in metrics
+
+
+def test_teachers_check_commands_and_report(tmp_path, glue_dir):
+    """check_teachers.py: each run's teachers (both for multi-teacher), data-free's generated rows per epoch, and the
+    report from result files: intervals against finetune and against the better single-teacher KD."""
+    from bertdistill.results import ResultStore
+    from glue_tasks import get_task, load_glue_split
+
+    from conftest import load_script
+
+    check = load_script("checks/check_teachers")
+    check.compare_feature_losses.BOOTSTRAP_RESAMPLES = 200
+    args = check.parse(["--glue_dir", str(glue_dir)])
+    mrpc, stsb = get_task("mrpc"), get_task("stsb")
+    teachers = {"a": tmp_path / "ta", "b": tmp_path / "tb"}
+    commands = {run: check.run_command(mrpc, run, "1", args, teachers, tmp_path / run) for run in check.RUNS}
+    after = {run: c[c.index("--teacher_model_name_or_path") + 1 : c.index("--student_layers")]
+             for run, c in commands.items()}  # fmt: skip
+    assert after["multi-mean"] == [str(teachers["a"]), str(teachers["b"])] and after["kd-b"] == [str(teachers["b"])]
+    rows = commands["data_free"][commands["data_free"].index("--dafl_rows_per_epoch") + 1]
+    assert rows == str(len(load_glue_split("mrpc", "train", glue_dir)))
+    assert not check.applies(stsb, "data_free") and check.applies(mrpc, "data_free")
+
+    labels = list(load_glue_split("mrpc", "validation", glue_dir)["label"])
+    flipped = [1 - y for y in labels]
+    store = ResultStore(tmp_path / "results")
+
+    def record(predictions, score):
+        return {"metric": "f1", "score": score, "dev_predictions": predictions, "wall_time_s": 1, "machine": "test"}
+
+    store.save("mrpc", "teacher-a", "42", {"metric": "f1", "score": 0.85})
+    for seed in ("1", "2"):
+        store.save("mrpc", "finetune", seed, record(flipped, 0.1))
+        store.save("mrpc", "kd-a", seed, record(labels[:100] + flipped[100:], 0.3))
+        store.save("mrpc", "kd-b", seed, record(labels[:200] + flipped[200:], 0.5))
+        store.save("mrpc", "multi-mean", seed, record(labels, 0.9))
+    report = tmp_path / "report.md"
+    summaries = check.main(["--tasks", "mrpc", "--seeds", "1", "2", "--glue_dir", str(glue_dir), "--results_dir",
+                            str(tmp_path / "results"), "--report", str(report), "--report_only"])  # fmt: skip
+    assert summaries[0]["best_single"] == "kd-b" and summaries[0]["teachers"] == {"a": 0.85}
+    rows = {r["run"]: r for r in summaries[0]["rows"]}
+    assert rows["multi-mean"]["vs_best_single"]["low"] > 0 and rows["kd-a"]["vs_best_single"]["high"] < 0
+    text = report.read_text()
+    assert "vs the better single teacher (kd-b)" in text and "teacher a 0.8500" in text
+    assert "- mrpc: 6 runs (seeds 1, 2)" in text  # multi-confidence, gan_kd, data_free x 2 seeds

@@ -119,31 +119,37 @@ def exit_sweep(task, folder: Path, glue_dir: str) -> list[dict]:
     return early_exit_sweep(model, dev, tokenizer, task, "entropy", EXIT_THRESHOLDS, latency_rows=LATENCY_ROWS)
 
 
-def train(task, run: str, seed: str, args, teacher: Path, store: ResultStore) -> None:
-    if store.has(task.name, run, seed) or not applies(task, run):
-        return
-    folder = Path(args.output_dir) / task.name / f"{run}-seed{seed}"
-    command = run_command(task, run, seed, args, teacher, folder)
+def record_run(task, run: str, seed: str, command: list[str], folder: Path, args, store: ResultStore, **extra):
+    """Train `command` into `folder` (resumed if interrupted, skipped if finished) and record its result with its
+    dev predictions, final loss terms and the scores of the other networks it saved (DML's peer, ONE's branches);
+    `extra` goes into the record. The checkpoint is deleted afterwards unless `args.keep_checkpoints`."""
     check_layer_methods.check_trained_seed(folder, seed)
     seconds = 0.0
     if not (folder / "eval_results.json").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         seconds = check_layer_methods.run(command, folder.parent / f"{folder.name}.log")
-    record = check_layer_methods.result_record(task, folder, command, seconds, method=run)
+    record = check_layer_methods.result_record(task, folder, command, seconds, method=run, **extra)
     record["dev_predictions"] = compare_feature_losses.dev_predictions(task, folder, args.glue_dir)
     record["final_losses"] = compare_feature_losses.final_losses(folder)
-    if run in ("kd", "finetune"):
-        record["teacher_score"] = json.loads((teacher / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
+    for name in ("peer_1", "branch_2", "branch_3"):
+        if (folder / name / "eval_results.json").is_file():
+            scores = json.loads((folder / name / "eval_results.json").read_text())
+            record[f"{name}_score"] = scores[f"eval_{task.main_metric}"]
     if run == "byot" and not task.is_regression:
         record["early_exit"] = exit_sweep(task, folder, args.glue_dir)
-    for extra in ("peer_1", "branch_2", "branch_3"):  # the other networks DML and ONE saved
-        if (folder / extra / "eval_results.json").is_file():
-            record[f"{extra}_score"] = json.loads((folder / extra / "eval_results.json").read_text())[
-                f"eval_{task.main_metric}"
-            ]
     store.save(task.name, run, seed, record)
     if not args.keep_checkpoints:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def train(task, run: str, seed: str, args, teacher: Path, store: ResultStore) -> None:
+    if store.has(task.name, run, seed) or not applies(task, run):
+        return
+    folder = Path(args.output_dir) / task.name / f"{run}-seed{seed}"
+    extra = {}
+    if run in ("kd", "finetune"):
+        extra["teacher_score"] = json.loads((teacher / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
+    record_run(task, run, seed, run_command(task, run, seed, args, teacher, folder), folder, args, store, **extra)
 
 
 def curve(runs: dict) -> list[dict]:
