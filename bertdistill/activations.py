@@ -2,7 +2,8 @@
 activation boundaries (AB, `bertdistill.losses.hidden_learned.ab_loss`).
 
 transformers returns hidden states and attentions but not the FFN's inner activations; a forward hook on the layer's
-`intermediate.dense` sees its output, which is exactly the pre-activation. Layers are numbered 1..N as attentions
+`intermediate.dense` (or the family's equivalent, `bertdistill.families`) sees its output, which is exactly the
+pre-activation. Layers are numbered 1..N as attentions
 are (see `bertdistill.layer_maps`).
 """
 
@@ -12,27 +13,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-from torch import nn
 from transformers import PreTrainedModel
 
-
-def ffn_input_modules(model: PreTrainedModel) -> list[nn.Module]:
-    """The linear layer in front of each transformer layer's FFN activation (`encoder.layer[i].intermediate.dense`
-    in BERT, RoBERTa, ELECTRA and their relatives).
-
-    Raises:
-        `ValueError`: when the model's layers are not laid out that way.
-    """
-    base = getattr(model, "base_model", model)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if layers is None or not all(
-        isinstance(getattr(getattr(layer, "intermediate", None), "dense", None), nn.Linear) for layer in layers
-    ):
-        raise ValueError(
-            f"FFN pre-activations are read from BERT-style layers (encoder.layer[i].intermediate.dense); "
-            f"{type(base).__name__} has none. Drop the ffn matches (loss 'ab') for this model"
-        )
-    return [layer.intermediate.dense for layer in layers]
+from .families import ffn_input_modules
 
 
 @contextmanager

@@ -17,6 +17,8 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
+from .families import attention_modules
+
 ATTENTION_SCORES = "bertdistill_scores"
 _RECORD = "_bertdistill_record_scores"
 
@@ -65,9 +67,9 @@ ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_SCORES, sdpa_mask)
 
 
 def self_attention_modules(model: PreTrainedModel) -> list[nn.Module]:
-    """The self-attention module of every encoder layer, in order (BERT-like models)."""
-    encoder = model.base_model.encoder
-    return [layer.attention.self for layer in encoder.layer]
+    """The self-attention module of every encoder layer, in order (from `bertdistill.families`; a family whose
+    attention does not go through transformers' attention interface is refused with the reason)."""
+    return attention_modules(model)
 
 
 def record_attention_scores(model: PreTrainedModel, layers: list[int] | None = None) -> None:

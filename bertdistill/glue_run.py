@@ -26,6 +26,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from glue_tasks import GlueTask, check_glue_dir, glue_metrics, load_glue_split
 
+from .families import resize_config
 from .student import build_student
 
 logger = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def build_student_from_args(teacher: PreTrainedModel, args, default_selection: s
                 "student: give them with --student_num_layers only"
             )
         config = copy.deepcopy(teacher.config)
-        config.num_hidden_layers = args.student_num_layers
+        resize_config(config, args.student_num_layers)
         for name, value in shape.items():
             setattr(config, name, value)
         if config.hidden_size % config.num_attention_heads:

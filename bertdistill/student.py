@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 
 from transformers import (
     AutoConfig,
@@ -15,7 +14,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-_LAYER_KEY = re.compile(r"^(.*\bencoder\.layer\.)(\d+)(\..*)$")
+from .families import family_of, resize_config
 
 # Copied from the teacher so that a student predicts the same label space with the same names.
 _HEAD_ATTRIBUTES = ("num_labels", "id2label", "label2id", "problem_type", "finetuning_task")
@@ -116,18 +115,20 @@ def student_from_teacher_layers(teacher: PreTrainedModel, layers: list[int]) -> 
     config (including the label names) is the teacher's.
 
     Args:
-        teacher (`PreTrainedModel`): a `*ForSequenceClassification` model of a BERT-like architecture.
+        teacher (`PreTrainedModel`): a `*ForSequenceClassification` model of a family `bertdistill.families` knows
+            (BERT, RoBERTa, ELECTRA, DistilBERT, ModernBERT, MPNet, DeBERTa, ...).
         layers (`list[int]`): 0-based teacher layers; the student has `len(layers)` layers.
     """
     layers = parse_layer_list(layers, teacher.config.num_hidden_layers)
+    layer_key = family_of(teacher).layer_key()
     config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = len(layers)
+    resize_config(config, layers)  # per-layer fields (ModernBERT's attention types) follow the chosen layers
     student = type(teacher)(config)
 
     teacher_state = teacher.state_dict()
     state = {}
     for key in student.state_dict():
-        match = _LAYER_KEY.match(key)
+        match = layer_key.match(key)
         source = f"{match[1]}{layers[int(match[2])]}{match[3]}" if match else key
         state[key] = teacher_state[source].detach().clone()
     student.load_state_dict(state, strict=True)

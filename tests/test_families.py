@@ -1,0 +1,125 @@
+"""Encoder families: a tiny random teacher of each family (BERT, RoBERTa, ELECTRA, DistilBERT, ModernBERT, MPNet,
+DeBERTa-v2) through kd, pkd, distilbert and tinybert; students that reload with plain transformers and compute the
+same logits; ModernBERT's per-layer attention types following the chosen layers; recorded attention scores whose
+softmax equals eager attention; clear errors where a family's attention cannot be recorded or a family is unknown."""
+
+import pytest
+import torch
+import transformers as T
+
+from bertdistill import build_student, get_method
+from bertdistill.attention import record_attention_scores, stop_recording_attention_scores
+from bertdistill.families import EncoderFamily, family_of, register_family, resize_config
+
+from test_trainer import tiny_dataset
+
+FAMILIES = {
+    "bert": (T.BertConfig, T.BertForSequenceClassification),
+    "roberta": (T.RobertaConfig, T.RobertaForSequenceClassification),
+    "electra": (T.ElectraConfig, T.ElectraForSequenceClassification),
+    "distilbert": (T.DistilBertConfig, T.DistilBertForSequenceClassification),
+    "modernbert": (T.ModernBertConfig, T.ModernBertForSequenceClassification),
+    "mpnet": (T.MPNetConfig, T.MPNetForSequenceClassification),
+    "deberta-v2": (T.DebertaV2Config, T.DebertaV2ForSequenceClassification),
+}
+NO_SCORES = ("mpnet", "deberta-v2")
+
+
+def tiny_teacher(family: str, vocab_size: int, layers: int = 4, seed: int = 0):
+    config_class, model_class = FAMILIES[family]
+    kwargs = dict(vocab_size=vocab_size, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_labels=2,
+                  max_position_embeddings=128, num_hidden_layers=layers, pad_token_id=0)  # fmt: skip
+    if family == "distilbert":
+        kwargs = dict(vocab_size=vocab_size, dim=32, n_heads=4, hidden_dim=64, n_layers=layers, num_labels=2,
+                      max_position_embeddings=128, pad_token_id=0)  # fmt: skip
+    if family == "modernbert":
+        kwargs.update(global_attn_every_n_layers=2, local_attention=4, bos_token_id=2, eos_token_id=3,
+                      cls_token_id=2, sep_token_id=3)  # fmt: skip
+    torch.manual_seed(seed)
+    return model_class(config_class(**kwargs))
+
+
+def run(tmp_path, tokenizer, teacher, method, **extra):
+    student = build_student(teacher, num_layers=2)
+    spec = get_method(method)
+    args = spec.config_class(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, report_to=[],
+                             use_cpu=True, bf16=False, disable_tqdm=True, save_strategy="no", logging_steps=1,
+                             **extra)  # fmt: skip
+    trainer = spec.trainer_class(model=student, teacher_model=teacher, args=args,
+                                 train_dataset=tiny_dataset(tokenizer, n=8), processing_class=tokenizer)  # fmt: skip
+    before = {k: v.clone() for k, v in trainer.student.state_dict().items()}
+    trainer.train()
+    assert any(not torch.equal(v, before[k]) for k, v in trainer.student.state_dict().items())
+    return trainer
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("method", ["kd", "pkd", "distilbert", "tinybert"])
+def test_every_method_on_every_family(tmp_path, tokenizer, family, method):
+    teacher = tiny_teacher(family, len(tokenizer))
+    extra = {"stage": "intermediate"} if method == "tinybert" else {}
+    if method == "tinybert" and family in NO_SCORES:
+        with pytest.raises(ValueError, match="cannot be recorded in .*--alpha_attn 0"):
+            run(tmp_path, tokenizer, teacher, method, **extra)
+        trainer = run(tmp_path, tokenizer, teacher, method, alpha_attn=0.0, **extra)
+    else:
+        trainer = run(tmp_path, tokenizer, teacher, method, **extra)
+    logged = [row for row in trainer.state.log_history if "loss" in row]
+    assert logged and all(torch.isfinite(torch.tensor(row["loss"])) for row in logged)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_students_are_stock_checkpoints_of_their_family(tmp_path, tokenizer, family):
+    teacher = tiny_teacher(family, len(tokenizer)).eval()
+    student = build_student(teacher, layers="1,3").eval()
+    assert type(student) is type(teacher) and student.config.num_hidden_layers == 2
+    student.save_pretrained(tmp_path)
+    reloaded = T.AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    encoded = tokenizer(["the movie was good", "a bad film of it"], padding=True, return_tensors="pt")
+    inputs = {k: v for k, v in encoded.items() if k != "token_type_ids" or family not in ("distilbert", "modernbert")}
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, student(**inputs).logits)
+
+
+def test_modernbert_layer_types_follow_the_chosen_layers(tokenizer):
+    teacher = tiny_teacher("modernbert", len(tokenizer), layers=4)
+    assert teacher.config.layer_types == ["full_attention", "sliding_attention"] * 2
+    student = build_student(teacher, layers="1,2")
+    assert student.config.layer_types == ["sliding_attention", "full_attention"]
+    assert [layer.attention_type for layer in student.model.layers] == ["sliding_attention", "full_attention"]
+    fresh = T.ModernBertConfig(**{k: v for k, v in teacher.config.to_dict().items() if k != "model_type"})
+    resize_config(fresh, 3)  # a freshly initialised student repeats the teacher's pattern
+    assert fresh.layer_types == ["full_attention", "sliding_attention", "full_attention"]
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert", "modernbert"])
+def test_recorded_scores_give_eager_attention_after_softmax(tokenizer, family):
+    """The recorded pre-softmax scores, masked and soft-maxed, are the probabilities eager attention returns."""
+    teacher = tiny_teacher(family, len(tokenizer), layers=2).eval()
+    encoded = tokenizer(["the movie was good and the film is good", "bad"], padding=True, return_tensors="pt")
+    inputs = {k: v for k, v in encoded.items() if k != "token_type_ids" or family == "bert"}
+    teacher.set_attn_implementation("eager")
+    with torch.no_grad():
+        eager = teacher(**inputs, output_attentions=True).attentions
+    record_attention_scores(teacher)
+    with torch.no_grad():
+        scores = teacher(**inputs, output_attentions=True).attentions
+    stop_recording_attention_scores(teacher)
+    assert len(scores) == len(eager) == 2
+    for recorded, probs in zip(scores, eager):
+        allowed = probs > 0  # eager puts zero probability exactly where the mask (padding, sliding window) forbids
+        logits = recorded.masked_fill(~allowed, float("-inf"))
+        torch.testing.assert_close(torch.softmax(logits, -1), probs, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_family_and_registry_errors(tokenizer):
+    with pytest.raises(ValueError, match="model_type 'gpt2' is not known.*supported: .*bert"):
+        family_of(T.GPT2Config())
+    with pytest.raises(ValueError, match="already belong to the BERT family"):
+        register_family(EncoderFamily("Mine", ("roberta",), "encoder.layer", "attention.self", None))
+    with pytest.raises(ValueError, match="say in no_scores why"):
+        register_family(EncoderFamily("Mine", ("mine",), "layers", None, None))
+    with pytest.raises(ValueError, match="FFN pre-activations are not one linear's output in ModernBERT"):
+        from bertdistill.activations import ffn_input_modules
+
+        ffn_input_modules(tiny_teacher("modernbert", len(tokenizer)))
