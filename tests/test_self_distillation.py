@@ -413,14 +413,14 @@ def test_self_distillation_check_commands_and_report(tmp_path, glue_dir):
 
     check = load_script("checks/check_self_distillation")
     check.compare_feature_losses.BOOTSTRAP_RESAMPLES = 200  # the intervals here are far from 0
-    args, _ = check.parse(["--glue_dir", str(glue_dir)])
+    args, _ = check.parse(["--glue_dir", str(glue_dir), "--base_model", str(tmp_path / "encoder")])
     mrpc, stsb = get_task("mrpc"), get_task("stsb")
     commands = {
         run: check.run_command(mrpc, run, "1", args, tmp_path / "teacher", tmp_path / run) for run in check.RUNS
     }
     for run, command in commands.items():
         assert ("--teacher_model_name_or_path" in command) == (run in check.TEACHER_RUNS), run
-        assert "--student_layers_from" in command
+        assert command[command.index("--student_layers_from") + 1] == str(tmp_path / "encoder")
     layers = {run: command[command.index("--student_layers") + 1] for run, command in commands.items()}
     assert layers["byot"] == "1,3,5" and layers["finetune-1l"] == "1" and layers["finetune-2l"] == "1,3"
     assert not check.applies(stsb, "cskd") and check.applies(stsb, "byot") and check.applies(mrpc, "cskd")

@@ -76,6 +76,8 @@ def parse(argv):
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--seeds", nargs="+", default=["1", "2", "3"])
     parser.add_argument("--learning_rate", default="1e-4")
+    parser.add_argument("--base_model", default=None, help="The encoder the networks take layers of (default: the "
+                        "packaged MiniLM, the demo extra)")  # fmt: skip
     parser.add_argument("--teachers", nargs="+", default=[], help="task=folder (default: trained by the recipe)")
     parser.add_argument(
         "--teachers_dir",
@@ -88,6 +90,8 @@ def parse(argv):
     parser.add_argument("--keep_checkpoints", action="store_true")
     parser.add_argument("--report_only", action="store_true", help="Rebuild the report from the result files.")
     args = parser.parse_args(argv)
+    if args.base_model is None and not args.report_only:
+        args.base_model = packaged_minilm_path()
     teachers = {}
     for item in args.teachers:
         task, sep, folder = item.partition("=")
@@ -107,7 +111,7 @@ def run_command(task, run: str, seed: str, args, teacher: Path | None, folder: P
     common = check_layer_methods.common_arguments(task, args.glue_dir, seed)
     source = ["--teacher_model_name_or_path", str(teacher)] if run in TEACHER_RUNS else []
     return [sys.executable, "scripts/distill_glue.py", *common, *source, "--student_layers_from",
-            packaged_minilm_path(), "--student_layers", layers, "--learning_rate", args.learning_rate,
+            args.base_model, "--student_layers", layers, "--learning_rate", args.learning_rate,
             "--output_dir", str(folder), *RUNS[run]]  # fmt: skip
 
 
