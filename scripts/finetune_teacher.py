@@ -26,6 +26,7 @@ from bertdistill.glue_run import (
     load_glue_datasets,
     load_pretrained,
     packaged_minilm_path,
+    packaged_mpnet_path,
     parse_args,
     preflight,
     run_script,
@@ -34,13 +35,22 @@ from glue_tasks import get_task
 
 logger = logging.getLogger(__name__)
 
+# --packaged_model: how to find it, and the Hub id its model card names
+PACKAGED_MODELS = {
+    "minilm": (packaged_minilm_path, PACKAGED_MINILM_HUB_ID),
+    "mpnet": (packaged_mpnet_path, "sentence-transformers/all-mpnet-base-v2"),
+}
+
 
 @dataclass
 class TeacherArguments:
     """Which checkpoint to fine-tune, and how.
 
     Args:
-        model_name_or_path (`str`, *optional*): pre-trained checkpoint; defaults to the packaged MiniLM-L6.
+        model_name_or_path (`str`, *optional*): pre-trained checkpoint; defaults to the packaged model.
+        packaged_model (`str`, *optional*, defaults to `"minilm"`): without `model_name_or_path`, `"minilm"` (the
+            MiniLM-L6 BERT of the `demo` extra) or `"mpnet"` (all-mpnet-base-v2, 12 x 768, the `mpnet` extra,
+            reassembled offline on first use, see `bertdistill.glue_run.packaged_mpnet_path`).
         lora_r (`int`, *optional*): LoRA rank; unset trains every weight.
         lora_alpha (`int`, *optional*, defaults to 16): LoRA scaling numerator.
         lora_dropout (`float`, *optional*, defaults to 0.1): dropout on the LoRA input.
@@ -49,11 +59,19 @@ class TeacherArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Pre-trained checkpoint (default: the packaged MiniLM-L6 of the demo extra)."}
     )
+    packaged_model: str = field(
+        default="minilm",
+        metadata={"help": "Without --model_name_or_path: minilm (demo extra) or mpnet (mpnet extra)."},
+    )
     lora_r: int | None = field(default=None, metadata={"help": "Train LoRA adapters of this rank, merged at the end."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
 
     def __post_init__(self):
+        if self.packaged_model not in PACKAGED_MODELS:
+            raise ValueError(
+                f"--packaged_model must be one of {', '.join(PACKAGED_MODELS)}, got {self.packaged_model!r}"
+            )
         if self.lora_r is not None and self.lora_r <= 0:
             raise ValueError(f"--lora_r must be positive, got {self.lora_r}")
 
@@ -65,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     task = get_task(run_args.task_name)
     resume = preflight(task, run_args, training_args.output_dir, training_args.resume_from_checkpoint)
-    model_path = model_args.model_name_or_path or packaged_minilm_path()
+    path_of, hub_id = PACKAGED_MODELS[model_args.packaged_model]
+    model_path = model_args.model_name_or_path or path_of()
     set_seed(training_args.seed)
 
     tokenizer = load_pretrained(AutoTokenizer, model_path, "--model_name_or_path")
@@ -93,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eval_dataset=next(iter(eval_datasets.values())),
         processing_class=tokenizer,
         compute_metrics=compute_metrics_for(task),
-        base_model_name=model_args.model_name_or_path or PACKAGED_MINILM_HUB_ID,
+        base_model_name=model_args.model_name_or_path or hub_id,
     )
     train_result = trainer.train(resume_from_checkpoint=resume)
     if model_args.lora_r is not None:

