@@ -3,6 +3,8 @@ network learning only from its own terms, the peers trained, checkpointed and re
 accumulation invariance, the CLI (every network its own checkpoint, metrics and card) and the errors."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -176,6 +178,11 @@ def test_distill_glue_dml_saves_every_network(teacher_dir, glue_dir, tmp_path, w
     assert "eval_accuracy" in metrics
     logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert {"loss_dml_0", "loss_dml_2"} <= set(logs[0]) and (("loss_kd_1" in logs[0]) == with_teacher)
+    # every network is a plain checkpoint: it loads in a process that never imports bertdistill
+    script = (f"import sys; from transformers import AutoModelForSequenceClassification as A; "
+              f"[A.from_pretrained(p) for p in {[str(out), str(out / 'peer_1'), str(out / 'peer_2')]!r}]; "
+              "assert not any(m.startswith('bertdistill') for m in sys.modules)")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", script], cwd=tmp_path).returncode == 0
     for name in ("peer_1", "peer_2"):
         folder = out / name
         peer = AutoModelForSequenceClassification.from_pretrained(folder)
