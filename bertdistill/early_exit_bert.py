@@ -4,8 +4,8 @@ and early-exit inference with it (an easy input answered after a few layers, a h
 `MultiExitBertForSequenceClassification` is a stock `BertModel` (no pooler of its own) plus one head per exit layer,
 each BERT's head (pooler: dense + tanh on the layer's [CLS] state, dropout, linear classifier). The deepest exit is
 always the last layer. In training and by default (`exit_policy="none"`) every layer runs and `logits` are the deepest
-exit's; `exit_logits` and `exit_features` (each head's pooled vector) hold every exit's. With an exit policy, inference
-runs layer by layer and a row leaves at the first exit whose prediction passes the test, so the rows that remain
+exit's; `exit_logits` and `exit_features` (each head's pooled vector) hold every exit's (also whenever hidden states are
+asked for, since those need every layer). With an exit policy, inference runs layer by layer and a row leaves at the first exit whose prediction passes the test, so the rows that remain
 (and, at batch size 1, the whole forward) stop early:
 
 - `"entropy"`: the prediction's entropy divided by `log(num_labels)` is at most `exit_threshold` (DeeBERT's test,
@@ -15,8 +15,8 @@ runs layer by layer and a row leaves at the first exit whose prediction passes t
 - `"patience"`: `exit_patience` consecutive exits agree on the predicted class (1 = the first exit; PABEE's patience
   `t` counts the agreements after the first, i.e. `exit_patience = t + 1`).
 
-`exit_layers_used` in the output says where each row left. Classification only for the policies (regression runs the
-full depth).
+`exit_layers_used` in the output says where each row left. The policies need classes: a regression model refuses
+them (its config keeps `exit_policy="none"`).
 
 This file imports only torch and transformers: `save_pretrained` copies it next to the weights (through
 `register_for_auto_class`), so `AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)`
@@ -78,6 +78,11 @@ class MultiExitBertConfig(BertConfig):
         self.exit_threshold = float(exit_threshold)
         self.exit_patience = int(exit_patience)
         check_exit_policy(exit_policy, self.exit_threshold, self.exit_patience)
+        if exit_policy != "none" and self.num_labels == 1:
+            raise ValueError(
+                f"exit_policy {exit_policy!r} reads class probabilities; this model predicts one value (regression): "
+                "keep exit_policy='none'"
+            )
 
 
 def check_exit_policy(policy: str, threshold: float, patience: int) -> None:

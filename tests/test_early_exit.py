@@ -117,6 +117,8 @@ def test_exit_config_errors():
         MultiExitBertConfig(num_hidden_layers=2, exit_policy="patience", exit_patience=0)
     with pytest.raises(ValueError, match="exit_policy must be one of"):
         MultiExitBertConfig(num_hidden_layers=2, exit_policy="fastest")
+    with pytest.raises(ValueError, match="reads class probabilities; this model predicts one value"):
+        MultiExitBertConfig(num_hidden_layers=2, num_labels=1, exit_policy="entropy")
     with pytest.raises(ValueError, match="increasing 1-based layers"):
         MultiExitBertConfig(num_hidden_layers=4, exit_layers=[3, 1])
     with pytest.raises(ValueError, match="increasing 1-based layers"):
