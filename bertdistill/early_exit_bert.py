@@ -4,9 +4,10 @@ and early-exit inference with it (an easy input answered after a few layers, a h
 `MultiExitBertForSequenceClassification` is a stock `BertModel` (no pooler of its own) plus one head per exit layer,
 each BERT's head (pooler: dense + tanh on the layer's [CLS] state, dropout, linear classifier). The deepest exit is
 always the last layer. In training and by default (`exit_policy="none"`) every layer runs and `logits` are the deepest
-exit's; `exit_logits` and `exit_features` (each head's pooled vector) hold every exit's (also whenever hidden states are
-asked for, since those need every layer). With an exit policy, inference runs layer by layer and a row leaves at the first exit whose prediction passes the test, so the rows that remain
-(and, at batch size 1, the whole forward) stop early:
+exit's; `exit_logits` and `exit_features` (each head's pooled vector) hold every exit's; the same whenever hidden
+states are asked for (they need every layer). With an exit policy, inference runs layer by layer and a row leaves at
+the first exit whose prediction passes the test, so the rows that remain (and, at batch size 1, the whole forward)
+stop early:
 
 - `"entropy"`: the prediction's entropy divided by `log(num_labels)` is at most `exit_threshold` (DeeBERT's test,
   normalised to [0, 1]: 1 exits every row at the first exit, 0 only certain predictions);
