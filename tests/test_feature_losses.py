@@ -201,7 +201,8 @@ def test_relational_losses_are_zero_for_one_example(fn):
         (t32(data(1, 3, seed=11)), t32(data(1, 6, seed=12)), None),
     ]:
         loss = fn(s, t, mask)
-        assert not torch.isnan(loss) and loss.item() == 0.0
+        # zero up to rounding: CC's Taylor kernel of a row with itself is exp(0) only to the last bits on some CPUs
+        assert not torch.isnan(loss) and abs(loss.item()) < 1e-10
 
 
 # ------------------------------------------------------------------------------------- token-level references
