@@ -103,13 +103,8 @@ def summary(task, store: ResultStore, glue_dir: str) -> dict:
     for run in RUNS:
         if run not in runs:
             continue
-        scores = [runs[run][s]["score"] for s in sorted(runs[run])]
         rows.append({
-            "run": run,
-            "seeds": sorted(runs[run]),
-            "mean": statistics.fmean(scores),
-            "std": statistics.stdev(scores) if len(scores) > 1 else None,
-            "scores": scores,
+            **compare_feature_losses.score_row(runs, run),
             "vs_finetune": compare_feature_losses.comparison(task, runs, run, "finetune", references),
             "vs_best_single": compare_feature_losses.comparison(task, runs, run, best_single, references)
             if best_single else None,

@@ -169,6 +169,14 @@ def term_sizes(run: str, by_seed: dict) -> dict[str, float]:
     return sizes
 
 
+def score_row(runs: dict, run: str) -> dict:
+    """A run's scores over its seeds: `run`, `seeds`, `mean`, `std` (`None` for one seed), `scores`."""
+    seeds = sorted(runs[run])
+    scores = [runs[run][s]["score"] for s in seeds]
+    return {"run": run, "seeds": seeds, "mean": statistics.fmean(scores),
+            "std": statistics.stdev(scores) if len(scores) > 1 else None, "scores": scores}  # fmt: skip
+
+
 def summary(task, store: ResultStore, glue_dir: str) -> dict:
     runs = store.load(task.name)
     references = np.array(load_glue_split(task, task.eval_splits[0], glue_dir)["label"])
@@ -176,14 +184,9 @@ def summary(task, store: ResultStore, glue_dir: str) -> dict:
     for run in RUNS:
         if run not in runs:
             continue
-        scores = [runs[run][s]["score"] for s in sorted(runs[run])]
         first = next(iter(runs[run].values()))
         rows.append({
-            "run": run,
-            "seeds": sorted(runs[run]),
-            "mean": statistics.fmean(scores),
-            "std": statistics.stdev(scores) if len(scores) > 1 else None,
-            "scores": scores,
+            **score_row(runs, run),
             "vs_kd": comparison(task, runs, run, "kd", references),
             "vs_finetune": comparison(task, runs, run, "finetune", references),
             "wall_time_s": statistics.fmean(runs[run][s]["wall_time_s"] for s in runs[run]),
