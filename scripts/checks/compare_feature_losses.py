@@ -314,6 +314,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not args.report_only:
         for task_name in args.tasks:
             task = get_task(task_name)
+            if all(store.has(task.name, run, seed) for seed in args.seeds for run in args.runs):
+                continue
             if task_name not in teachers:
                 teachers[task_name] = check_layer_methods.ensure_teacher(
                     task, args.glue_dir, Path(args.output_dir), TEACHER_SEED, store
