@@ -14,6 +14,15 @@ The generator's loss, from the teacher's outputs on generated inputs (the paper'
 `L_G = L_oh + alpha * L_a + beta * L_ie`, `L_oh` the cross-entropy of the teacher's predictions with their own argmax
 (confident predictions), `L_a = -mean ||f||_1` of the teacher's final [CLS] vectors (the paper's features before the
 classifier: strong activations), `L_ie = -H(mean prediction over the batch)` (all classes equally often).
+
+A regression teacher (STS-B) has no classes, so the two class-based terms get their regression counterparts over the
+task's target range `[low, high]` (this adaptation is ours; DAFL is defined for classifiers only):
+- `L_range` in place of `L_oh`: the squared distance of each prediction outside `[low, high]`, in units of the
+  range (a confident classifier answers with a class; a regressor's counterpart is an answer in the target space);
+- `L_spread` in place of `L_ie`: minus the entropy of the batch's soft histogram of predictions over `bins` equal
+  bins of the range (each prediction spread over the bins by a Gaussian of one bin's width), lowest when the
+  predictions cover the range evenly (DAFL's "every class equally often" for a continuous target).
+The student then learns the teacher's predictions by MSE (`logit_mse`), as KD does for regression.
 """
 
 from __future__ import annotations
@@ -100,4 +109,25 @@ def activation_loss(features: torch.Tensor) -> torch.Tensor:
 def information_entropy_loss(logits: torch.Tensor) -> torch.Tensor:
     """DAFL's `L_ie`: minus the entropy of the batch's mean prediction (lowest when every class is as frequent)."""
     mean = F.softmax(logits.float(), dim=-1).mean(0)
+    return (mean * mean.clamp_min(1e-12).log()).sum()
+
+
+def range_loss(predictions: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """`L_range`, regression's `L_oh`: mean squared distance of the predictions `(B,)` or `(B, 1)` outside
+    `[low, high]`, divided by `(high - low)^2` (0 when every prediction is in range)."""
+    y = predictions.float().reshape(-1)
+    outside = F.relu(low - y) + F.relu(y - high)
+    return (outside**2).mean() / (high - low) ** 2
+
+
+def spread_loss(predictions: torch.Tensor, low: float, high: float, bins: int = 10) -> torch.Tensor:
+    """`L_spread`, regression's `L_ie`: `sum_k m_k log m_k` of the batch's soft histogram `m` over `bins` equal bins
+    of `[low, high]`; prediction `y_i` goes to bin `k` (centre `c_k`, width `w`) with weight
+    `softmax_k(-(y_i - c_k)^2 / (2 w^2))`. Lowest (`-log bins`) when the predictions fill the bins evenly."""
+    if bins < 2:
+        raise ValueError(f"spread_loss needs at least 2 bins, got {bins}")
+    y = predictions.float().reshape(-1, 1)
+    width = (high - low) / bins
+    centres = low + width * (torch.arange(bins, device=y.device, dtype=y.dtype) + 0.5)
+    mean = F.softmax(-((y - centres) ** 2) / (2 * width**2), dim=-1).mean(0)
     return (mean * mean.clamp_min(1e-12).log()).sum()

@@ -50,6 +50,9 @@ class GlueTask:
             Hub split names evaluated as the dev set; MNLI has matched and mismatched.
         tsv (`TsvLayout`):
             Classic TSV layout of the task.
+        label_range (`tuple[float, float]`, *optional*):
+            The lowest and highest gold score of a regression task (STS-B: 0 to 5), for what needs the target space
+            without reading rows (data-free distillation).
     """
 
     name: str
@@ -59,6 +62,7 @@ class GlueTask:
     main_metric: str
     tsv: TsvLayout
     eval_splits: tuple[str, ...] = ("validation",)
+    label_range: tuple[float, float] | None = None
 
     @property
     def is_regression(self) -> bool:
@@ -163,6 +167,7 @@ register_task(
         metrics=("pearson", "spearmanr"),
         main_metric="pearson",
         tsv=TsvLayout("STS-B", {"train": "train.tsv", "validation": "dev.tsv"}, {**_PAIR, "label": "score"}),
+        label_range=(0.0, 5.0),
     )
 )
 register_task(

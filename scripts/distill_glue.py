@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
     task = get_task(run_args.task_name)
+    method.trainer_class.configure_for_task(config, task)
     # Some methods run in stages (TinyBERT: intermediate, then prediction); every stage's folder is checked first.
     stages = config.split_stages()
     resumes = [

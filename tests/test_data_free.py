@@ -9,9 +9,16 @@ import torch
 from transformers import BertForSequenceClassification
 
 from bertdistill import DataFreeConfig, DataFreeTrainer, build_student
-from bertdistill.data_free import EmbeddingGenerator, activation_loss, information_entropy_loss, one_hot_loss
+from bertdistill.data_free import (
+    EmbeddingGenerator,
+    activation_loss,
+    information_entropy_loss,
+    one_hot_loss,
+    range_loss,
+    spread_loss,
+)
 
-from conftest import make_teacher, tiny_config
+from conftest import make_teacher, save_with_tokenizer, tiny_config
 from test_trainer import StopAt, state, tiny_dataset
 
 
@@ -29,6 +36,28 @@ def test_generator_losses_follow_the_paper():
     # balanced predictions over the batch have the lowest information-entropy loss: -log(classes)
     balanced = torch.tensor([[5.0, -5.0], [-5.0, 5.0]])
     assert information_entropy_loss(balanced).item() == pytest.approx(-math.log(2), abs=1e-3)
+
+
+def test_regression_counterparts_follow_their_formulas():
+    # range: squared distance outside [0, 5] in units of the range; -1 and 6 are each 1 outside, 2 is inside
+    predictions = torch.tensor([[-1.0], [2.0], [6.0]])
+    assert range_loss(predictions, 0.0, 5.0).item() == pytest.approx((1 + 0 + 1) / 3 / 25)
+    assert range_loss(torch.tensor([0.0, 2.5, 5.0]), 0.0, 5.0).item() == 0.0
+    # spread: written out by hand, bins of width 1 centred at 0.5 ... 4.5
+    values, centres = [0.2, 0.9, 4.0], [0.5 + k for k in range(5)]
+    histogram = [0.0] * 5
+    for y in values:
+        weights = [math.exp(-((y - c) ** 2) / 2) for c in centres]
+        for k, w in enumerate(weights):
+            histogram[k] += w / sum(weights) / len(values)
+    expected = sum(m * math.log(m) for m in histogram)
+    assert spread_loss(torch.tensor(values), 0.0, 5.0, bins=5).item() == pytest.approx(expected, rel=1e-6)
+    # predictions covering the range score lower (better) than predictions piled on one value
+    even = torch.linspace(0.25, 4.75, 10)
+    assert spread_loss(even, 0.0, 5.0) < spread_loss(torch.full((10,), 2.5), 0.0, 5.0)
+    assert spread_loss(even, 0.0, 5.0).item() >= -math.log(10) - 1e-6
+    with pytest.raises(ValueError, match="at least 2 bins"):
+        spread_loss(even, 0.0, 5.0, bins=1)
 
 
 @pytest.mark.parametrize("output", ["free", "vocab"])
@@ -88,13 +117,24 @@ def test_the_student_only_ever_reads_generated_embeddings(tmp_path, tokenizer):
     assert "eval_loss" in trainer.evaluate()  # evaluation reads the real dev rows
 
 
-def test_each_loss_trains_its_own_player(tmp_path, tokenizer):
-    trainer = data_free_trainer(tmp_path, tokenizer)
+@pytest.mark.parametrize("regression", [False, True], ids=["classification", "regression"])
+def test_each_loss_trains_its_own_player(tmp_path, tokenizer, regression):
+    if regression:
+        teacher = make_teacher(tokenizer, num_labels=1, dropout=0.0)
+        trainer = data_free_trainer(tmp_path, tokenizer, teacher=teacher, dafl_target_range=[0, 5])
+        generator_terms = ("range", "act", "spread")
+    else:
+        trainer = data_free_trainer(tmp_path, tokenizer)
+        generator_terms = ("oh", "act", "ie")
     wrapper = trainer.model.train()
     outputs = wrapper(generated_row=torch.arange(4), distill=True)
+    assert set(outputs.loss_components) == {*generator_terms, "kd"}
     generator = list(wrapper.extras["generator"].parameters())
     student = [p for p in wrapper.student.parameters() if p.requires_grad]
-    for name in ("oh", "act", "ie"):
+    if regression:  # the random teacher answers inside [0, 5] or not: push it outside so range has a gradient
+        wrapper.target_range = (10.0, 15.0, 10)
+        outputs = wrapper(generated_row=torch.arange(4), distill=True)
+    for name in generator_terms:
         g = torch.autograd.grad(
             outputs.loss_components[name], generator + student, allow_unused=True, retain_graph=True
         )
@@ -135,8 +175,15 @@ def test_data_free_errors(tmp_path, tokenizer):
         DataFreeTrainer(model=build_student(teacher, num_layers=2), teacher_model=teacher,
                         args=DataFreeConfig(str(tmp_path)), train_dataset=tiny_dataset(tokenizer),
                         processing_class=tokenizer)  # fmt: skip
-    with pytest.raises(ValueError, match="need a classification teacher"):
+    with pytest.raises(ValueError, match="dafl_target_range low high"):
         data_free_trainer(tmp_path, tokenizer, teacher=make_teacher(tokenizer, num_labels=1))
+    with pytest.raises(ValueError, match="is for a regression teacher"):
+        data_free_trainer(tmp_path, tokenizer, dafl_target_range=[0, 5])
+    for bad in ([5, 0], [1], [0, 1, 2]):
+        with pytest.raises(ValueError, match="low < high"):
+            DataFreeConfig(str(tmp_path), dafl_target_range=bad)
+    with pytest.raises(ValueError, match="dafl_bins must be >= 2"):
+        DataFreeConfig(str(tmp_path), dafl_bins=1)
     with pytest.raises(ValueError, match="pass the teacher's tokenizer"):
         teacher = make_teacher(tokenizer)
         DataFreeTrainer(model=build_student(teacher, num_layers=2), teacher_model=teacher,
@@ -158,3 +205,22 @@ def test_distill_glue_data_free(teacher_dir, glue_dir, tmp_path):
     ])  # fmt: skip
     assert "eval_accuracy" in metrics
     assert "loss_ie" in json.loads((out / "trainer_state.json").read_text())["log_history"][0]
+
+
+def test_distill_glue_data_free_regression_takes_the_task_range(tokenizer, glue_dir, tmp_path):
+    import json
+
+    from conftest import load_script
+
+    distill_glue = load_script("distill_glue")
+    teacher = save_with_tokenizer(make_teacher(tokenizer, num_labels=1), tokenizer, tmp_path / "teacher")
+    out = tmp_path / "df"
+    metrics = distill_glue.main([
+        "--task_name", "stsb", "--glue_dir", str(glue_dir), "--max_eval_samples", "16", "--max_seq_length", "32",
+        "--per_device_train_batch_size", "4", "--max_steps", "3", "--logging_steps", "1", "--report_to", "none",
+        "--disable_tqdm", "true", "--method", "data_free", "--teacher_model_name_or_path", str(teacher),
+        "--student_num_layers", "2", "--dafl_length", "12", "--output_dir", str(out),
+    ])  # fmt: skip
+    assert "eval_pearson" in metrics
+    logged = json.loads((out / "trainer_state.json").read_text())["log_history"][0]
+    assert {"loss_range", "loss_spread", "loss_kd"} <= set(logged) and "loss_ie" not in logged

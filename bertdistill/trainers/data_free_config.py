@@ -18,7 +18,9 @@ class DataFreeConfig(DistillationTrainingConfig):
     Loss per step: generator `L_oh + dafl_alpha * L_a + dafl_beta * L_ie` (logged `loss_oh`, `loss_act`,
     `loss_ie`) + student `alpha_kd * T^2 * KL(teacher || student)` on the same generated batch (`loss_kd`). Both
     update in the same step (the paper alternates a generator and a student update per batch): the generator's loss
-    runs the teacher with gradients to the generator only, the student reads the generated batch detached.
+    runs the teacher with gradients to the generator only, the student reads the generated batch detached. A
+    regression teacher (with `dafl_target_range`): generator `L_range + dafl_alpha * L_a + dafl_beta * L_spread`,
+    student `alpha_kd * MSE(student, teacher)`.
 
     Args:
         dafl_output (`str`, *optional*, defaults to `"free"`): the generator's output space, `"free"` or `"vocab"`
@@ -30,6 +32,12 @@ class DataFreeConfig(DistillationTrainingConfig):
         generator_learning_rate (`float`, *optional*, defaults to `1e-3`): the generator's learning rate (its own
             optimizer group).
         dafl_temperature (`float`, *optional*, defaults to `1.0`): softmax temperature of the "vocab" mixture.
+        dafl_target_range (`list[float]`, *optional*): `low high`, the target range of a regression teacher (STS-B:
+            `0 5`; `distill_glue.py` takes it from the task). With a regression teacher the generator's class-based
+            terms become `L_range` (logged `loss_range`, weight 1) and `L_spread` (`loss_spread`, weight
+            `dafl_beta`) over this range, and the student's KD is the MSE to the teacher's predictions (see
+            `bertdistill.data_free`). Refused for a classification teacher.
+        dafl_bins (`int`, *optional*, defaults to `10`): bins of the range in `L_spread`.
         alpha_kd (`float`, *optional*, defaults to `1.0`), temperature (`float`, *optional*, defaults to `1.0`): the
             student's KD weight and temperature. `alpha_ce` must stay 0: there are no labels.
     """
@@ -41,6 +49,10 @@ class DataFreeConfig(DistillationTrainingConfig):
     dafl_rows_per_epoch: int = field(default=3200, metadata={"help": "Generated rows per epoch."})
     generator_learning_rate: float = field(default=1e-3, metadata={"help": "The generator's learning rate."})
     dafl_temperature: float = field(default=1.0, metadata={"help": "Temperature of the vocabulary mixture."})
+    dafl_target_range: list[float] | None = field(
+        default=None, metadata={"help": "low high: a regression teacher's target range (STS-B: 0 5)."}
+    )
+    dafl_bins: int = field(default=10, metadata={"help": "Bins of the target range in the spread loss."})
     alpha_ce: float = field(default=0.0, metadata={"help": "Must be 0: data-free training has no labels."})
     alpha_kd: float = field(default=1.0, metadata={"help": "Weight of the student's KD on generated inputs."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the student's KD."})
@@ -55,3 +67,9 @@ class DataFreeConfig(DistillationTrainingConfig):
             raise ValueError(f"dafl_length must be >= 3 ([CLS], a token, [SEP]), got {self.dafl_length}")
         if self.dafl_rows_per_epoch < 1 or self.generator_learning_rate <= 0 or self.dafl_temperature <= 0:
             raise ValueError("dafl_rows_per_epoch, generator_learning_rate and dafl_temperature must be positive")
+        if self.dafl_target_range is not None:
+            if len(self.dafl_target_range) != 2 or not self.dafl_target_range[0] < self.dafl_target_range[1]:
+                raise ValueError(f"dafl_target_range takes low high with low < high, got {self.dafl_target_range}")
+            self.dafl_target_range = [float(v) for v in self.dafl_target_range]
+        if self.dafl_bins < 2:
+            raise ValueError(f"dafl_bins must be >= 2, got {self.dafl_bins}")

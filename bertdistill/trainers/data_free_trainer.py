@@ -11,8 +11,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel
 
-from ..data_free import EmbeddingGenerator, activation_loss, information_entropy_loss, one_hot_loss
-from ..losses import soft_target_kl
+from ..data_free import (
+    EmbeddingGenerator,
+    activation_loss,
+    information_entropy_loss,
+    one_hot_loss,
+    range_loss,
+    spread_loss,
+)
+from ..losses import logit_mse, soft_target_kl
 from ..modeling import DistillationModel, DistillationOutput, LossTerm
 from .data_free_config import DataFreeConfig
 from .distillation_trainer import DistillationTrainer
@@ -51,12 +58,17 @@ class DataFreeModel(DistillationModel):
         student_embeds = generator.embed(generated.detach(), self.student.get_input_embeddings().weight)
         student_out = self.student(inputs_embeds=student_embeds, attention_mask=mask, token_type_ids=types)
         weights = {term.name: term.weight for term in self.loss_terms}
-        components = {
-            "oh": one_hot_loss(teacher_out.logits),
-            "act": activation_loss(teacher_out.hidden_states[-1][:, 0]),
-            "ie": information_entropy_loss(teacher_out.logits),
-            "kd": soft_target_kl(student_out.logits, teacher_out.logits.detach(), self.temperature),
-        }
+        logits = teacher_out.logits
+        components = {"act": activation_loss(teacher_out.hidden_states[-1][:, 0])}
+        if self.target_range is None:
+            components["oh"] = one_hot_loss(logits)
+            components["ie"] = information_entropy_loss(logits)
+            components["kd"] = soft_target_kl(student_out.logits, logits.detach(), self.temperature)
+        else:  # a regression teacher: the class-based terms' counterparts over the target range
+            low, high, bins = self.target_range
+            components["range"] = range_loss(logits, low, high)
+            components["spread"] = spread_loss(logits, low, high, bins)
+            components["kd"] = logit_mse(student_out.logits, logits.detach())
         components = {k: v for k, v in components.items() if k in weights}
         loss = sum(weights[name] * value for name, value in components.items())
         return DistillationOutput(loss=loss, logits=student_out.logits, loss_components=components)
@@ -70,7 +82,8 @@ class DataFreeTrainer(DistillationTrainer):
     Args:
         model (`PreTrainedModel`): the student; it must take `inputs_embeds` (BERT-style) and, for
             `dafl_output="free"`, have the teacher's hidden size.
-        teacher_model (`PreTrainedModel`): the fine-tuned teacher (a classifier: DAFL's losses need classes).
+        teacher_model (`PreTrainedModel`): the fine-tuned teacher: a classifier, or a regressor with
+            `args.dafl_target_range` (the class-based losses' regression counterparts, see `bertdistill.data_free`).
         args (`DataFreeConfig`): training and loss configuration.
         train_dataset: must be `None` (there is no training data).
     """
@@ -89,10 +102,16 @@ class DataFreeTrainer(DistillationTrainer):
                              "tokenizer as processing_class")  # fmt: skip
         self._frame_ids = (tokenizer.cls_token_id, tokenizer.sep_token_id)
         if isinstance(args, DataFreeConfig):
-            if teacher_model is not None and teacher_model.config.num_labels < 2:
+            regression = teacher_model is not None and teacher_model.config.num_labels == 1
+            if regression and args.dafl_target_range is None:
                 raise ValueError(
-                    "DAFL's generator losses (confident, class-balanced predictions) need a classification teacher; "
-                    "this one predicts one value (regression)"
+                    "This teacher predicts one value (regression): data-free distillation needs its target range, "
+                    "dafl_target_range low high (STS-B: 0 5), for the generator's range and spread losses"
+                )
+            if not regression and args.dafl_target_range is not None:
+                raise ValueError(
+                    f"dafl_target_range {args.dafl_target_range} is for a regression teacher; this one has "
+                    f"{teacher_model.config.num_labels if teacher_model is not None else 'no'} classes"
                 )
             for name, network in (("student", model), ("teacher", teacher_model)):
                 if network is not None and "inputs_embeds" not in inspect.signature(network.forward).parameters:
@@ -110,6 +129,13 @@ class DataFreeTrainer(DistillationTrainer):
         wrapper = self.accelerator.unwrap_model(self.model)
         wrapper.__dict__["teacher"] = self.accelerator.unwrap_model(self.teacher)  # not a submodule: see DataFreeModel
         wrapper.temperature = args.temperature
+        wrapper.target_range = (*args.dafl_target_range, args.dafl_bins) if args.dafl_target_range else None
+
+    @classmethod
+    def configure_for_task(cls, args: DataFreeConfig, task) -> None:
+        """A regression task's target range (STS-B: 0 to 5) unless `dafl_target_range` was given."""
+        if task.is_regression and args.dafl_target_range is None and task.label_range is not None:
+            args.dafl_target_range = [float(v) for v in task.label_range]
 
     def build_extras(self, student: PreTrainedModel, teacher: PreTrainedModel) -> nn.ModuleDict:
         args = self.args
@@ -124,6 +150,9 @@ class DataFreeTrainer(DistillationTrainer):
         def unused(*_):  # DataFreeModel computes the terms; these carry their names and weights
             raise RuntimeError("computed by DataFreeModel")
 
+        if args.dafl_target_range is not None:
+            return [LossTerm("range", 1.0, unused), LossTerm("act", args.dafl_alpha, unused),
+                    LossTerm("spread", args.dafl_beta, unused), LossTerm("kd", args.alpha_kd, unused)]  # fmt: skip
         return [LossTerm("oh", 1.0, unused), LossTerm("act", args.dafl_alpha, unused),
                 LossTerm("ie", args.dafl_beta, unused), LossTerm("kd", args.alpha_kd, unused)]  # fmt: skip
 
@@ -163,6 +192,7 @@ class DataFreeTrainer(DistillationTrainer):
             "dafl_length": args.dafl_length,
             "dafl_alpha": args.dafl_alpha,
             "dafl_beta": args.dafl_beta,
+            "dafl_target_range": args.dafl_target_range,
             "generator_learning_rate": args.generator_learning_rate,
             "alpha_kd": args.alpha_kd,
             "temperature": args.temperature,

@@ -181,6 +181,11 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         return batch["labels"] != -100
 
     @classmethod
+    def configure_for_task(cls, args: DistillationTrainingConfig, task) -> None:
+        """Fill settings a GLUE task determines and the user left unset (`distill_glue.py` calls it before the
+        stages are split); nothing by default. Data-free distillation takes a regression task's target range."""
+
+    @classmethod
     def script_kwargs(cls, args: DistillationTrainingConfig, source: PreTrainedModel) -> dict[str, Any]:
         """Extra constructor arguments `distill_glue.py` passes, given the model the student was built from (the
         teacher or `--student_layers_from`); DML builds its peers from it. None by default."""

@@ -10,7 +10,8 @@ compare_feature_losses.py uses) and 43 (`b`), trained when missing. Every studen
 (`--student_layers 1,3,5`) and the layer-method budget (3 epochs, learning rate 1e-4, batch 32, the task's
 max_seq_length). Runs: `finetune` (labels only), `kd-a`, `kd-b` (logit KD from one teacher), `multi-mean` and
 `multi-confidence` (both teachers, mean and CA-MKD weights), `gan_kd` (teacher a, logits), `data_free` (teacher a,
-generated embeddings, as many generated rows per epoch as the task has training rows; classification only: MRPC).
+generated embeddings, as many generated rows per epoch as the task has training rows; on STS-B the regression
+counterparts of DAFL's class-based losses over the 0-5 range, see bertdistill/data_free.py).
 Every run at its defaults (docs/methods.md).
 
 Resumable per run (`<results_dir>/<task>/<run>-seed<seed>.json` with dev predictions); the report (markdown and
@@ -50,7 +51,6 @@ RUNS = {
     "gan_kd": (["--method", "gan_kd"], "a"),
     "data_free": (["--method", "data_free"], "a"),
 }
-CLASSIFICATION_ONLY = ("data_free",)
 
 
 def parse(argv):
@@ -74,10 +74,6 @@ def parse(argv):
     parser.add_argument("--keep_checkpoints", action="store_true")
     parser.add_argument("--report_only", action="store_true", help="Rebuild the report from the result files.")
     return parser.parse_args(argv)
-
-
-def applies(task, run: str) -> bool:
-    return not (task.is_regression and run in CLASSIFICATION_ONLY)
 
 
 def run_command(task, run: str, seed: str, args, teachers: dict[str, Path], folder: Path) -> list[str]:
@@ -152,7 +148,7 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
             )
         lines += ["", f"Machine: {s['rows'][0]['machine']}.", ""]
     store = ResultStore(args.results_dir)
-    pending = {t: [(r, s) for s in args.seeds for r in args.runs if applies(get_task(t), r) and not store.has(t, r, s)]
+    pending = {t: [(r, s) for s in args.seeds for r in args.runs if not store.has(t, r, s)]
                for t in args.tasks}  # fmt: skip
     if any(pending.values()):
         lines += ["## Not run yet", ""]
@@ -190,7 +186,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                check_layer_methods.result_record(task, teachers[key], command, 0.0))  # fmt: skip
             for seed in args.seeds:
                 for run in args.runs:
-                    if store.has(task.name, run, seed) or not applies(task, run):
+                    if store.has(task.name, run, seed):
                         continue
                     start = time.time()
                     folder = Path(args.output_dir) / task.name / f"{run}-seed{seed}"
