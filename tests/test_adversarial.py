@@ -2,6 +2,7 @@
 player only, the trainer (discriminator trained, checkpointed and resumed in the extras; logits or [CLS] vectors)
 and the errors."""
 
+import functools
 import math
 
 import pytest
@@ -12,7 +13,7 @@ from bertdistill import GANKDConfig
 from bertdistill.adversarial import Discriminator, discriminator_loss, generator_loss
 
 from conftest import make_teacher, tiny_config
-from test_trainer import StopAt, make_trainer, state
+from test_trainer import assert_resumes_like, make_trainer, state
 
 
 def bce(logit: float, target: float) -> float:
@@ -90,14 +91,10 @@ def test_gan_kd_trains_the_student_and_the_discriminator(tmp_path, tokenizer, fe
 def test_gan_kd_resumes_with_its_discriminator(tmp_path, tokenizer):
     common = dict(max_steps=6, save_strategy="steps", save_steps=3, method="gan_kd")
     teacher = make_teacher(tokenizer)
-    full = make_trainer(tmp_path / "full", tokenizer, teacher=teacher, **common)
+    make = functools.partial(make_trainer, tokenizer=tokenizer, teacher=teacher, **common)
+    full = make(tmp_path / "full")
     full.train()
-    cut = make_trainer(tmp_path / "cut", tokenizer, teacher=teacher, callbacks=[StopAt(3)], **common)
-    cut.train()
-    resumed = make_trainer(tmp_path / "cut", tokenizer, teacher=teacher, **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
-    for key, value in state(full.model).items():
-        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-5, atol=1e-6)
+    assert_resumes_like(full, make, tmp_path, 3)
 
 
 def test_gan_kd_errors(tmp_path):

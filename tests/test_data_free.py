@@ -2,6 +2,7 @@
 generated rows (framing, output spaces), the trainer (the student never receives a dataset row, each loss trains its
 own player, the generator's own learning rate, resume), the CLI and the errors."""
 
+import functools
 import math
 
 import pytest
@@ -19,7 +20,7 @@ from bertdistill.data_free import (
 )
 
 from conftest import make_teacher, save_with_tokenizer, tiny_config
-from test_trainer import StopAt, state, tiny_dataset
+from test_trainer import assert_resumes_like, state, tiny_dataset
 
 
 def test_generator_losses_follow_the_paper():
@@ -157,14 +158,10 @@ def test_vocab_space_serves_a_narrower_student_and_resume(tmp_path, tokenizer):
     assert all(torch.isfinite(torch.tensor(r["loss_kd"])) for r in trainer.state.log_history if "loss" in r)
     common = dict(max_steps=6, save_strategy="steps", save_steps=3)
     teacher = make_teacher(tokenizer, dropout=0.0)
-    full = data_free_trainer(tmp_path / "full", tokenizer, teacher=teacher, **common)
+    make = functools.partial(data_free_trainer, tokenizer=tokenizer, teacher=teacher, **common)
+    full = make(tmp_path / "full")
     full.train()
-    cut = data_free_trainer(tmp_path / "cut", tokenizer, teacher=teacher, callbacks=[StopAt(3)], **common)
-    cut.train()
-    resumed = data_free_trainer(tmp_path / "cut", tokenizer, teacher=teacher, **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
-    for key, value in state(full.model).items():
-        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-4, atol=1e-5)
+    assert_resumes_like(full, make, tmp_path, 3, rtol=1e-4, atol=1e-5)
 
 
 def test_data_free_errors(tmp_path, tokenizer):

@@ -1,5 +1,6 @@
 """DynaBERT: importance against references, exact rewiring, elastic settings, export, the trainer, the grid."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from bertdistill.compression import (
 from bertdistill.compression.pruned_bert import PrunedBertForSequenceClassification
 
 from conftest import load_script, make_teacher, save_with_tokenizer, tiny_config
-from test_trainer import make_trainer, state, tiny_dataset
+from test_trainer import assert_batch_accumulation_invariance, make_trainer, tiny_dataset
 
 SETTINGS = [(w, d) for w in (0.25, 0.5, 0.75, 1.0) for d in (0.5, 0.75, 1.0)]
 
@@ -226,18 +227,8 @@ def test_a_step_sums_the_gradients_of_every_sub_network(tmp_path, tokenizer, mat
 
 
 def test_batch_times_accumulation_invariance(tmp_path, tokenizer):
-    results = []
-    for batch, accumulation in ((4, 1), (2, 2)):
-        trainer = dynabert_trainer(tmp_path / f"{batch}x{accumulation}", tokenizer, per_device_train_batch_size=batch,
-                                   gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd",
-                                   learning_rate=0.5, max_grad_norm=0.0, lr_scheduler_type="constant",
-                                   rewire=False)  # fmt: skip
-        before = state(trainer.student)
-        trainer.train()
-        results.append({k: v - before[k] for k, v in state(trainer.student).items()})
-    assert any(v.abs().max() > 1e-4 for v in results[0].values())
-    for key in results[0]:
-        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-6)
+    make = functools.partial(dynabert_trainer, tokenizer=tokenizer, rewire=False)
+    assert_batch_accumulation_invariance(make, tmp_path)
 
 
 def test_width_stage_rewires_first_and_logs_components(tmp_path, tokenizer):

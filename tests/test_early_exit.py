@@ -2,6 +2,7 @@
 reload with and without bertdistill, fixed-depth truncation to a stock checkpoint), the BYOT loss against the
 paper's formula, the trainer and the CLI."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -19,7 +20,13 @@ from bertdistill import (
 )
 
 from conftest import tiny_config
-from test_trainer import SENTENCES, StopAt, state, tiny_dataset
+from test_trainer import (
+    SENTENCES,
+    assert_batch_accumulation_invariance,
+    assert_resumes_like,
+    state,
+    tiny_dataset,
+)
 
 
 def stock(tokenizer, num_labels=3, layers=4, seed=0, dropout=0.1):
@@ -260,32 +267,17 @@ def test_byot_regression_uses_mse_to_labels_and_to_the_deepest_exit(tmp_path, to
 
 
 def test_byot_batch_times_accumulation_invariance(tmp_path, tokenizer):
-    results = []
-    for size, accumulation in ((4, 1), (2, 2)):
-        trainer = byot_trainer(
-            tmp_path / f"{size}x{accumulation}", tokenizer, per_device_train_batch_size=size,
-            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0,
-            lr_scheduler_type="constant",
-        )  # fmt: skip
-        before = state(trainer.student)
-        trainer.train()
-        results.append({k: v - before[k] for k, v in state(trainer.student).items()})
-    assert any(v.abs().max() > 1e-4 for v in results[0].values())
-    for key in results[0]:
-        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-6)
+    assert_batch_accumulation_invariance(functools.partial(byot_trainer, tokenizer=tokenizer), tmp_path)
 
 
 def test_byot_resumes_to_the_same_weights(tmp_path, tokenizer):
-    common = dict(max_steps=6, save_strategy="steps", save_steps=3)
-    full = byot_trainer(tmp_path / "full", tokenizer, model=stock(tokenizer, num_labels=2), **common)
+    def make(folder, **config):
+        return byot_trainer(folder, tokenizer, model=stock(tokenizer, num_labels=2), max_steps=6,
+                            save_strategy="steps", save_steps=3, **config)  # fmt: skip
+
+    full = make(tmp_path / "full")
     full.train()
-    cut = byot_trainer(tmp_path / "cut", tokenizer, model=stock(tokenizer, num_labels=2), callbacks=[StopAt(3)],
-                       **common)  # fmt: skip
-    cut.train()
-    resumed = byot_trainer(tmp_path / "cut", tokenizer, model=stock(tokenizer, num_labels=2), **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
-    for key, value in state(full.student).items():
-        torch.testing.assert_close(state(resumed.student)[key], value, rtol=1e-5, atol=1e-6)
+    assert_resumes_like(full, make, tmp_path, 3, part=lambda t: t.student)
 
 
 def test_byot_errors(tmp_path, tokenizer):

@@ -2,6 +2,7 @@
 network learning only from its own terms, the peers trained, checkpointed and resumed in the wrapper's extras, batch x
 accumulation invariance, the CLI (every network its own checkpoint, metrics and card) and the errors."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, BertForSequenceClas
 from bertdistill import DMLConfig, DMLTrainer, build_student
 
 from conftest import make_teacher, tiny_config
-from test_trainer import StopAt, state, tiny_dataset
+from test_trainer import assert_batch_accumulation_invariance, assert_resumes_like, state, tiny_dataset
 
 
 def network(tokenizer, seed, layers=2, dropout=0.0, num_labels=2):
@@ -95,8 +96,11 @@ def test_dml_loss_matches_the_paper(tmp_path, tokenizer, peers, with_teacher):
 
 
 def test_dml_trains_every_network_and_resumes(tmp_path, tokenizer):
-    common = dict(max_steps=6, save_strategy="steps", save_steps=3)
-    full = dml_trainer(tmp_path / "full", tokenizer, student=network(tokenizer, 1, dropout=0.1), **common)
+    def make(folder, **config):
+        return dml_trainer(folder, tokenizer, student=network(tokenizer, 1, dropout=0.1), max_steps=6,
+                           save_strategy="steps", save_steps=3, **config)  # fmt: skip
+
+    full = make(tmp_path / "full")
     # default peer: a copy of the student with a freshly initialised classifier
     assert full.extra_network_names() == ["peer_1"]
     peer = full.extra_network("peer_1")
@@ -111,29 +115,12 @@ def test_dml_trains_every_network_and_resumes(tmp_path, tokenizer):
     assert "extras.peer_1" in changed and any(k.startswith("student.") for k in changed)
     logged = [row for row in full.state.log_history if "loss" in row]
     assert all({"loss_ce_0", "loss_ce_1", "loss_dml_0", "loss_dml_1"} <= set(row) for row in logged)
-    cut = dml_trainer(tmp_path / "cut", tokenizer, student=network(tokenizer, 1, dropout=0.1), callbacks=[StopAt(3)],
-                      **common)  # fmt: skip
-    cut.train()
-    resumed = dml_trainer(tmp_path / "cut", tokenizer, student=network(tokenizer, 1, dropout=0.1), **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
-    for key, value in state(full.model).items():
-        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-5, atol=1e-6)
+    assert_resumes_like(full, make, tmp_path, 3)
 
 
 def test_dml_batch_times_accumulation_invariance(tmp_path, tokenizer):
-    results = []
-    for size, accumulation in ((4, 1), (2, 2)):
-        trainer = dml_trainer(
-            tmp_path / f"{size}x{accumulation}", tokenizer, per_device_train_batch_size=size,
-            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0,
-            lr_scheduler_type="constant",
-        )  # fmt: skip
-        before = state(trainer.model)
-        trainer.train()
-        results.append({k: v - before[k] for k, v in state(trainer.model).items()})
-    assert any(v.abs().max() > 1e-4 for k, v in results[0].items() if k.startswith("extras.peer_1"))
-    for key in results[0]:
-        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-6)
+    make = functools.partial(dml_trainer, tokenizer=tokenizer)
+    assert_batch_accumulation_invariance(make, tmp_path, part=lambda t: t.model, moved=lambda k: "peer_1" in k)
 
 
 def test_dml_regression_uses_mse_between_networks(tmp_path, tokenizer):
@@ -249,8 +236,11 @@ def test_one_loss_matches_the_paper(tmp_path, tokenizer):
 
 
 def test_one_trains_every_branch_and_the_gate_and_resumes(tmp_path, tokenizer):
-    common = dict(max_steps=6, save_strategy="steps", save_steps=3)
-    full = one_trainer(tmp_path / "full", tokenizer, model=network(tokenizer, 1, layers=3, dropout=0.1), **common)
+    def make(folder, **config):
+        return one_trainer(folder, tokenizer, model=network(tokenizer, 1, layers=3, dropout=0.1), max_steps=6,
+                           save_strategy="steps", save_steps=3, **config)  # fmt: skip
+
+    full = make(tmp_path / "full")
     before = state(full.model)
     full.train()
     moved = {".".join(k.split(".")[:2]) for k, v in state(full.model).items() if not torch.equal(v, before[k])}
@@ -260,13 +250,7 @@ def test_one_trains_every_branch_and_the_gate_and_resumes(tmp_path, tokenizer):
     exported = {name: full.extra_network(name) for name in full.extra_network_names()}
     assert set(exported) == {"branch_2", "branch_3"} and all(type(m) is BertForSequenceClassification
                                                              for m in exported.values())  # fmt: skip
-    cut = one_trainer(tmp_path / "cut", tokenizer, model=network(tokenizer, 1, layers=3, dropout=0.1),
-                      callbacks=[StopAt(3)], **common)  # fmt: skip
-    cut.train()
-    resumed = one_trainer(tmp_path / "cut", tokenizer, model=network(tokenizer, 1, layers=3, dropout=0.1), **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
-    for key, value in state(full.model).items():
-        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-5, atol=1e-6)
+    assert_resumes_like(full, make, tmp_path, 3)
 
 
 def test_one_regression_and_errors(tmp_path, tokenizer):
@@ -381,20 +365,17 @@ def test_grafting_trainer_grafts_at_its_interval(tmp_path, tokenizer):
 
 
 def test_grafting_trains_every_network_per_epoch_and_resumes(tmp_path, tokenizer):
-    common = dict(max_steps=8, save_strategy="steps", save_steps=4, num_train_epochs=2)
-    full = grafting_trainer(tmp_path / "full", tokenizer, student=network(tokenizer, 1, dropout=0.1), **common)
+    def make(folder, **config):
+        return grafting_trainer(folder, tokenizer, student=network(tokenizer, 1, dropout=0.1), max_steps=8,
+                                save_strategy="steps", save_steps=4, num_train_epochs=2, **config)  # fmt: skip
+
+    full = make(tmp_path / "full")
     before = state(full.model)
     full.train()
     assert [entry["step"] for entry in full.graft_log] == [4, 8]  # 16 rows / 4 = 4 steps an epoch
     moved = {".".join(k.split(".")[:2]) for k, v in state(full.model).items() if not torch.equal(v, before[k])}
     assert {"extras.peer_1", "student.bert", "student.classifier"} <= moved
-    cut = grafting_trainer(tmp_path / "cut", tokenizer, student=network(tokenizer, 1, dropout=0.1),
-                           callbacks=[StopAt(4)], **common)  # fmt: skip
-    cut.train()
-    resumed = grafting_trainer(tmp_path / "cut", tokenizer, student=network(tokenizer, 1, dropout=0.1), **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-4"))
-    for key, value in state(full.model).items():
-        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-5, atol=1e-6)
+    assert_resumes_like(full, make, tmp_path, 4)
 
 
 def test_grafting_errors(tmp_path, tokenizer):

@@ -2,6 +2,7 @@
 (no teacher run or accepted, the partners' side without gradient, batch x accumulation invariance, resume) and the
 CLI without a teacher."""
 
+import functools
 import json
 from collections import Counter
 
@@ -13,7 +14,13 @@ from bertdistill import CSKDConfig, CSKDTrainer
 from bertdistill.samplers import ClassPairSampler
 
 from conftest import tiny_config
-from test_trainer import SENTENCES, StopAt, state, tiny_dataset
+from test_trainer import (
+    SENTENCES,
+    assert_batch_accumulation_invariance,
+    assert_resumes_like,
+    state,
+    tiny_dataset,
+)
 
 LABELS = [0, 1, 0, 2, 1, 0, 0, 1, 2, 0, 1]
 
@@ -166,32 +173,17 @@ def test_cskd_trains_without_a_teacher(tmp_path, tokenizer):
 def test_cskd_batch_times_accumulation_invariance(tmp_path, tokenizer):
     """4 anchors x 1 step and 2 anchors x 2 accumulated steps see the same anchors and partners (the sampler draws
     them in anchor order) and must make the same SGD update."""
-    results = []
-    for batch, accumulation in ((4, 1), (2, 2)):
-        trainer = cskd_trainer(
-            tmp_path / f"{batch}x{accumulation}", tokenizer, per_device_train_batch_size=batch,
-            gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0,
-            lr_scheduler_type="constant",
-        )  # fmt: skip
-        before = state(trainer.student)
-        trainer.train()
-        results.append({k: v - before[k] for k, v in state(trainer.student).items()})
-    assert any(v.abs().max() > 1e-4 for v in results[0].values()), "the step changed nothing"
-    for key in results[0]:
-        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-6)
+    assert_batch_accumulation_invariance(functools.partial(cskd_trainer, tokenizer=tokenizer), tmp_path)
 
 
 def test_cskd_resumes_to_the_same_weights(tmp_path, tokenizer):
-    common = dict(max_steps=6, save_strategy="steps", save_steps=3)
-    full = cskd_trainer(tmp_path / "full", tokenizer, model=network(tokenizer, dropout=0.1), **common)
+    def make(folder, **config):
+        return cskd_trainer(folder, tokenizer, model=network(tokenizer, dropout=0.1), max_steps=6,
+                            save_strategy="steps", save_steps=3, **config)  # fmt: skip
+
+    full = make(tmp_path / "full")
     full.train()
-    cut = cskd_trainer(tmp_path / "cut", tokenizer, model=network(tokenizer, dropout=0.1), callbacks=[StopAt(3)],
-                       **common)  # fmt: skip
-    cut.train()
-    resumed = cskd_trainer(tmp_path / "cut", tokenizer, model=network(tokenizer, dropout=0.1), **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
-    for key, value in state(full.student).items():
-        torch.testing.assert_close(state(resumed.student)[key], value, rtol=1e-5, atol=1e-6)
+    assert_resumes_like(full, make, tmp_path, 3, part=lambda t: t.student)
 
 
 def test_cskd_errors(tmp_path, tokenizer):

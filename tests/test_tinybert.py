@@ -10,7 +10,7 @@ from test_methods import one_batch
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
 from conftest import make_teacher, tiny_config
-from test_trainer import StopAt, make_trainer, state
+from test_trainer import assert_resumes_like, make_trainer, state
 
 
 def sequence_mse(a, b, mask):
@@ -178,14 +178,11 @@ def test_a_checkpoint_with_projections_resumes_to_the_same_weights(tmp_path, tok
 
     full = make_trainer(tmp_path / "full", tokenizer, teacher=teacher, student=student(), **common)
     full.train()
-    cut = make_trainer(
-        tmp_path / "cut", tokenizer, teacher=teacher, student=student(), callbacks=[StopAt(2)], **common
-    )
-    cut.train()
-    resumed = make_trainer(tmp_path / "cut", tokenizer, teacher=teacher, student=student(), **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-2"))
-    for key, value in state(full.model).items():
-        torch.testing.assert_close(state(resumed.model)[key], value, rtol=1e-5, atol=1e-6)
+
+    def make(folder, **config):
+        return make_trainer(folder, tokenizer, teacher=teacher, student=student(), **common, **config)
+
+    assert_resumes_like(full, make, tmp_path, 2)
 
 
 def test_distill_glue_tinybert_both_stages_with_a_narrow_student(teacher_dir, glue_dir, tmp_path):

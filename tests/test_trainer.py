@@ -1,3 +1,4 @@
+import functools
 import json
 import subprocess
 import sys
@@ -136,31 +137,13 @@ def test_batch_times_accumulation_invariance(tmp_path, tokenizer, method):
     """4 x 1 and 2 x 2 must make the same SGD update (the Trainer's loss_is_scaled_for_ga trap), for logit and for
     intermediate losses: the rows differ in length, so this also holds only if padding never counts."""
     teacher = make_teacher(tokenizer, dropout=0.0)
-    results = []
-    for batch, accumulation in ((4, 1), (2, 2)):
+
+    def make(folder, **config):
         torch.manual_seed(1)
         student = build_student(teacher, num_layers=2)
-        trainer = make_trainer(
-            tmp_path / f"{batch}x{accumulation}",
-            tokenizer,
-            teacher=teacher,
-            student=student,
-            method=method,
-            per_device_train_batch_size=batch,
-            gradient_accumulation_steps=accumulation,
-            max_steps=1,
-            optim="sgd",
-            learning_rate=0.5,
-            max_grad_norm=0.0,
-            lr_scheduler_type="constant",
-        )
-        before = state(trainer.student)
-        trainer.train()
-        results.append({k: v - before[k] for k, v in state(trainer.student).items()})
-    updated = [k for k, v in results[0].items() if v.abs().max() > 1e-4]
-    assert updated, "the step changed nothing"
-    for key in results[0]:
-        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-6)
+        return make_trainer(folder, tokenizer, teacher=teacher, student=student, method=method, **config)
+
+    assert_batch_accumulation_invariance(make, tmp_path)
 
 
 def test_evaluation_and_prediction_run_the_student_only(tmp_path, tokenizer):
@@ -220,23 +203,51 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
+ONE_SGD_STEP = dict(max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0, lr_scheduler_type="constant")
+
+
+def assert_batch_accumulation_invariance(make, tmp_path, part=lambda t: t.student, moved=lambda key: True):
+    """4 rows x 1 step and 2 rows x 2 accumulated steps must make the same SGD update of `part(trainer)` (the
+    Trainer's `loss_is_scaled_for_ga` trap). `make(folder, **config)` builds a fresh trainer; the update must move
+    some parameter whose name passes `moved` (so that the check cannot pass on a step that changed nothing)."""
+    updates = []
+    for batch, accumulation in ((4, 1), (2, 2)):
+        trainer = make(tmp_path / f"{batch}x{accumulation}", per_device_train_batch_size=batch,
+                       gradient_accumulation_steps=accumulation, **ONE_SGD_STEP)  # fmt: skip
+        before = state(part(trainer))
+        trainer.train()
+        updates.append({k: v - before[k] for k, v in state(part(trainer)).items()})
+    assert any(v.abs().max() > 1e-4 for k, v in updates[0].items() if moved(k)), "the step changed nothing"
+    for key in updates[0]:
+        torch.testing.assert_close(updates[0][key], updates[1][key], rtol=1e-4, atol=1e-6)
+
+
+def assert_resumes_like(full, make, tmp_path, stop_at: int, part=lambda t: t.model, rtol=1e-5, atol=1e-6):
+    """A run cut after `stop_at` steps (checkpointed there) and resumed reaches the weights of `full`, the same run
+    trained without a break. `make(folder, callbacks=None)` builds the trainer with `full`'s settings; returns the
+    cut trainer."""
+    cut = make(tmp_path / "cut", callbacks=[StopAt(stop_at)])
+    cut.train()
+    assert cut.state.global_step == stop_at
+    resumed = make(tmp_path / "cut")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / f"checkpoint-{stop_at}"))
+    for key, value in state(part(full)).items():
+        torch.testing.assert_close(state(part(resumed))[key], value, rtol=rtol, atol=atol)
+    return cut
+
+
 def test_resume_after_interruption_reaches_the_same_weights(tmp_path, tokenizer):
     common = dict(max_steps=6, save_strategy="steps", save_steps=3)
     teacher = make_teacher(tokenizer)
     full = make_trainer(tmp_path / "full", tokenizer, teacher=teacher, **common)
     full.train()
-    interrupted = make_trainer(tmp_path / "cut", tokenizer, teacher=teacher, callbacks=[StopAt(3)], **common)
-    interrupted.train()
-    assert interrupted.state.global_step == 3
-    assert not any(
+    make = functools.partial(make_trainer, tokenizer=tokenizer, teacher=teacher, **common)
+    interrupted = assert_resumes_like(full, make, tmp_path, 3, part=lambda t: t.student)
+    assert not any(  # the cut run really stopped short of the full one
         torch.equal(v, full.student.state_dict()[k])
         for k, v in state(interrupted.student).items()
         if "encoder.layer.0.attention.self.query.weight" in k
     )
-    resumed = make_trainer(tmp_path / "cut", tokenizer, teacher=teacher, **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
-    for key, value in state(full.student).items():
-        torch.testing.assert_close(state(resumed.student)[key], value, rtol=1e-5, atol=1e-6)
 
 
 def test_best_model_is_loaded_at_the_end(tmp_path, tokenizer):
