@@ -446,5 +446,5 @@ def test_self_distillation_check_commands_and_report(tmp_path, glue_dir):
     assert "| entropy 0 | 0.8000 | 3.00 | 3.00 |" in text
     assert (tmp_path / "self_distillation_mrpc_early_exit.png").is_file()
     stsb_runs = len([r for r in check.RUNS if check.applies(stsb, r)])
-    assert f"- stsb: {2 * stsb_runs} runs (seeds 1, 2)" in text
-    assert f"- mrpc: {2 * (len(check.RUNS) - 4)} runs" in text
+    assert f"- stsb: {2 * stsb_runs} of {2 * stsb_runs} runs (seeds 1, 2)" in text
+    assert f"- mrpc: {2 * (len(check.RUNS) - 4)} of {2 * len(check.RUNS)} runs" in text

@@ -249,18 +249,8 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
             early_exit_plot(s["early_exit"], plot, f"{s['metric']} (x 100)", f"{s['task']} dev: BYOT early exit")
             lines += ["", f"![early exit]({plot.name})"]
         lines += ["", f"Machine: {s['rows'][0]['machine']}.", ""]
-    store = ResultStore(args.results_dir)
-    pending = {
-        t: [(run, seed) for seed in args.seeds for run in args.runs
-            if applies(get_task(t), run) and not store.has(t, run, seed)]
-        for t in args.tasks
-    }  # fmt: skip
-    if any(pending.values()):
-        lines += ["## Not run yet", ""]
-        for t, missing in pending.items():
-            if missing:
-                lines.append(f"- {t}: {len(missing)} runs (seeds {', '.join(sorted({s for _, s in missing}))})")
-        lines.append("")
+    lines += compare_feature_losses.not_run_section(ResultStore(args.results_dir), args.tasks, args.runs, args.seeds,
+                                                    applies)  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -271,10 +261,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     def write_report():
         summaries = [summary(get_task(t), store, args.glue_dir) for t in args.tasks]
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(report(summaries, args, argv))
-        Path(args.report).with_suffix(".json").write_text(json.dumps(summaries, indent=2) + "\n")
-        return summaries
+        return compare_feature_losses.save_report(args.report, report(summaries, args, argv), summaries)
 
     if not args.report_only:
         for task_name in args.tasks:

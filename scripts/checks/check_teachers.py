@@ -22,7 +22,6 @@ Resumable per run (`<results_dir>/<task>/<run>-seed<seed>.json` with dev predict
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -147,15 +146,7 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
                 f"{compare_feature_losses.verdict(row, 'vs_finetune')} | {best} | {row['wall_time_s']:.0f} |"
             )
         lines += ["", f"Machine: {s['rows'][0]['machine']}.", ""]
-    store = ResultStore(args.results_dir)
-    pending = {t: [(r, s) for s in args.seeds for r in args.runs if not store.has(t, r, s)]
-               for t in args.tasks}  # fmt: skip
-    if any(pending.values()):
-        lines += ["## Not run yet", ""]
-        for t, missing in pending.items():
-            if missing:
-                lines.append(f"- {t}: {len(missing)} runs (seeds {', '.join(sorted({s for _, s in missing}))})")
-        lines.append("")
+    lines += compare_feature_losses.not_run_section(ResultStore(args.results_dir), args.tasks, args.runs, args.seeds)
     return "\n".join(lines) + "\n"
 
 
@@ -166,10 +157,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     def write_report():
         summaries = [summary(get_task(t), store, args.glue_dir) for t in args.tasks]
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(report(summaries, args, argv))
-        Path(args.report).with_suffix(".json").write_text(json.dumps(summaries, indent=2) + "\n")
-        return summaries
+        return compare_feature_losses.save_report(args.report, report(summaries, args, argv), summaries)
 
     if not args.report_only:
         for task_name in args.tasks:

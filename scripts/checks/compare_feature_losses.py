@@ -279,23 +279,33 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
                 f"{verdict(row, 'vs_finetune')} | {terms} | {row['wall_time_s']:.0f} |"
             )
         lines += ["", f"Machine: {s['rows'][0]['machine']}.", ""]
-    store = ResultStore(args.results_dir)
-    pending = {t: [(run, seed) for seed in args.seeds for run in args.runs if not store.has(t, run, seed)]
-               for t in args.tasks}  # fmt: skip
-    if any(pending.values()):
-        lines += ["## Not run yet", ""]
-        for t, missing in pending.items():
-            if missing:
-                seeds = sorted({seed for _, seed in missing})
-                lines.append(
-                    f"- {t}: {len(missing)} of {len(args.runs) * len(args.seeds)} runs (seeds {', '.join(seeds)})"
-                )
-        lines.append("")
+    lines += not_run_section(ResultStore(args.results_dir), args.tasks, args.runs, args.seeds)
     lines += ["## Default weights", "", "| loss | feature | weight | source |", "|---|---|---|---|"]
     for name in FEATURE_LOSSES:
         loss = get_match_loss(name, default_feature(name))
         lines.append(f"| {name} | {loss.feature} | {loss.weight:g} | {loss.paper} |")
     return "\n".join(lines) + "\n"
+
+
+def not_run_section(store: ResultStore, tasks, runs, seeds, applies=lambda task, run: True) -> list[str]:
+    """A report's "Not run yet" lines: per task, how many of its runs (those `applies(task, run)` allows) have no
+    result file yet, and their seeds; nothing when every run has finished."""
+    lines = []
+    for name in tasks:
+        planned = [(run, seed) for seed in seeds for run in runs if applies(get_task(name), run)]
+        missing = [(run, seed) for run, seed in planned if not store.has(name, run, seed)]
+        if missing:
+            seeds_left = ", ".join(sorted({seed for _, seed in missing}))
+            lines.append(f"- {name}: {len(missing)} of {len(planned)} runs (seeds {seeds_left})")
+    return ["## Not run yet", "", *lines, ""] if lines else []
+
+
+def save_report(path: str, text: str, summaries: list[dict]) -> list[dict]:
+    """Write a check's markdown report to `path` and its summaries next to it (`.json`); returns the summaries."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+    Path(path).with_suffix(".json").write_text(json.dumps(summaries, indent=2) + "\n")
+    return summaries
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -306,10 +316,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     def write_report():
         summaries = [summary(get_task(t), store, args.glue_dir) for t in args.tasks]
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(report(summaries, args, argv))
-        Path(args.report).with_suffix(".json").write_text(json.dumps(summaries, indent=2) + "\n")
-        return summaries
+        return save_report(args.report, report(summaries, args, argv), summaries)
 
     if not args.report_only:
         for task_name in args.tasks:
