@@ -169,20 +169,10 @@ class DataFreeTrainer(DistillationTrainer):
         outputs = self._distill_forward(model, {GENERATED_ROW: inputs[GENERATED_ROW]}, None)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-    def create_optimizer(self, model=None):
-        """`Trainer.create_optimizer`, with the generator in a group of its own at `generator_learning_rate`."""
-        if self.optimizer is not None:
-            return self.optimizer
-        params = list(self.accelerator.unwrap_model(self.model).extras["generator"].parameters())
-        for p in params:
-            p.requires_grad_(False)
-        try:
-            optimizer = super().create_optimizer(model)
-        finally:
-            for p in params:
-                p.requires_grad_(True)
-        optimizer.add_param_group({"params": params, "lr": self.args.generator_learning_rate, "weight_decay": 0.0})
-        return optimizer
+    def own_parameter_groups(self):
+        """The base groups, and the generator at `generator_learning_rate`."""
+        generator = list(self.accelerator.unwrap_model(self.model).extras["generator"].parameters())
+        return [*super().own_parameter_groups(), (generator, self.args.generator_learning_rate)]
 
     def hyperparameters(self) -> dict[str, Any]:
         args = self.args

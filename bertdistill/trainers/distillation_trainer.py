@@ -458,21 +458,30 @@ class DistillationTrainer(ModelCardMixin, Trainer):
         return {"sparsity": round(summary["sparsity"], 6), "sparsity_report": self.sparsity_report}
 
     def create_optimizer(self, model=None):
-        """`Trainer.create_optimizer`, with movement pruning's scores in a group of their own (`movement_scores_lr`,
-        no weight decay)."""
-        scores = movement_scores(self.student) if self.optimizer is None else []
-        if not scores:
+        """`Trainer.create_optimizer`, with each of [`own_parameter_groups`] in a group of its own (its learning
+        rate, no weight decay)."""
+        if self.optimizer is not None:
+            return self.optimizer
+        groups = [(params, lr) for params, lr in self.own_parameter_groups() if params]
+        if not groups:
             return super().create_optimizer(model)
-        # Frozen for a moment, the scores stay out of transformers' decay / no-decay groups.
-        for score in scores:
-            score.requires_grad_(False)
+        # Frozen for a moment, these stay out of transformers' decay / no-decay groups.
+        own = [p for params, _ in groups for p in params]
+        for p in own:
+            p.requires_grad_(False)
         try:
             optimizer = super().create_optimizer(model)
         finally:
-            for score in scores:
-                score.requires_grad_(True)
-        optimizer.add_param_group({"params": scores, "lr": self.args.movement_scores_lr, "weight_decay": 0.0})
+            for p in own:
+                p.requires_grad_(True)
+        for params, lr in groups:
+            optimizer.add_param_group({"params": params, "lr": lr, "weight_decay": 0.0})
         return optimizer
+
+    def own_parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """`(parameters, learning rate)` pairs trained in optimizer groups of their own, without weight decay:
+        movement pruning's scores (`movement_scores_lr`) here; data-free distillation adds its generator."""
+        return [(movement_scores(self.student), self.args.movement_scores_lr)]
 
     def _with_teacher_logits(self, dataset):
         """The training set with the teacher's logits as a column (`cache_teacher_logits`; `_choose_teacher_caches`
