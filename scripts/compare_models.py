@@ -5,7 +5,9 @@
 
 Metrics come from each folder's eval_results.json (written by finetune_teacher.py / distill_glue.py). Latency is the
 median forward time on real dev sentences at batch 1 and batch 32, models interleaved in one run; a speedup is over
-the first model, the median over the repeats of its time divided by the model's time in the same repeat. Prints a
+the first model, the median over the repeats of its time divided by the model's time in the same repeat. Every model
+reads the sentences through the tokenizer saved in its folder (the first model's where a folder has none), so models
+of different vocabularies (an MPNet teacher, a MiniLM one) compare on the same text. Prints a
 markdown table and writes it, with the raw numbers, next to --output_json.
 
 With --int8, every model also gets a row for its INT8 dynamically quantized copy (linear layers, CPU): its metrics
@@ -29,11 +31,22 @@ from bertdistill.glue_run import evaluate_model, tokenize_split
 from glue_tasks import get_task, load_glue_split
 
 INT8_SUFFIX = " (int8)"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
 
 def _read_metrics(folder: str) -> dict[str, float]:
     results_file = Path(folder) / "eval_results.json"
     return json.loads(results_file.read_text()) if results_file.is_file() else {}
+
+
+def own_tokenizers(folders: list[str]) -> dict:
+    """Per folder, the tokenizer saved in it, else the first folder's (which must have one)."""
+    first = AutoTokenizer.from_pretrained(folders[0])
+    tokenizers = {}
+    for folder in folders:
+        saved = any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
+        tokenizers[folder] = AutoTokenizer.from_pretrained(folder) if saved and folder != folders[0] else first
+    return tokenizers
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -52,21 +65,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if not (Path(folder) / "config.json").is_file():
             raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json)")
     models = {folder: AutoModelForSequenceClassification.from_pretrained(folder) for folder in args.models}
-    tokenizer = AutoTokenizer.from_pretrained(args.models[0])
+    tokenizers = own_tokenizers(args.models)
     full_dev = load_glue_split(task, task.eval_splits[0], args.glue_dir)
     dev = full_dev.select(range(32))
     texts = [dev[col] for col in task.text_columns]
     measured = {}  # metrics computed here (float32 and INT8 alike), for --int8
     if args.int8:
-        tokenized_dev = tokenize_split(full_dev, task, tokenizer, args.max_seq_length)
         for folder in args.models:
             models[folder + INT8_SUFFIX] = quantize_dynamic_int8(models[folder])
+        tokenized = {}
         for name, model in models.items():
-            metrics = evaluate_model(model, tokenized_dev, tokenizer, task, use_cpu=True)
+            tokenizer = tokenizers[name.removesuffix(INT8_SUFFIX)]
+            if id(tokenizer) not in tokenized:
+                tokenized[id(tokenizer)] = tokenize_split(full_dev, task, tokenizer, args.max_seq_length)
+            metrics = evaluate_model(model, tokenized[id(tokenizer)], tokenizer, task, use_cpu=True)
             measured[name] = {m: metrics[f"eval_{m}"] for m in task.metrics}
 
-    def batch(n):
-        return tokenizer(
+    def batch(name, n):
+        return tokenizers[name.removesuffix(INT8_SUFFIX)](
             *(list(column[:n]) for column in texts),
             truncation=True,
             max_length=args.max_seq_length,
@@ -75,7 +91,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
 
     reference = args.models[0]
-    runs = {n: measure_side_by_side(models, batch(n), repeats=args.repeats) for n in (1, 32)}
+    runs = {}
+    for n in (1, 32):
+        feeds = {name: batch(name, n) for name in models}
+        runs[n] = measure_side_by_side(models, inputs_by_model=feeds, repeats=args.repeats)
     reference_score = _read_metrics(reference).get(f"eval_{task.main_metric}")
     rows = []
     for folder, model in models.items():

@@ -67,3 +67,29 @@ def test_onnx_runtime_without_a_cpu_provider_is_refused(monkeypatch, tmp_path, t
     with pytest.raises(ValueError, match="no CPUExecutionProvider"):
         quantize_onnx(folder, tmp_path / "int8")
     assert not (tmp_path / "int8").exists()
+
+
+def test_compare_models_feeds_each_model_its_own_tokenizer(tmp_path, tokenizer, glue_dir):
+    """A teacher and a model of another, smaller vocabulary (letters only): each reads the dev sentences through its
+    own tokenizer; the teacher's ids would index past the small model's embeddings."""
+    import string
+
+    from transformers import BertTokenizerFast
+
+    from conftest import SPECIAL, tiny_config
+
+    chars = string.ascii_lowercase
+    (tmp_path / "vocab.txt").write_text("\n".join([*SPECIAL, *chars, *(f"##{c}" for c in chars)]) + "\n")
+    small_tokenizer = BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"), do_lower_case=True)
+    assert len(small_tokenizer) < len(tokenizer)
+    teacher = make_teacher(tokenizer, layers=2)
+    small = BertForSequenceClassification(tiny_config(len(small_tokenizer), layers=1))
+    for name, model, own in (("teacher", teacher, tokenizer), ("small", small, small_tokenizer)):
+        model.save_pretrained(tmp_path / name)
+        own.save_pretrained(tmp_path / name)
+    compare = load_script("compare_models")
+    rows = compare.main([str(tmp_path / "teacher"), str(tmp_path / "small"), "--task_name", "sst2", "--glue_dir",
+                         str(glue_dir), "--max_seq_length", "32", "--repeats", "2"])  # fmt: skip
+    assert [row["layers"] for row in rows] == [2, 1] and all(row["latency_b32_ms"] > 0 for row in rows)
+    tokenizers = compare.own_tokenizers([str(tmp_path / "teacher"), str(tmp_path / "small")])
+    assert len(tokenizers[str(tmp_path / "small")]) == len(small_tokenizer)
