@@ -186,3 +186,82 @@ def test_the_real_packaged_mpnet_loads_as_a_12_layer_teacher_base(tmp_path):
     assert (model.config.num_hidden_layers, model.config.hidden_size) == (12, 768) and len(tokenizer) == 30527
     student = build_student(model, num_layers=6)
     assert student.config.num_hidden_layers == 6 and family_of(student).name == "MPNet"
+
+
+@pytest.mark.parametrize("method", ["finetune", "kd", "pkd", "tinybert", "nst"])
+def test_mpnet_check_runs_each_method_on_an_mpnet_teacher(tmp_path, tokenizer, glue_dir, method):
+    """check_mpnet_teacher.py's exact method arguments through distill_glue.py on a tiny MPNet teacher (TinyBERT
+    without its attention loss, both stages), at a tiny budget."""
+    from test_scripts import FAST, distill_glue
+
+    from conftest import load_script, save_with_tokenizer
+
+    check = load_script("checks/check_mpnet_teacher")
+    teacher = save_with_tokenizer(tiny_teacher("mpnet", len(tokenizer)), tokenizer, tmp_path / "teacher")
+    out = tmp_path / "student"
+    metrics = distill_glue.main(["--task_name", "mrpc", "--glue_dir", str(glue_dir), "--teacher_model_name_or_path",
+                                 str(teacher), "--student_num_layers", "2", "--student_layer_selection", "uniform",
+                                 "--output_dir", str(out), *FAST, *check.METHODS[method]])  # fmt: skip
+    assert "eval_f1" in metrics
+    student = T.AutoModelForSequenceClassification.from_pretrained(out)
+    assert type(student).__name__ == "MPNetForSequenceClassification" and student.config.num_hidden_layers == 2
+
+
+def test_mpnet_check_commands_and_report(tmp_path, glue_dir):
+    from bertdistill.results import ResultStore
+    from glue_tasks import get_task, load_glue_split
+
+    from conftest import load_script
+
+    check = load_script("checks/check_mpnet_teacher")
+    check.compare_feature_losses.BOOTSTRAP_RESAMPLES = 200
+    paths = ["--glue_dir", str(glue_dir), "--results_dir", str(tmp_path / "results"), "--minilm_results_dir",
+             str(tmp_path / "minilm"), "--report", str(tmp_path / "mpnet.md")]  # fmt: skip
+    args = check.parse(paths)
+    mrpc = get_task("mrpc")
+    teacher_command = check.teacher_command(mrpc, args, tmp_path / "teacher")
+    assert teacher_command[teacher_command.index("--packaged_model") + 1] == "mpnet"
+    assert teacher_command[teacher_command.index("--learning_rate") + 1] == "2e-5"
+    for run in check.RUNS:
+        command = check.run_command(mrpc, run, "1", args, tmp_path / "teacher", tmp_path / run)
+        method, depth = check.split_run(run)
+        assert command[command.index("--student_num_layers") + 1] == str(depth)
+        assert command[command.index("--student_layer_selection") + 1] == "uniform"
+        assert command[-len(check.METHODS[method]) :] == check.METHODS[method]
+    assert check.split_run("tinybert-3l") == ("tinybert", 3) and "--alpha_attn" in check.METHODS["tinybert"]
+
+    labels = list(load_glue_split("mrpc", "validation", glue_dir)["label"])
+    flipped = [1 - y for y in labels]
+
+    def record(predictions, score, layers):
+        return {
+            "metric": "f1",
+            "score": score,
+            "dev_predictions": predictions,
+            "wall_time_s": 1,
+            "machine": "test",
+            "layers": layers,
+            "hidden": 768,
+            "parameters": layers * 7e6 + 24e6,
+            "size_mb": 100.0 + layers,
+        }
+
+    store, minilm = ResultStore(tmp_path / "results"), ResultStore(tmp_path / "minilm")
+    store.save("mrpc", "teacher", "42", record(labels, 0.9, 12))
+    for seed in ("1", "2"):
+        store.save("mrpc", "finetune-6l", seed, record(flipped, 0.45, 6))
+        store.save("mrpc", "kd-6l", seed, record(labels, 0.81, 6))
+    minilm.save("mrpc", "teacher", "42", {**record(labels, 0.8, 6), "hidden": 384})
+    minilm.save("mrpc", "kd", "1", {**record(labels, 0.6, 3), "hidden": 384})
+    (tmp_path / "results" / "mrpc" / "latency.json").write_text(
+        '{"teacher": {"latency_b32_ms": 400.0, "speedup_b32": 1.0}, "kd-6l": {"latency_b32_ms": 200.0, '
+        '"speedup_b32": 2.0}}'
+    )
+    summaries = check.main([*paths, "--tasks", "mrpc", "--seeds", "1", "2", "--report_only"])
+    rows = {row["run"]: row for row in summaries[0]["rows"] + summaries[0]["minilm"]}
+    assert rows["kd-6l"]["retention"] == pytest.approx(0.81 / 0.9) and rows["kd-6l"]["vs_finetune"]["low"] > 0
+    assert rows["minilm-kd-3l"]["retention"] == pytest.approx(0.6 / 0.8)
+    text = (tmp_path / "mpnet.md").read_text()
+    assert "| kd-6l | 6 x 768 | 66.0 | 106.0 | 1,2 | 0.8100 |" in text and "| 90.0% |" in text
+    assert "| 200 | 2.00x |" in text and "| minilm-teacher | 6 x 384 |" in text
+    assert "- mrpc: 16 of 20 runs (seeds 1, 2)" in text and "stsb" not in text.split("## Not run yet")[0]
