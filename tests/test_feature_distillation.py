@@ -257,7 +257,7 @@ def test_teacher_caches_with_feature_losses(tmp_path, tokenizer):
     rkd.train()
 
 
-def test_comparison_report_from_result_files(tmp_path, glue_dir):
+def test_comparison_report_from_result_files(tmp_path, glue_dir, monkeypatch):
     """compare_feature_losses.py rebuilds its report from result files: paired intervals against kd and finetune,
     verdicts, the final term sizes, and the runs still missing."""
     from bertdistill.results import ResultStore
@@ -301,3 +301,15 @@ def test_comparison_report_from_result_files(tmp_path, glue_dir):
     assert (
         "**Warning**: these runs were distilled from teachers of different scores ([0.8, 0.9])" in report.read_text()
     )
+
+    # the intervals are kept next to the results: a new process rebuilds the report without computing any again
+    assert (tmp_path / "results" / "bootstrap_intervals.json").is_file()
+    compare._INTERVALS.clear()
+
+    def no_bootstrap(*args, **kwargs):
+        raise AssertionError("an interval was computed again")
+
+    monkeypatch.setattr(compare, "paired_bootstrap", no_bootstrap)
+    again = compare.main(["--tasks", "mrpc", "--seeds", "1", "2", "3", "--glue_dir", str(glue_dir), "--results_dir",
+                          str(tmp_path / "results"), "--report", str(report), "--report_only"])  # fmt: skip
+    assert {r["run"]: r for r in again[0]["rows"]}["feature-rkd"]["vs_kd"]["low"] > 0

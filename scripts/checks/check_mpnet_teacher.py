@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     store = ResultStore(args.results_dir)
+    compare_feature_losses.use_interval_file(Path(args.results_dir) / "bootstrap_intervals.json")
 
     def write_report():
         summaries = [summary(get_task(t), store, args) for t in args.tasks]
