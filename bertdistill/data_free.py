@@ -123,7 +123,8 @@ def range_loss(predictions: torch.Tensor, low: float, high: float) -> torch.Tens
 def spread_loss(predictions: torch.Tensor, low: float, high: float, bins: int = 10) -> torch.Tensor:
     """`L_spread`, regression's `L_ie`: `sum_k m_k log m_k` of the batch's soft histogram `m` over `bins` equal bins
     of `[low, high]`; prediction `y_i` goes to bin `k` (centre `c_k`, width `w`) with weight
-    `softmax_k(-(y_i - c_k)^2 / (2 w^2))`. Lowest (`-log bins`) when the predictions fill the bins evenly."""
+    `softmax_k(-(y_i - c_k)^2 / (2 w^2))`. About `-log bins` when the predictions fill the bins evenly (a little
+    above it: the edge bins receive less of their neighbours' mass)."""
     if bins < 2:
         raise ValueError(f"spread_loss needs at least 2 bins, got {bins}")
     y = predictions.float().reshape(-1, 1)

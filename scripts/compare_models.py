@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json)")
     models = {folder: AutoModelForSequenceClassification.from_pretrained(folder) for folder in args.models}
     tokenizers = own_tokenizers(args.models)
+    for folder, model in models.items():
+        if len(tokenizers[folder]) > model.config.vocab_size:
+            raise ValueError(
+                f"{folder} has no tokenizer of its own and the first model's ({len(tokenizers[folder])} tokens) "
+                f"does not fit its {model.config.vocab_size}-word vocabulary: save its tokenizer in the folder"
+            )
     full_dev = load_glue_split(task, task.eval_splits[0], args.glue_dir)
     dev = full_dev.select(range(32))
     texts = [dev[col] for col in task.text_columns]

@@ -266,3 +266,11 @@ def test_mpnet_check_commands_and_report(tmp_path, glue_dir):
     assert "| 200 | 2.00x |" in text and "| minilm-teacher | 6 x 384 |" in text
     # the default runs, finetune, kd and nst at 6 and 3 layers, for the 2 seeds asked
     assert "- mrpc: 8 of 12 runs (seeds 1, 2)" in text and "stsb" not in text.split("## Not run yet")[0]
+    assert text.count("## Not run yet") == 1 and "Warning" not in text
+    store.save("mrpc", "nst-6l", "1", {**record(labels, 0.8, 6), "teacher_score": 0.9})
+    store.save("mrpc", "nst-3l", "1", {**record(labels, 0.7, 3), "teacher_score": 0.85})  # a re-created teacher
+    check.main([*paths, "--tasks", "mrpc", "--seeds", "1", "2", "--report_only"])
+    assert (
+        "**Warning**: these students were distilled from teachers of different scores ([0.85, 0.9])"
+        in (tmp_path / "mpnet.md").read_text()
+    )

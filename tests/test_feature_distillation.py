@@ -313,3 +313,12 @@ def test_comparison_report_from_result_files(tmp_path, glue_dir, monkeypatch):
     again = compare.main(["--tasks", "mrpc", "--seeds", "1", "2", "3", "--glue_dir", str(glue_dir), "--results_dir",
                           str(tmp_path / "results"), "--report", str(report), "--report_only"])  # fmt: skip
     assert {r["run"]: r for r in again[0]["rows"]}["feature-rkd"]["vs_kd"]["low"] > 0
+
+
+def test_a_half_written_interval_file_is_recomputed_not_fatal(tmp_path, capsys):
+    from conftest import load_script
+
+    compare = load_script("checks/compare_feature_losses")
+    (tmp_path / "bootstrap_intervals.json").write_text('{"mrpc/2000/ab": {"low"')  # killed mid-write
+    compare.use_interval_file(tmp_path / "bootstrap_intervals.json")
+    assert compare._INTERVALS == {} and "is not valid JSON" in capsys.readouterr().out

@@ -203,6 +203,14 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
+class StepCounter(TrainerCallback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+
+
 ONE_SGD_STEP = dict(max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0, lr_scheduler_type="constant")
 
 
@@ -229,8 +237,11 @@ def assert_resumes_like(full, make, tmp_path, stop_at: int, part=lambda t: t.mod
     cut = make(tmp_path / "cut", callbacks=[StopAt(stop_at)])
     cut.train()
     assert cut.state.global_step == stop_at
-    resumed = make(tmp_path / "cut")
+    counter = StepCounter()
+    resumed = make(tmp_path / "cut", callbacks=[counter])
     resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / f"checkpoint-{stop_at}"))
+    # it went on from the checkpoint (a resume that started over would train every step and match as well)
+    assert counter.steps == full.state.global_step - stop_at and resumed.state.global_step == full.state.global_step
     for key, value in state(part(full)).items():
         torch.testing.assert_close(state(part(resumed))[key], value, rtol=rtol, atol=atol)
     return cut

@@ -27,7 +27,7 @@ class DataFreeConfig(DistillationTrainingConfig):
             (see `bertdistill.data_free`; a student narrower than the teacher needs `"vocab"`).
         dafl_length (`int`, *optional*, defaults to `32`): positions per generated row, [CLS] and [SEP] included.
         dafl_alpha (`float`, *optional*, defaults to `0.1`), dafl_beta (`float`, *optional*, defaults to `5.0`): the
-            activation and information-entropy weights (the paper's CIFAR values).
+            activation and information-entropy (for a regression teacher: spread) weights (the paper's CIFAR values).
         dafl_rows_per_epoch (`int`, *optional*, defaults to `3200`): generated rows that make an "epoch".
         generator_learning_rate (`float`, *optional*, defaults to `1e-3`): the generator's learning rate (its own
             optimizer group).
@@ -45,7 +45,9 @@ class DataFreeConfig(DistillationTrainingConfig):
     dafl_output: str = field(default="free", metadata={"help": "free or vocab (mixtures of word embeddings)."})
     dafl_length: int = field(default=32, metadata={"help": "Positions per generated row, [CLS] and [SEP] included."})
     dafl_alpha: float = field(default=0.1, metadata={"help": "Weight of the activation loss."})
-    dafl_beta: float = field(default=5.0, metadata={"help": "Weight of the information-entropy loss."})
+    dafl_beta: float = field(
+        default=5.0, metadata={"help": "Weight of the information-entropy loss (the spread loss for regression)."}
+    )
     dafl_rows_per_epoch: int = field(default=3200, metadata={"help": "Generated rows per epoch."})
     generator_learning_rate: float = field(default=1e-3, metadata={"help": "The generator's learning rate."})
     dafl_temperature: float = field(default=1.0, metadata={"help": "Temperature of the vocabulary mixture."})

@@ -77,7 +77,8 @@ class DataFreeModel(DistillationModel):
 class DataFreeTrainer(DistillationTrainer):
     """DAFL (Chen et al. 2019) for BERT: the student never reads a training row. `train()` iterates over
     `args.dafl_rows_per_epoch` generated rows per epoch; evaluation uses the real dev set given as `eval_dataset`.
-    Logs `loss_oh`, `loss_act`, `loss_ie` (the generator's) and `loss_kd` (the student's).
+    Logs `loss_oh`, `loss_act`, `loss_ie` (the generator's; `loss_range`, `loss_act`, `loss_spread` for a
+    regression teacher) and `loss_kd` (the student's).
 
     Args:
         model (`PreTrainedModel`): the student; it must take `inputs_embeds` (BERT-style) and, for
@@ -102,17 +103,8 @@ class DataFreeTrainer(DistillationTrainer):
                              "tokenizer as processing_class")  # fmt: skip
         self._frame_ids = (tokenizer.cls_token_id, tokenizer.sep_token_id)
         if isinstance(args, DataFreeConfig):
-            regression = teacher_model is not None and teacher_model.config.num_labels == 1
-            if regression and args.dafl_target_range is None:
-                raise ValueError(
-                    "This teacher predicts one value (regression): data-free distillation needs its target range, "
-                    "dafl_target_range low high (STS-B: 0 5), for the generator's range and spread losses"
-                )
-            if not regression and args.dafl_target_range is not None:
-                raise ValueError(
-                    f"dafl_target_range {args.dafl_target_range} is for a regression teacher; this one has "
-                    f"{teacher_model.config.num_labels if teacher_model is not None else 'no'} classes"
-                )
+            if teacher_model is not None:  # (without one, the base class says that this method needs it)
+                self._check_target_range(teacher_model, args)
             for name, network in (("student", model), ("teacher", teacher_model)):
                 if network is not None and "inputs_embeds" not in inspect.signature(network.forward).parameters:
                     raise ValueError(f"The {name} ({type(network).__name__}) cannot take inputs_embeds")
@@ -130,6 +122,21 @@ class DataFreeTrainer(DistillationTrainer):
         wrapper.__dict__["teacher"] = self.accelerator.unwrap_model(self.teacher)  # not a submodule: see DataFreeModel
         wrapper.temperature = args.temperature
         wrapper.target_range = (*args.dafl_target_range, args.dafl_bins) if args.dafl_target_range else None
+
+    @staticmethod
+    def _check_target_range(teacher: PreTrainedModel, args: DataFreeConfig) -> None:
+        """A regression teacher needs `dafl_target_range`; a classifier must not get one."""
+        regression = teacher.config.num_labels == 1
+        if regression and args.dafl_target_range is None:
+            raise ValueError(
+                "This teacher predicts one value (regression): data-free distillation needs its target range, "
+                "dafl_target_range low high (STS-B: 0 5), for the generator's range and spread losses"
+            )
+        if not regression and args.dafl_target_range is not None:
+            raise ValueError(
+                f"dafl_target_range {args.dafl_target_range} is for a regression teacher; this one has "
+                f"{teacher.config.num_labels} classes"
+            )
 
     @classmethod
     def configure_for_task(cls, args: DataFreeConfig, task) -> None:
@@ -183,6 +190,7 @@ class DataFreeTrainer(DistillationTrainer):
             "dafl_alpha": args.dafl_alpha,
             "dafl_beta": args.dafl_beta,
             "dafl_target_range": args.dafl_target_range,
+            "dafl_bins": args.dafl_bins,
             "generator_learning_rate": args.generator_learning_rate,
             "alpha_kd": args.alpha_kd,
             "temperature": args.temperature,

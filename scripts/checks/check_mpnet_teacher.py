@@ -7,8 +7,8 @@ and its 3-layer KD student of the feature-loss comparison.
 
 Teacher: `scripts/finetune_teacher.py --packaged_model mpnet`, learning rate 2e-5 (the usual one for a base-size
 encoder), seed 42, 3 epochs, batch 32, the task's max_seq_length (check_layer_methods.py's budget). Students take the
-teacher's layers by `--student_num_layers D` (uniform: 6 layers are 2, 4, ..., 12, 3 layers are 4, 8, 12; one
-selection for every run of a depth) and train 3 epochs at learning rate 1e-4, batch 32. Runs per depth `D`:
+teacher's layers by `--student_num_layers D` (uniform, 0-based: 6 layers are 1, 3, ..., 11, 3 layers are 3, 7, 11;
+one selection for every run of a depth) and train 3 epochs at learning rate 1e-4, batch 32. Runs per depth `D`:
 `finetune-Dl` (labels only, the baseline), `kd-Dl` (logit KD), `pkd-Dl` (Patient-KD, normalised [CLS] of the
 mapped layers), `tinybert-Dl` (`--stage both --alpha_attn 0`: MPNet's attention adds a relative position bias that
 the score recording does not see, so its attention loss is refused and the run keeps the embedding, hidden-state and
@@ -110,10 +110,9 @@ def run_command(task, run: str, seed: str, args, teacher: Path, folder: Path) ->
 
 
 def ensure_teacher(task, args, store: ResultStore) -> Path:
-    """`<output_dir>/<task>/teacher`: the MPNet teacher, fine-tuned now if missing (resumed if interrupted)."""
+    """`<output_dir>/<task>/teacher`: the MPNet teacher, fine-tuned now if missing (resumed if interrupted); warns
+    when it is not the recorded one (a re-created teacher that came out different)."""
     folder = Path(args.output_dir) / task.name / "teacher"
-    if store.has(task.name, "teacher", TEACHER_SEED) and (folder / "eval_results.json").is_file():
-        return folder
     command = teacher_command(task, args, folder)
     check_layer_methods.check_trained_seed(folder, TEACHER_SEED)
     seconds = 0.0
@@ -124,7 +123,15 @@ def ensure_teacher(task, args, store: ResultStore) -> Path:
         record = check_layer_methods.result_record(task, folder, command, seconds, method="teacher")
         record["dev_predictions"] = compare_feature_losses.dev_predictions(task, folder, args.glue_dir)
         store.save(task.name, "teacher", TEACHER_SEED, record)
+    recorded = store.load(task.name)["teacher"][TEACHER_SEED]["score"]
+    if abs(teacher_score(task, folder) - recorded) > 1e-6:
+        print(f"warning: the {task.name} teacher in {folder} scores {teacher_score(task, folder):.4f}, the recorded "
+              f"one {recorded:.4f}: students trained now learn from a different teacher", flush=True)  # fmt: skip
     return folder
+
+
+def teacher_score(task, folder: Path) -> float:
+    return json.loads((folder / "eval_results.json").read_text())[f"eval_{task.main_metric}"]
 
 
 def measure_latency(task, args, store: ResultStore) -> None:
@@ -136,9 +143,10 @@ def measure_latency(task, args, store: ResultStore) -> None:
     if (minilm / "config.json").is_file():
         folders["minilm-teacher"] = minilm
     for run in RUNS:
-        kept = sorted(root.glob(f"{run}-seed*/config.json"))
+        kept = [root / f"{run}-seed{seed}" for seed in args.seeds]
+        kept = [folder for folder in kept if (folder / "config.json").is_file()]
         if kept:
-            folders[run] = kept[0].parent
+            folders[run] = kept[0]
     if not (folders["teacher"] / "config.json").is_file() or len(folders) < 2:
         return
     table = compare_models.main(
@@ -202,7 +210,10 @@ def summary(task, store: ResultStore, args) -> dict:
         reference = minilm_teacher if row["run"].startswith("minilm") else (teacher or {}).get("score")
         row["retention"] = row["mean"] / reference if reference else None
         row.update({k: latency.get(row["run"], {}).get(k) for k in ("latency_b32_ms", "speedup_b32")})
-    return {"task": task.name, "metric": task.main_metric, "rows": rows, "minilm": minilm}
+    teacher_scores = sorted({round(r["teacher_score"], 6) for run in RUNS for r in runs.get(run, {}).values()
+                             if r.get("teacher_score") is not None})  # fmt: skip
+    return {"task": task.name, "metric": task.main_metric, "rows": rows, "minilm": minilm,
+            "teacher_scores": teacher_scores}  # fmt: skip
 
 
 def report(summaries: list[dict], args, argv: list[str]) -> str:
@@ -226,9 +237,11 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
     for s in summaries:
         if not s["rows"] and not s["minilm"]:
             continue
+        lines += [f"## {s['task']} ({s['metric']})", ""]
+        if len(s["teacher_scores"]) > 1:
+            lines += [f"**Warning**: these students were distilled from teachers of different scores "
+                      f"({s['teacher_scores']}): the rows do not share one teacher.", ""]  # fmt: skip
         lines += [
-            f"## {s['task']} ({s['metric']})",
-            "",
             "| run | shape | params (M) | size (MB) | seeds | mean | std | retention | vs fine-tuned, same depth "
             "| vs KD, same depth | b32 ms | speedup b32 |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -246,9 +259,7 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
             )
         machines = sorted({r["machine"] for r in s["rows"] if r.get("machine")})
         lines += ["", f"Machine (training): {'; '.join(machines) or 'n/a'}.", ""]
-    store = ResultStore(args.results_dir)
-    lines += compare_feature_losses.not_run_section(store, args.tasks, ["teacher"], [TEACHER_SEED])
-    lines += compare_feature_losses.not_run_section(store, args.tasks, args.runs, args.seeds)
+    lines += compare_feature_losses.not_run_section(ResultStore(args.results_dir), args.tasks, args.runs, args.seeds)
     return "\n".join(lines) + "\n"
 
 
@@ -265,6 +276,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not args.report_only:
         for task_name in args.tasks:
             task = get_task(task_name)
+            measured = (Path(args.results_dir) / task.name / "latency.json").is_file()
+            if measured and all(store.has(task.name, r, s) for s in args.seeds for r in args.runs):
+                continue  # nothing to train or time: no teacher needed (it takes over an hour to re-create)
             teacher = ensure_teacher(task, args, store)
             write_report()
             trained = False
@@ -276,7 +290,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     keep = argparse.Namespace(**{**vars(args), "keep_checkpoints": args.keep_checkpoints
                                                  or seed == args.seeds[0]})  # fmt: skip
                     command = run_command(task, run, seed, args, teacher, folder)
-                    check_self_distillation.record_run(task, run, seed, command, folder, keep, store)
+                    check_self_distillation.record_run(task, run, seed, command, folder, keep, store,
+                                                       teacher_score=teacher_score(task, teacher))  # fmt: skip
                     for stage in ("intermediate", "pretrain"):  # first stages' checkpoints (TinyBERT's)
                         shutil.rmtree(folder.with_name(f"{folder.name}-{stage}"), ignore_errors=True)
                     trained = True

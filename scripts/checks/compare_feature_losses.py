@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -143,8 +144,12 @@ def use_interval_file(path: Path) -> None:
     """Keep the bootstrap intervals in `path` (JSON) as well, so that a new process (a new session, a report
     rebuild) reuses those computed before instead of spending about 10 s per interval again."""
     _INTERVALS_FILE[:] = [Path(path)]
+    _INTERVALS.clear()
     if Path(path).is_file():
-        _INTERVALS.update(json.loads(Path(path).read_text()))
+        try:
+            _INTERVALS.update(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError:
+            print(f"warning: {path} is not valid JSON (an interrupted write?): its intervals are computed again")
 
 
 def comparison(task, runs: dict, run: str, against: str, references: np.ndarray) -> dict | None:
@@ -163,9 +168,11 @@ def comparison(task, runs: dict, run: str, against: str, references: np.ndarray)
     if key not in _INTERVALS:
         interval = paired_bootstrap(task, a, b, references, n_resamples=BOOTSTRAP_RESAMPLES)
         _INTERVALS[key] = {"seeds": seeds, **{k: float(v) for k, v in interval.items()}}
-        for path in _INTERVALS_FILE:
+        for path in _INTERVALS_FILE:  # written aside and renamed: a run killed mid-write leaves the old file whole
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(_INTERVALS, indent=0, sort_keys=True) + "\n")
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text(json.dumps(_INTERVALS, indent=0, sort_keys=True) + "\n")
+            os.replace(partial, path)
     return dict(_INTERVALS[key])
 
 
