@@ -38,6 +38,20 @@ def grid_heatmap(rows: list[dict], metric: str, path: str | os.PathLike, title: 
             ax.text(x, y, label,
                     ha="center", va="center", fontsize=8, color="white" if dark else "black")  # fmt: skip
     ax.set_title(title)
+    _save(fig, path)
+
+
+def _style_axis(ax, xlabel: str, ylabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+
+
+def _save(fig, path: str | os.PathLike, title: str = "") -> None:
+    """Title the figure (when given), lay it out, write it at 120 dpi and free it."""
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -77,15 +91,8 @@ def pareto_plot(
         ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", zorder=3)
         for (x, y), row in zip(points, rows):
             ax.annotate(row["run"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xlabel(label)
-        ax.set_ylabel(metric_label)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        _style_axis(ax, label, metric_label)
+    _save(fig, path, title)
 
 
 def early_exit_plot(rows: list[dict], path: str | os.PathLike, metric_label: str, title: str = "") -> None:
@@ -102,12 +109,5 @@ def early_exit_plot(rows: list[dict], path: str | os.PathLike, metric_label: str
             for r in chosen:
                 text = f"{r['threshold']:g}" if kind == "early_exit" else r["setting"].split(" (")[0]
                 ax.annotate(text, (r[key], 100 * r["score"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xlabel(label)
-        ax.set_ylabel(metric_label)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        _style_axis(ax, label, metric_label)
+    _save(fig, path, title)
