@@ -274,3 +274,16 @@ def test_mpnet_check_commands_and_report(tmp_path, glue_dir):
         "**Warning**: these students were distilled from teachers of different scores ([0.85, 0.9])"
         in (tmp_path / "mpnet.md").read_text()
     )
+
+
+@pytest.mark.parametrize("scheme", ["dynabert", "byot", "one"])
+def test_bert_only_schemes_refuse_other_families_by_name(tmp_path, tokenizer, scheme):
+    """DynaBERT (importance, rewiring, export), BYOT's exits and ONE's branches are written for BERT's modules: any
+    other family is refused before training, naming what it got."""
+    spec = get_method(scheme)
+    network = tiny_teacher("roberta", len(tokenizer))
+    teacher = tiny_teacher("roberta", len(tokenizer), seed=1) if spec.trainer_class.uses_teacher else None
+    args = spec.config_class(output_dir=str(tmp_path), use_cpu=True, report_to=[], max_steps=1)
+    with pytest.raises(ValueError, match=r"BERT.*Roberta"):
+        spec.trainer_class(model=network, teacher_model=teacher, args=args, train_dataset=tiny_dataset(tokenizer),
+                           processing_class=tokenizer)  # fmt: skip
