@@ -31,6 +31,7 @@ paired bootstrap difference against the fine-tuned student of the same depth and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import statistics
@@ -266,12 +267,11 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    store = ResultStore(args.results_dir)
-    compare_feature_losses.use_interval_file(Path(args.results_dir) / "bootstrap_intervals.json")
+    store = compare_feature_losses.open_results(args)
 
     def write_report():
-        summaries = [summary(get_task(t), store, args) for t in args.tasks]
-        return compare_feature_losses.save_report(args.report, report(summaries, args, argv), summaries)
+        summarise = functools.partial(summary, store=store, args=args)
+        return compare_feature_losses.rebuild_report(args, argv, summarise, report)
 
     if not args.report_only:
         for task_name in args.tasks:

@@ -28,6 +28,7 @@ the dev rows (all common seeds scored on the same resampled rows, `glue_tasks.pa
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -319,6 +320,19 @@ def not_run_section(store: ResultStore, tasks, runs, seeds, applies=lambda task,
     return ["## Not run yet", "", *lines, ""] if lines else []
 
 
+def open_results(args) -> ResultStore:
+    """A check's result store, `args.results_dir`, with its bootstrap intervals kept next to it."""
+    use_interval_file(Path(args.results_dir) / "bootstrap_intervals.json")
+    return ResultStore(args.results_dir)
+
+
+def rebuild_report(args, argv: list[str], summarise, report) -> list[dict]:
+    """`summarise(task)` for each of `args.tasks`, `report(summaries, args, argv)` written to `args.report` with the
+    summaries next to it; returns the summaries."""
+    summaries = [summarise(get_task(t)) for t in args.tasks]
+    return save_report(args.report, report(summaries, args, argv), summaries)
+
+
 def save_report(path: str, text: str, summaries: list[dict]) -> list[dict]:
     """Write a check's markdown report to `path` and its summaries next to it (`.json`); returns the summaries."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -330,13 +344,11 @@ def save_report(path: str, text: str, summaries: list[dict]) -> list[dict]:
 def main(argv: list[str] | None = None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else argv
     args, teachers = parse(argv)
-    store = ResultStore(args.results_dir)
-    use_interval_file(Path(args.results_dir) / "bootstrap_intervals.json")
+    store = open_results(args)
     assert set(FEATURE_LOSSES) <= set(MATCH_LOSSES)
 
     def write_report():
-        summaries = [summary(get_task(t), store, args.glue_dir) for t in args.tasks]
-        return save_report(args.report, report(summaries, args, argv), summaries)
+        return rebuild_report(args, argv, functools.partial(summary, store=store, glue_dir=args.glue_dir), report)
 
     if not args.report_only:
         for task_name in args.tasks:
