@@ -125,8 +125,9 @@ def ensure_teacher(task, args, store: ResultStore) -> Path:
         record["dev_predictions"] = compare_feature_losses.dev_predictions(task, folder, args.glue_dir)
         store.save(task.name, "teacher", TEACHER_SEED, record)
     recorded = store.load(task.name)["teacher"][TEACHER_SEED]["score"]
-    if abs(teacher_score(task, folder) - recorded) > 1e-6:
-        print(f"warning: the {task.name} teacher in {folder} scores {teacher_score(task, folder):.4f}, the recorded "
+    score = teacher_score(task, folder)
+    if abs(score - recorded) > 1e-6:
+        print(f"warning: the {task.name} teacher in {folder} scores {score:.4f}, the recorded "
               f"one {recorded:.4f}: students trained now learn from a different teacher", flush=True)  # fmt: skip
     return folder
 
@@ -155,12 +156,12 @@ def measure_latency(task, args, store: ResultStore) -> None:
          "--max_seq_length", str(check_layer_methods.TASK_SETTINGS[task.name]["max_seq_length"]),
          "--repeats", str(args.latency_repeats)]
     )  # fmt: skip
-    latency_file = Path(args.results_dir) / task.name / "latency.json"
-    latency = json.loads(latency_file.read_text()) if latency_file.is_file() else {}
+    latency = check_layer_methods.recorded_latency(task, Path(args.results_dir))
     for name, row in zip(folders, table):
         latency[name] = {"latency_b1_ms": row["latency_b1_ms"], "latency_b32_ms": row["latency_b32_ms"],
                          "speedup_b32": row["speedup_b32"], "machine": check_layer_methods.machine(),
                          "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+    latency_file = Path(args.results_dir) / task.name / "latency.json"
     latency_file.parent.mkdir(parents=True, exist_ok=True)
     latency_file.write_text(json.dumps(latency, indent=2) + "\n")
 
@@ -188,8 +189,7 @@ def minilm_rows(task, args) -> list[dict]:
 def summary(task, store: ResultStore, args) -> dict:
     runs = store.load(task.name)
     references = np.array(load_glue_split(task, task.eval_splits[0], args.glue_dir)["label"])
-    latency_file = Path(args.results_dir) / task.name / "latency.json"
-    latency = json.loads(latency_file.read_text()) if latency_file.is_file() else {}
+    latency = check_layer_methods.recorded_latency(task, Path(args.results_dir))
     teacher = runs.get("teacher", {}).get(TEACHER_SEED)
     rows = []
     for run in ["teacher", *RUNS]:
