@@ -282,6 +282,7 @@ def test_comparison_report_from_result_files(tmp_path, glue_dir, monkeypatch):
         store.save("mrpc", "kd", seed, record(labels[:200] + flipped[200:]))
         store.save("mrpc", "finetune", seed, record(flipped))
         store.save("mrpc", "feature-rkd", seed, record(labels, {"loss_rkd": 0.5, "loss_kd": 0.25}))
+        store.save("mrpc", "feature-cc", seed, record(labels[:200] + flipped[200:]))  # KD's own predictions
     report = tmp_path / "report.md"
     summaries = compare.main(["--teachers", f"mrpc={teacher}", "--tasks", "mrpc", "--seeds", "1", "2", "--glue_dir",
                               str(glue_dir), "--results_dir", str(tmp_path / "results"), "--report", str(report),
@@ -290,8 +291,9 @@ def test_comparison_report_from_result_files(tmp_path, glue_dir, monkeypatch):
     assert rows["feature-rkd"]["vs_kd"]["low"] > 0 and rows["feature-rkd"]["vs_kd"]["seeds"] == ["1", "2"]
     assert rows["kd"]["vs_finetune"]["low"] > 0 and rows["finetune"]["vs_kd"]["high"] < 0
     text = report.read_text()
-    assert "| rkd | +" in text and "better (2)" in text and "0.5 / 0.25" in text
-    assert "- mrpc: 20 of 26 runs (seeds 1, 2)" in text
+    assert "| rkd | +" in text and "better (2) | 1 / 0 / 0 |" in text and "0.5 / 0.25" in text
+    assert "| cc | +0.00 =, tiny (2) | 0 / 1 / 0 |" in text
+    assert "- mrpc: 18 of 26 runs (seeds 1, 2)" in text
     assert "Warning" not in text and summaries[0]["teacher_scores"] == [0.9]
 
     # a run distilled from another teacher (a re-trained one that came out different) is flagged, not mixed silently

@@ -61,6 +61,7 @@ RUNS = {
 TASKS = ("mrpc", "stsb", "sst2")
 BOOTSTRAP_RESAMPLES = 2000
 TEACHER_SEED = "42"
+NEGLIGIBLE_POINTS = 0.1  # a difference (in metric points) the summary marks `tiny`
 
 
 def parse(argv):
@@ -257,13 +258,15 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
             "## Against logit KD, per task",
             "",
             "The difference from `kd` in points and the verdict of its interval: better (above 0), worse (below 0), "
-            "or = (the interval spans 0: indistinguishable at this budget and number of seeds).",
+            "or = (the interval spans 0: indistinguishable at this budget and number of seeds); `tiny` marks a "
+            f"difference under {NEGLIGIBLE_POINTS} points whatever its interval (a term too light to change the "
+            "student: the runs are nearly KD's own). The last column counts the tasks: better / = / worse.",
             "",
-            "| loss | " + " | ".join(f"{s['task']} (seeds)" for s in shown) + " |",
-            "|---|" + "---|" * len(shown),
+            "| loss | " + " | ".join(f"{s['task']} (seeds)" for s in shown) + " | better / = / worse |",
+            "|---|" + "---|" * (len(shown) + 1),
         ]
         for name in FEATURE_LOSSES:
-            cells = []
+            cells, counts = [], {"better": 0, "=": 0, "worse": 0}
             for s in shown:
                 row = next((r for r in s["rows"] if r["run"] == f"feature-{name}"), None)
                 c = row["vs_kd"] if row else None
@@ -271,8 +274,11 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
                     cells.append("")
                     continue
                 word = "better" if c["low"] > 0 else "worse" if c["high"] < 0 else "="
-                cells.append(f"{c['difference'] * 100:+.2f} {word} ({len(c['seeds'])})")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+                counts[word] += 1
+                tiny = ", tiny" if abs(c["difference"] * 100) < NEGLIGIBLE_POINTS else ""
+                cells.append(f"{c['difference'] * 100:+.2f} {word}{tiny} ({len(c['seeds'])})")
+            tally = " / ".join(str(n) for n in counts.values())
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {tally} |")
         lines.append("")
     for s in summaries:
         if not s["rows"]:
