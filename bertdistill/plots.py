@@ -1,5 +1,5 @@
-"""Figures for reports: the DynaBERT grid heatmap, metric against size and speed for the GLUE suite, and the early-exit
-curve (metric against layers used and latency)."""
+"""Figures for reports: the DynaBERT grid heatmap, metric against size and speed for the GLUE suite, the early-exit
+curve (metric against layers used and latency), and differences with their intervals (a forest plot)."""
 
 from __future__ import annotations
 
@@ -110,4 +110,32 @@ def early_exit_plot(rows: list[dict], path: str | os.PathLike, metric_label: str
                 text = f"{r['threshold']:g}" if kind == "early_exit" else r["setting"].split(" (")[0]
                 ax.annotate(text, (r[key], 100 * r["score"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         _style_axis(ax, label, metric_label)
+    _save(fig, path, title)
+
+
+def interval_plot(rows: list[dict], path: str | os.PathLike, xlabel: str, title: str = "") -> None:
+    """A forest plot: per `label` (one line each, top to bottom in first-seen order), one marker per `series` at
+    `difference` with a bar from `low` to `high`, and a vertical line at 0; a filled marker when the interval
+    excludes 0, an open one when it spans it. `rows` hold `label`, `series`, `difference`, `low` and `high` (all in
+    the unit of `xlabel`)."""
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    series = list(dict.fromkeys(r["series"] for r in rows))
+    step = 0.7 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.6))
+    ax.axvline(0, color="grey", linewidth=1)
+    for k, name in enumerate(series):
+        color = f"C{k}"
+        chosen = [r for r in rows if r["series"] == name]
+        ys = [labels.index(r["label"]) + (k - (len(series) - 1) / 2) * step for r in chosen]
+        xs = [r["difference"] for r in chosen]
+        errors = [[r["difference"] - r["low"] for r in chosen], [r["high"] - r["difference"] for r in chosen]]
+        ax.errorbar(xs, ys, xerr=errors, fmt="none", ecolor=color, elinewidth=1.5, capsize=2)
+        clear = [r["low"] > 0 or r["high"] < 0 for r in chosen]
+        ax.scatter(xs, ys, color=[color if c else "white" for c in clear], edgecolors=color, zorder=3)
+        ax.scatter([], [], color=color, label=name)  # the legend's marker: filled whatever the first point is
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(loc="best", fontsize=8)
     _save(fig, path, title)

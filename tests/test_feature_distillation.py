@@ -295,6 +295,7 @@ def test_comparison_report_from_result_files(tmp_path, glue_dir, monkeypatch):
     assert "| cc | +0.00 =, tiny (2) | 0 / 1 / 0 |" in text
     assert "- mrpc: 18 of 26 runs (seeds 1, 2)" in text
     assert "Warning" not in text and summaries[0]["teacher_scores"] == [0.9]
+    assert "![Each loss's difference from kd" in text and report.with_suffix(".png").stat().st_size > 1000
 
     # a run distilled from another teacher (a re-trained one that came out different) is flagged, not mixed silently
     store.save("mrpc", "kd", "3", {**record(labels), "teacher_score": 0.8})

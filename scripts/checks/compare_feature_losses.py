@@ -48,6 +48,7 @@ import check_layer_methods  # noqa: E402
 
 from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
 from bertdistill.losses import MATCH_LOSSES, default_feature, get_match_loss  # noqa: E402
+from bertdistill.plots import interval_plot  # noqa: E402
 from bertdistill.results import ResultStore  # noqa: E402
 from glue_tasks import get_task, load_glue_split, paired_bootstrap  # noqa: E402
 
@@ -279,7 +280,9 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
                 cells.append(f"{c['difference'] * 100:+.2f} {word}{tiny} ({len(c['seeds'])})")
             tally = " / ".join(str(n) for n in counts.values())
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {tally} |")
-        lines.append("")
+        plot = Path(args.report).with_suffix(".png").name
+        lines += ["", f"![Each loss's difference from kd per task, 95% interval; filled: excludes 0]({plot})", "",
+                  "The same as a plot: filled markers where the interval excludes 0, open where it spans 0.", ""]
     for s in summaries:
         if not s["rows"]:
             continue
@@ -311,6 +314,16 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
         loss = get_match_loss(name, default_feature(name))
         lines.append(f"| {name} | {loss.feature} | {loss.weight:g} | {loss.paper} |")
     return "\n".join(lines) + "\n"
+
+
+def difference_plot(summaries: list[dict], path: Path) -> None:
+    """The summary table as a forest plot: each feature loss's difference from `kd` per task, with its interval."""
+    rows = [{"label": row["run"].removeprefix("feature-"), "series": f"{s['task']} ({s['metric']})",
+             **{k: 100 * row["vs_kd"][k] for k in ("difference", "low", "high")}}
+            for s in summaries for row in s["rows"] if row["run"].startswith("feature-") and row["vs_kd"]]  # fmt: skip
+    if rows:
+        interval_plot(rows, path, "difference from logit KD (points, 95% paired bootstrap interval)",
+                      "Feature losses on top of KD, 3-layer MiniLM students")  # fmt: skip
 
 
 def not_run_section(store: ResultStore, tasks, runs, seeds, applies=lambda task, run: True) -> list[str]:
@@ -354,7 +367,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     assert set(FEATURE_LOSSES) <= set(MATCH_LOSSES)
 
     def write_report():
-        return rebuild_report(args, argv, functools.partial(summary, store=store, glue_dir=args.glue_dir), report)
+        summaries = rebuild_report(args, argv, functools.partial(summary, store=store, glue_dir=args.glue_dir), report)
+        difference_plot(summaries, Path(args.report).with_suffix(".png"))
+        return summaries
 
     if not args.report_only:
         for task_name in args.tasks:
