@@ -281,8 +281,13 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
             tally = " / ".join(str(n) for n in counts.values())
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {tally} |")
         plot = Path(args.report).with_suffix(".png").name
-        lines += ["", f"![Each loss's difference from kd per task, 95% interval; filled: excludes 0]({plot})", "",
-                  "The same as a plot: filled markers where the interval excludes 0, open where it spans 0.", ""]
+        lines += [
+            "",
+            f"![Each loss's difference from kd per task, 95% interval; filled: excludes 0]({plot})",
+            "",
+            "The same as a plot: filled markers where the interval excludes 0, open where it spans 0.",
+            "",
+        ]
     for s in summaries:
         if not s["rows"]:
             continue
