@@ -261,7 +261,8 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
             "The difference from `kd` in points and the verdict of its interval: better (above 0), worse (below 0), "
             "or = (the interval spans 0: indistinguishable at this budget and number of seeds); `tiny` marks a "
             f"difference under {NEGLIGIBLE_POINTS} points whatever its interval (a term too light to change the "
-            "student: the runs are nearly KD's own). The last column counts the tasks: better / = / worse.",
+            "student: the runs are nearly KD's own). The last column counts the tasks: better / = / worse (a tiny "
+            "one counts as =).",
             "",
             "| loss | " + " | ".join(f"{s['task']} (seeds)" for s in shown) + " | better / = / worse |",
             "|---|" + "---|" * (len(shown) + 1),
@@ -275,8 +276,8 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
                     cells.append("")
                     continue
                 word = "better" if c["low"] > 0 else "worse" if c["high"] < 0 else "="
-                counts[word] += 1
                 tiny = ", tiny" if abs(c["difference"] * 100) < NEGLIGIBLE_POINTS else ""
+                counts["=" if tiny else word] += 1
                 cells.append(f"{c['difference'] * 100:+.2f} {word}{tiny} ({len(c['seeds'])})")
             tally = " / ".join(str(n) for n in counts.values())
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {tally} |")
