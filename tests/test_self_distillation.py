@@ -445,6 +445,7 @@ def test_self_distillation_check_commands_and_report(tmp_path, glue_dir):
     assert "| dml | 1,2 |" in text and "peer_1 0.6000" in text and "teacher 0.8500" in text
     assert "| entropy 0 | 0.8000 | 3.00 | 3.00 |" in text
     assert (tmp_path / "self_distillation_mrpc_early_exit.png").is_file()
+    assert "![every run against finetune" in text and report.with_suffix(".png").stat().st_size > 1000
     stsb_runs = len([r for r in check.RUNS if check.applies(stsb, r)])
     assert f"- stsb: {2 * stsb_runs} of {2 * stsb_runs} runs (seeds 1, 2)" in text
     assert f"- mrpc: {2 * (len(check.RUNS) - 4)} of {2 * len(check.RUNS)} runs" in text

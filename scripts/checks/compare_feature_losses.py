@@ -322,14 +322,20 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def difference_plot(summaries: list[dict], path: Path) -> None:
-    """The summary table as a forest plot: each feature loss's difference from `kd` per task, with its interval."""
-    rows = [{"label": row["run"].removeprefix("feature-"), "series": f"{s['task']} ({s['metric']})",
-             **{k: 100 * row["vs_kd"][k] for k in ("difference", "low", "high")}}
-            for s in summaries for row in s["rows"] if row["run"].startswith("feature-") and row["vs_kd"]]  # fmt: skip
+def feature_label(run: str) -> str | None:
+    """The plotted name of a feature-loss run (`feature-rkd` -> `rkd`); `None` for the baselines."""
+    return run.removeprefix("feature-") if run.startswith("feature-") else None
+
+
+def difference_plot(summaries: list[dict], path: Path, against: str = "kd", label=feature_label,
+                    title: str = "Feature losses on top of KD, 3-layer MiniLM students") -> None:  # fmt: skip
+    """A report's comparison as a forest plot: per run that `label(run)` names, its difference from `against` on
+    each task, with the interval (in points). Nothing is drawn before a comparison exists."""
+    rows = [{"label": label(row["run"]), "series": f"{s['task']} ({s['metric']})",
+             **{k: 100 * row[f"vs_{against}"][k] for k in ("difference", "low", "high")}}
+            for s in summaries for row in s["rows"] if label(row["run"]) and row.get(f"vs_{against}")]  # fmt: skip
     if rows:
-        interval_plot(rows, path, "difference from logit KD (points, 95% paired bootstrap interval)",
-                      "Feature losses on top of KD, 3-layer MiniLM students")  # fmt: skip
+        interval_plot(rows, path, f"difference from {against} (points, 95% paired bootstrap interval)", title)
 
 
 def not_run_section(store: ResultStore, tasks, runs, seeds, applies=lambda task, run: True) -> list[str]:
