@@ -340,4 +340,5 @@ def test_teachers_check_commands_and_report(tmp_path, glue_dir):
     assert rows["multi-mean"]["vs_best_single"]["low"] > 0 and rows["kd-a"]["vs_best_single"]["high"] < 0
     text = report.read_text()
     assert "vs the better single teacher (kd-b)" in text and "teacher a 0.8500" in text
+    assert "![every run against finetune" in text and report.with_suffix(".png").stat().st_size > 1000
     assert "- mrpc: 6 of 14 runs (seeds 1, 2)" in text  # multi-confidence, gan_kd, data_free x 2 seeds
