@@ -208,8 +208,10 @@ def test_mpnet_check_runs_each_method_on_an_mpnet_teacher(tmp_path, tokenizer, g
 
 
 def test_mpnet_check_commands_and_report(tmp_path, glue_dir):
+    import numpy as np
+
     from bertdistill.results import ResultStore
-    from glue_tasks import get_task, load_glue_split
+    from glue_tasks import get_task, glue_metrics, load_glue_split
 
     from conftest import load_script
 
@@ -248,21 +250,26 @@ def test_mpnet_check_commands_and_report(tmp_path, glue_dir):
 
     store, minilm = ResultStore(tmp_path / "results"), ResultStore(tmp_path / "minilm")
     store.save("mrpc", "teacher", "42", record(labels, 0.9, 12))
+    kd_predictions, minilm_kd_predictions = labels[:300] + flipped[300:], labels[:200] + flipped[200:]
     for seed in ("1", "2"):
         store.save("mrpc", "finetune-6l", seed, record(flipped, 0.45, 6))
-        store.save("mrpc", "kd-6l", seed, record(labels, 0.81, 6))
+        store.save("mrpc", "kd-6l", seed, record(kd_predictions, 0.81, 6))
     minilm.save("mrpc", "teacher", "42", {**record(labels, 0.8, 6), "hidden": 384})
-    minilm.save("mrpc", "kd", "1", {**record(labels, 0.6, 3), "hidden": 384})
+    minilm.save("mrpc", "kd", "1", {**record(minilm_kd_predictions, 0.6, 3), "hidden": 384})
+    # every student is scored on its saved predictions (the rows its intervals resample), not its recorded score
+    kd_f1, minilm_kd_f1 = (glue_metrics("mrpc", np.array(p), np.array(labels))["f1"]
+                           for p in (kd_predictions, minilm_kd_predictions))  # fmt: skip
     (tmp_path / "results" / "mrpc" / "latency.json").write_text(
         '{"teacher": {"latency_b32_ms": 400.0, "speedup_b32": 1.0}, "kd-6l": {"latency_b32_ms": 200.0, '
         '"speedup_b32": 2.0}}'
     )
     summaries = check.main([*paths, "--tasks", "mrpc", "--seeds", "1", "2", "--report_only"])
     rows = {row["run"]: row for row in summaries[0]["rows"] + summaries[0]["minilm"]}
-    assert rows["kd-6l"]["retention"] == pytest.approx(0.81 / 0.9) and rows["kd-6l"]["vs_finetune"]["low"] > 0
-    assert rows["minilm-kd-3l"]["retention"] == pytest.approx(0.6 / 0.8)
+    assert kd_f1 < 0.9 and rows["kd-6l"]["mean"] == pytest.approx(kd_f1) and rows["kd-6l"]["vs_finetune"]["low"] > 0
+    assert rows["kd-6l"]["retention"] == pytest.approx(kd_f1 / 1.0)  # the teacher's saved predictions are its labels
+    assert rows["minilm-kd-3l"]["retention"] == pytest.approx(minilm_kd_f1 / 1.0)
     text = (tmp_path / "mpnet.md").read_text()
-    assert "| kd-6l | 6 x 768 | 66.0 | 106.0 | 1,2 | 0.8100 |" in text and "| 90.0% |" in text
+    assert f"| kd-6l | 6 x 768 | 66.0 | 106.0 | 1,2 | {kd_f1:.4f} |" in text and f"| {100 * kd_f1:.1f}% |" in text
     assert "| 200 | 2.00x |" in text and "| minilm-teacher | 6 x 384 |" in text
     # the default runs, finetune, kd and nst at 6 and 3 layers, for the 2 seeds asked
     assert "- mrpc: 8 of 12 runs (seeds 1, 2)" in text and "stsb" not in text.split("## Not run yet")[0]

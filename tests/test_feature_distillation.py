@@ -289,6 +289,8 @@ def test_comparison_report_from_result_files(tmp_path, glue_dir, monkeypatch):
                               "--report_only"])  # fmt: skip
     rows = {row["run"]: row for row in summaries[0]["rows"]}
     assert rows["feature-rkd"]["vs_kd"]["low"] > 0 and rows["feature-rkd"]["vs_kd"]["seeds"] == ["1", "2"]
+    # the means are the saved predictions' F1 (the rows the intervals resample), not the recorded training-time 0.0
+    assert rows["feature-rkd"]["mean"] == 1.0 and rows["finetune"]["mean"] == 0.0 and 0 < rows["kd"]["mean"] < 1
     assert rows["kd"]["vs_finetune"]["low"] > 0 and rows["finetune"]["vs_kd"]["high"] < 0
     text = report.read_text()
     assert "| rkd | +" in text and "better (2) | 1 / 0 / 0 |" in text and "0.5 / 0.25" in text

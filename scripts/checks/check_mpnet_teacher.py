@@ -39,8 +39,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts" / "checks"))
 sys.path.insert(0, str(REPO / "scripts"))
@@ -51,7 +49,7 @@ import compare_feature_losses  # noqa: E402
 import compare_models  # noqa: E402
 
 from bertdistill.results import ResultStore  # noqa: E402
-from glue_tasks import get_task, load_glue_split  # noqa: E402
+from glue_tasks import get_task  # noqa: E402
 
 TASKS = ("mrpc", "stsb")
 DEPTHS = (6, 3)
@@ -168,7 +166,7 @@ def measure_latency(task, args, store: ResultStore) -> None:
 
 def minilm_rows(task, args) -> list[dict]:
     """The MiniLM-L6 teacher and its 3-layer KD student (compare_feature_losses.py's runs), for the table."""
-    runs = ResultStore(args.minilm_results_dir).load(task.name)
+    runs, _ = compare_feature_losses.scored_runs(task, ResultStore(args.minilm_results_dir), args.glue_dir)
     rows = []
     for run, label in (("teacher", "minilm-teacher"), ("kd", "minilm-kd-3l")):
         if run in runs:
@@ -187,8 +185,7 @@ def minilm_rows(task, args) -> list[dict]:
 
 
 def summary(task, store: ResultStore, args) -> dict:
-    runs = store.load(task.name)
-    references = np.array(load_glue_split(task, task.eval_splits[0], args.glue_dir)["label"])
+    runs, references = compare_feature_losses.scored_runs(task, store, args.glue_dir)
     latency = check_layer_methods.recorded_latency(task, Path(args.results_dir))
     teacher = runs.get("teacher", {}).get(TEACHER_SEED)
     rows = []

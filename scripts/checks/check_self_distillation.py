@@ -35,7 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,8 +174,7 @@ def curve(runs: dict) -> list[dict]:
 
 
 def summary(task, store: ResultStore, glue_dir: str) -> dict:
-    runs = store.load(task.name)
-    references = np.array(load_glue_split(task, task.eval_splits[0], glue_dir)["label"])
+    runs, references = compare_feature_losses.scored_runs(task, store, glue_dir)
     rows = []
     for run in RUNS:
         if run not in runs:

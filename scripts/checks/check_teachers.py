@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts" / "checks"))
 
@@ -91,8 +89,7 @@ def run_command(task, run: str, seed: str, args, teachers: dict[str, Path], fold
 
 
 def summary(task, store: ResultStore, glue_dir: str) -> dict:
-    runs = store.load(task.name)
-    references = np.array(load_glue_split(task, task.eval_splits[0], glue_dir)["label"])
+    runs, references = compare_feature_losses.scored_runs(task, store, glue_dir)
     means = {run: statistics.fmean(r["score"] for r in runs[run].values()) for run in RUNS if run in runs}
     best_single = max((r for r in ("kd-a", "kd-b") if r in means), key=means.get, default=None)
     rows = []

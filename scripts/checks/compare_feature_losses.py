@@ -50,7 +50,7 @@ from bertdistill.glue_run import evaluate_model, tokenize_split  # noqa: E402
 from bertdistill.losses import MATCH_LOSSES, default_feature, get_match_loss  # noqa: E402
 from bertdistill.plots import interval_plot  # noqa: E402
 from bertdistill.results import ResultStore  # noqa: E402
-from glue_tasks import get_task, load_glue_split, paired_bootstrap  # noqa: E402
+from glue_tasks import get_task, glue_metrics, load_glue_split, paired_bootstrap  # noqa: E402
 
 FEATURE_LOSSES = ["fitnet", "at", "sp", "rkd", "pkt", "cc", "nst", "fsp", "vid", "ft", "ab"]
 RUNS = {
@@ -199,9 +199,26 @@ def score_row(runs: dict, run: str) -> dict:
             "std": statistics.stdev(scores) if len(scores) > 1 else None, "scores": scores}  # fmt: skip
 
 
-def summary(task, store: ResultStore, glue_dir: str) -> dict:
+def scored_runs(task, store: ResultStore, glue_dir: str) -> tuple[dict, np.ndarray]:
+    """A task's result records (`{run: {seed: record}}`) and its dev labels, every record that kept its dev
+    predictions scored on them: `score` becomes the main metric of the saved checkpoint's predictions, the very rows
+    the intervals resample, so that a table's means and its intervals agree. The training run's own evaluation is kept
+    as `training_eval_score`; it can differ by a row or two (it ran under the run's bf16 autocast when that lever was
+    on, the saved checkpoint is scored in float32)."""
     runs = store.load(task.name)
     references = np.array(load_glue_split(task, task.eval_splits[0], glue_dir)["label"])
+    for by_seed in runs.values():
+        for record in by_seed.values():
+            if "dev_predictions" in record:
+                record["training_eval_score"] = record["score"]
+                record["score"] = glue_metrics(task, np.asarray(record["dev_predictions"]), references)[
+                    task.main_metric
+                ]
+    return runs, references
+
+
+def summary(task, store: ResultStore, glue_dir: str) -> dict:
+    runs, references = scored_runs(task, store, glue_dir)
     rows = []
     for run in RUNS:
         if run not in runs:
