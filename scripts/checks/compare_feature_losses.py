@@ -267,7 +267,8 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
         "(FitNet, AB, FT: plus their 1-epoch pre-training stage). Differences are in metric points (x100) with a 95% "
         "paired bootstrap interval over the dev rows, all common seeds scored on the same resampled rows; **bold** = "
         "the whole interval above 0. `final term / KD`: the feature loss's logged term (weight included) and KD's "
-        "(before its 0.5) over the last training logs, i.e. how much the default weight made the term count.",
+        "(before its 0.5) over the last training logs, i.e. how much the default weight made the term count. Every "
+        "score is the saved (float32) checkpoint's on the dev rows, the predictions the intervals resample.",
         "",
     ]
     shown = [s for s in summaries if s["rows"]]
