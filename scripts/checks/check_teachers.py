@@ -125,13 +125,7 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
         "scored on the same resampled rows; **bold** = the whole interval above 0.",
         "",
     ]
-    if any(s["rows"] for s in summaries):
-        lines += [
-            f"![every run against finetune, per task]({Path(args.report).with_suffix('.png').name})",
-            "",
-            "Every run's difference from `finetune` with its interval: filled markers where it excludes 0.",
-            "",
-        ]
+    lines += compare_feature_losses.against_finetune_figure(summaries, args.report)
     for s in summaries:
         if not s["rows"]:
             continue
@@ -163,14 +157,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     def write_report():
         summarise = functools.partial(summary, store=store, glue_dir=args.glue_dir)
         summaries = compare_feature_losses.rebuild_report(args, argv, summarise, report)
-        plot = Path(args.report).with_suffix(".png")
-        compare_feature_losses.difference_plot(
-            summaries,
-            plot,
-            "finetune",
-            lambda run: None if run == "finetune" else run,
-            "Several teachers, GAN-KD and data-free against the student fine-tuned alone",
-        )
+        title = "Several teachers, GAN-KD and data-free against the student fine-tuned alone"
+        compare_feature_losses.plot_against_finetune(summaries, args.report, title)
         return summaries
 
     if not args.report_only:

@@ -356,6 +356,21 @@ def difference_plot(summaries: list[dict], path: Path, against: str = "kd", labe
         interval_plot(rows, path, f"difference from {against} (points, 95% paired bootstrap interval)", title)
 
 
+def plot_against_finetune(summaries: list[dict], report: str, title: str) -> None:
+    """Every run's difference from `finetune` as a forest plot next to the report (`<report>.png`)."""
+    difference_plot(summaries, Path(report).with_suffix(".png"), "finetune",
+                    lambda run: None if run == "finetune" else run, title)  # fmt: skip
+
+
+def against_finetune_figure(summaries: list[dict], report: str) -> list[str]:
+    """The report's lines showing [`plot_against_finetune`]'s figure; none before any run has finished."""
+    if not any(s["rows"] for s in summaries):
+        return []
+    figure = Path(report).with_suffix(".png").name
+    caption = "Every run's difference from `finetune` with its interval: filled markers where it excludes 0."
+    return [f"![every run against finetune, per task]({figure})", "", caption, ""]
+
+
 def not_run_section(store: ResultStore, tasks, runs, seeds, applies=lambda task, run: True) -> list[str]:
     """A report's "Not run yet" lines: per task, how many of its runs (those `applies(task, run)` allows) have no
     result file yet, and their seeds; nothing when every run has finished."""
