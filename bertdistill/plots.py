@@ -97,11 +97,14 @@ def pareto_plot(
 
 def early_exit_plot(rows: list[dict], path: str | os.PathLike, metric_label: str, title: str = "") -> None:
     """An early-exit sweep (rows of `bertdistill.early_exit.early_exit_sweep`): the metric against the mean layers
-    used and against batch-1 latency, the thresholds as one line, the fixed-depth networks of each exit as another."""
+    used and against batch-1 latency, the thresholds as one line, the fixed-depth networks of each exit as another,
+    and rows of kind `"trained_alone"` (networks of those depths trained on their own, labelled by `setting`) as a
+    third."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key, label in ((axes[0], "mean_layers", "mean layers used"),
                            (axes[1], "latency_b1_ms", "CPU latency at batch 1 (ms per example)")):  # fmt: skip
-        for kind, style, name in (("early_exit", "o-", "early exit"), ("fixed_depth", "s--", "fixed depth")):
+        for kind, style, name in (("early_exit", "o-", "early exit"), ("fixed_depth", "s--", "fixed depth"),
+                                  ("trained_alone", "^:", "trained alone")):  # fmt: skip
             chosen = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r[key])
             if not chosen:
                 continue

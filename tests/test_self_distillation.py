@@ -429,11 +429,16 @@ def test_self_distillation_check_commands_and_report(tmp_path, glue_dir):
               "latency_b1_ms": 3.0},
              {"setting": "exit 1 (fixed depth)", "kind": "fixed_depth", "threshold": None, "score": 0.7,
               "mean_layers": 1.0, "latency_b1_ms": 1.0}]  # fmt: skip
+    extra_threshold = {"setting": "entropy 0.9", "kind": "early_exit", "threshold": 0.9, "score": 0.75,
+                       "mean_layers": 2.0, "latency_b1_ms": 2.0}  # fmt: skip
     for seed in ("1", "2"):
         store.save("mrpc", "finetune", seed, record(flipped))
         store.save("mrpc", "kd", seed, record(labels[:200] + flipped[200:], teacher_score=0.85))
         store.save("mrpc", "dml", seed, record(labels, peer_1_score=0.6))
-        store.save("mrpc", "byot", seed, record(labels[:100] + flipped[100:], early_exit=sweep))
+        store.save("mrpc", "finetune-1l", seed, record(labels))
+        # seed 2's sweep has a threshold seed 1's lacks: rows are matched by setting, not position
+        byot_sweep = sweep + [extra_threshold] if seed == "2" else sweep
+        store.save("mrpc", "byot", seed, record(labels[:100] + flipped[100:], early_exit=byot_sweep))
     report = tmp_path / "report.md"
     summaries = check.main(["--tasks", "mrpc", "stsb", "--seeds", "1", "2", "--glue_dir", str(glue_dir),
                             "--results_dir", str(tmp_path / "results"), "--report", str(report),
@@ -443,9 +448,13 @@ def test_self_distillation_check_commands_and_report(tmp_path, glue_dir):
     assert rows["byot"]["vs_kd"] is None and rows["dml"]["other_networks"] == {"peer_1_score": 0.6}
     text = report.read_text()
     assert "| dml | 1,2 |" in text and "peer_1 0.6000" in text and "teacher 0.8500" in text
-    assert "| entropy 0 | 0.8000 | 3.00 | 3.00 |" in text
+    assert "| entropy 0 | 2 | 0.8000 | 3.00 | 3.00 |" in text and "| entropy 0.9 | 1 | 0.7500 | 2.00 | 2.00 |" in text
+    # the 1-layer network trained alone sits next to BYOT's exit 1, with that exit's latency; the 3-layer one has no
+    # exit-3 row in this sweep to take its latency from
+    assert "| finetune-1l (trained alone) | 2 | 1.0000 | 1.00 | 1.00 |" in text
+    assert "finetune (trained alone)" not in text
     assert (tmp_path / "self_distillation_mrpc_early_exit.png").is_file()
     assert "![every run against finetune" in text and report.with_suffix(".png").stat().st_size > 1000
     stsb_runs = len([r for r in check.RUNS if check.applies(stsb, r)])
     assert f"- stsb: {2 * stsb_runs} of {2 * stsb_runs} runs (seeds 1, 2)" in text
-    assert f"- mrpc: {2 * (len(check.RUNS) - 4)} of {2 * len(check.RUNS)} runs" in text
+    assert f"- mrpc: {2 * (len(check.RUNS) - 5)} of {2 * len(check.RUNS)} runs" in text
