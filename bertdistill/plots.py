@@ -45,7 +45,7 @@ def _style_axis(ax, xlabel: str, ylabel: str) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")  # a fixed corner hid points of some curves
 
 
 def _save(fig, path: str | os.PathLike, title: str = "") -> None:
