@@ -67,7 +67,12 @@ CLASSIFICATION_ONLY = ("cskd", "finetune-1l", "finetune-2l")
 AGAINST_KD = ("dml", "one")
 # dense near 1: on MRPC most rows' normalised entropy is above 0.7, so the curve's middle lies there
 EXIT_THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0]
-TRAINED_ALONE = {"finetune-1l": 1, "finetune-2l": 2, "finetune": 3}  # the fixed depths BYOT's exits sit at
+# BYOT's exits after its layers 1 and 2 compute what networks of MiniLM's layers 1 and 1, 3 compute
+NETWORK_LAYERS = {"finetune-1l": "1", "finetune-2l": "1,3"}  # every other run: "1,3,5"
+# the networks trained alone at the depths of BYOT's exits
+TRAINED_ALONE = {
+    run: len(NETWORK_LAYERS.get(run, "1,3,5").split(",")) for run in ("finetune-1l", "finetune-2l", "finetune")
+}
 LATENCY_ROWS = 100
 
 
@@ -108,8 +113,7 @@ def applies(task, run: str) -> bool:
 
 
 def run_command(task, run: str, seed: str, args, teacher: Path | None, folder: Path) -> list[str]:
-    # BYOT's exits after its layers 1 and 2 compute what networks of MiniLM's layers 1 and 1, 3 compute
-    layers = {"finetune-1l": "1", "finetune-2l": "1,3"}.get(run, "1,3,5")
+    layers = NETWORK_LAYERS.get(run, "1,3,5")
     common = check_layer_methods.common_arguments(task, args.glue_dir, seed)
     source = ["--teacher_model_name_or_path", str(teacher)] if run in TEACHER_RUNS else []
     return [sys.executable, "scripts/distill_glue.py", *common, *source, "--student_layers_from",
@@ -159,7 +163,7 @@ def train(task, run: str, seed: str, args, teacher: Path, store: ResultStore) ->
 
 
 def curve(runs: dict) -> list[dict]:
-    """BYOT's sweep averaged over the seeds that have one: per setting (in the order of the latest sweep) the mean
+    """BYOT's sweep averaged over the seeds that have one: per setting (in the order of the longest sweep) the mean
     score, layers and latency, and how many seeds measured it."""
     sweeps = [{row["setting"]: row for row in r["early_exit"]} for r in runs.get("byot", {}).values()
               if r.get("early_exit")]  # fmt: skip
