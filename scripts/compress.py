@@ -97,7 +97,11 @@ class CompressArguments:
             per-tensor scales lost 1.43 points on MRPC and STS-B after plain distillation, per-channel 0.53 and 0.82);
             `int8_embeddings` also quantizes the embedding lookups (off: they stay float32, about 4x their INT8
             bytes, and with per-channel weights SST-2 and MRPC lost 0.8 and 1.2 points less, STS-B the same); the
-            variants side by side: `scripts/checks/compare_int8.py`, docs/int8/.
+            variants side by side: `scripts/checks/compare_int8.py`, docs/int8/. `int8_reduce_range` stores the
+            linear layers' weights in [-64, 64] (ONNX Runtime's `reduce_range`): on x86 CPUs without VNNI, ONNX
+            Runtime's INT8 kernel adds pairs of products in saturating 16-bit integers, which full-range weights can
+            overflow; default: on exactly when this CPU is such a one (`onnx_runtime.x86_without_vnni`), so that the
+            metrics measured here are the model's; the qat stage then trains for the same 7-bit weights.
         recovery_teacher (`str`, *optional*, defaults to `"teacher"`): who the prune and factorize stages recover
             from: the fine-tuned teacher, or `"input"`: the stage's own input model, the one before pruning or
             factorizing (the seed's "distil from the unpruned model"; cheaper when the input is smaller).
@@ -134,6 +138,9 @@ class CompressArguments:
         default=None, metadata={"help": "int8: one weight scale per output channel (default: on, off after qat)."}
     )
     int8_embeddings: bool = field(default=True, metadata={"help": "int8: also quantize the embedding lookups."})
+    int8_reduce_range: bool | None = field(
+        default=None, metadata={"help": "int8: 7-bit weights (default: on for x86 CPUs without VNNI, else off)."}
+    )
     calibration_rows: int = field(default=256, metadata={"help": "int8 static: calibration training rows."})
     recovery_teacher: str = field(
         default="teacher", metadata={"help": "prune/factorize: recover from the 'teacher' or the stage's 'input'."}
@@ -190,6 +197,10 @@ class CompressArguments:
                 "(qat scheme onnx_dynamic), so per-channel INT8 would not be the model it was trained for; drop the "
                 "flag (per-tensor is the default after qat)"
             )
+        if self.int8_reduce_range is None:
+            from bertdistill.compression.onnx_runtime import x86_without_vnni
+
+            self.int8_reduce_range = x86_without_vnni()
         if self.recovery_teacher not in RECOVERY_TEACHERS:
             raise ValueError(f"--recovery_teacher must be one of {RECOVERY_TEACHERS}, got {self.recovery_teacher!r}")
         if self.int8_mode not in INT8_MODES:
@@ -275,6 +286,8 @@ class Pipeline:
             values |= {name: v for name in ("heads_per_layer", "neurons_per_layer") if (v := getattr(args, name))}
         if stage in ("prune", "factorize") and args.recovery_teacher != "teacher":  # absent: folders made before it
             values["recovery_teacher"] = args.recovery_teacher
+        if stage in ("qat", "int8") and args.int8_reduce_range:  # absent when off: folders made before the flag
+            values["int8_reduce_range"] = True
         if stage in TRAINING_STAGES:
             values |= {name: getattr(args, name) for name in TRAINING_SETTINGS}
             values |= {"task_name": run_args.task_name, "max_seq_length": run_args.max_seq_length,
@@ -333,7 +346,8 @@ class Pipeline:
     def stage_qat(self, source: Path, out: Path) -> dict:
         from bertdistill.compression.qat import convert_qat, prepare_qat
 
-        model = prepare_qat(self.load(source))
+        scheme = "onnx_dynamic_reduce_range" if self.args.int8_reduce_range else "onnx_dynamic"  # what int8 will be
+        model = prepare_qat(self.load(source), scheme=scheme)
         details = self.recover(model, out, save=False)
         convert_qat(self.trained).save_pretrained(out)
         self.tokenizer_of(source).save_pretrained(out)
@@ -376,9 +390,11 @@ class Pipeline:
             calibration=calibration,
             per_channel=self.args.int8_per_channel,
             op_types=int8_op_types(self.args.int8_embeddings),
+            reduce_range=self.args.int8_reduce_range,
         )
         return {"mode": self.args.int8_mode, "per_channel": self.args.int8_per_channel,
-                "embeddings": self.args.int8_embeddings, "parameters": count_parameters(model)}  # fmt: skip
+                "embeddings": self.args.int8_embeddings, "reduce_range": self.args.int8_reduce_range,
+                "parameters": count_parameters(model)}  # fmt: skip
 
     # ---- shared by the stages --------------------------------------------------------------------------------------
 

@@ -60,6 +60,26 @@ def test_int8_is_per_channel_unless_it_follows_qat(compress):
     assert parsed("distill,qat,int8").int8_per_channel is False
 
 
+def test_int8_reduce_range_follows_the_cpu_and_the_qat_stage_trains_for_it(
+    compress, teacher_dir, glue_dir, tmp_path, monkeypatch
+):
+    from bertdistill.compression import onnx_runtime
+
+    def parsed(**kwargs):
+        return compress.CompressArguments(teacher_model_name_or_path="t", output_dir="o", **kwargs)
+
+    for without_vnni in (True, False):
+        monkeypatch.setattr(onnx_runtime, "x86_without_vnni", lambda answer=without_vnni: answer)
+        assert parsed().int8_reduce_range is without_vnni
+        assert parsed(int8_reduce_range=False).int8_reduce_range is False
+
+    out = tmp_path / "out"
+    compress.main([*base_argv(teacher_dir, glue_dir, out), "--stages", "qat,int8", "--int8_reduce_range", "true"])
+    assert json.loads((out / "1-qat" / "config.json").read_text())["qat_scheme"] == "onnx_dynamic_reduce_range"
+    assert json.loads((out / "2-int8" / "quantization.json").read_text())["reduce_range"] is True
+    assert json.loads((out / "2-int8" / "stage.json").read_text())["reduce_range"] is True
+
+
 def test_empty_corpus_and_missing_teacher_are_refused(compress, teacher_dir, glue_dir, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")

@@ -17,6 +17,13 @@ compares the INT8 variants of one student, docs/int8/):
   The word-embedding Gather is quantized too (4x smaller embeddings), which is most of a small model's bytes.
   ONNX Runtime's BERT graph optimizer (attention fusion) was slower, not faster, in an early probe, so it is off by
   default (`optimize=True` turns it on).
+- x86 CPUs without VNNI (AVX2, or AVX512 without AVX512-VNNI / AVX-VNNI) run ONNX Runtime's uint8 x int8 matrix
+  products with an instruction that adds each pair of products in saturating 16-bit integers: where a uint8
+  activation near 255 meets an int8 weight near +-127 twice in a row, the sum is clipped at 32767, and the INT8 model's
+  logits drift from what its integers say (9e-2 on the wide-weight tiny BERT of tests/test_qat.py, measured on such a
+  machine; `x86_without_vnni()` tells which kind this CPU is). VNNI and ARM CPUs accumulate in 32 bits and are exact.
+  `reduce_range=True` stores the linear layers' weights in [-64, 64] (ONNX Runtime's remedy), so no pair can
+  saturate, on any CPU, for one bit of weight precision.
 """
 
 from __future__ import annotations
@@ -36,6 +43,23 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 ONNX_FILE = "model.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 QUANTIZATION_MODES = ("dynamic", "static")
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
+
+
+def x86_without_vnni(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether this is an x86-64 CPU without VNNI, where ONNX Runtime's uint8 x int8 kernels add pairs of products in
+    saturating 16-bit integers (see the module docstring); `False` on other architectures, on VNNI CPUs, and where
+    `cpuinfo` (Linux's flag list) cannot be read."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
+    return flags is not None and not any(flag in flags for flag in VNNI_FLAGS)
 
 
 def _check_runtime():
@@ -101,6 +125,7 @@ def quantize_onnx(
     per_channel: bool = False,
     optimize: bool = False,
     op_types: Sequence[str] | None = None,
+    reduce_range: bool = False,
 ) -> Path:
     """INT8 copy of the ONNX model in `onnx_dir` written to `output_dir/model.onnx` (with its config and tokenizer).
 
@@ -119,6 +144,10 @@ def quantize_onnx(
             ONNX Runtime's own default set, in the `static` variant of `scripts/checks/compare_int8.py` at commit
             5d00b86; dynamic per-channel: 0.816).
             `("MatMul",)` leaves the embeddings in float.
+        reduce_range (`bool`, *optional*, defaults to `False`): store the linear layers' weights in [-64, 64]
+            instead of [-127, 127] (the embedding tables keep their 8 bits): exact on x86 CPUs without VNNI, whose
+            16-bit pair sums saturate with full-range weights (see the module docstring), for one bit less weight
+            precision everywhere.
     """
     if mode not in QUANTIZATION_MODES:
         raise ValueError(f"mode must be one of {QUANTIZATION_MODES}, got {mode!r}")
@@ -149,10 +178,10 @@ def quantize_onnx(
         warnings.simplefilter("ignore")
         if mode == "dynamic":
             q.quantize_dynamic(str(source), str(target), weight_type=q.QuantType.QInt8, per_channel=per_channel,
-                               op_types_to_quantize=ops, extra_options=extra)  # fmt: skip
+                               reduce_range=reduce_range, op_types_to_quantize=ops, extra_options=extra)  # fmt: skip
         else:
             q.quantize_static(str(source), str(target), _Calibration(calibration), quant_format=q.QuantFormat.QDQ,
-                              per_channel=per_channel, activation_type=q.QuantType.QUInt8,
+                              per_channel=per_channel, reduce_range=reduce_range, activation_type=q.QuantType.QUInt8,
                               weight_type=q.QuantType.QInt8, calibrate_method=q.CalibrationMethod.MinMax,
                               op_types_to_quantize=ops, extra_options=extra)  # fmt: skip
     if optimize:
@@ -161,7 +190,17 @@ def quantize_onnx(
         if item.suffix != ".onnx" and item.is_file() and not (output_dir / item.name).exists():
             (output_dir / item.name).write_bytes(item.read_bytes())
     (output_dir / "quantization.json").write_text(
-        json.dumps({"mode": mode, "per_channel": per_channel, "optimize": optimize, "op_types": ops}, indent=2) + "\n"
+        json.dumps(
+            {
+                "mode": mode,
+                "per_channel": per_channel,
+                "reduce_range": reduce_range,
+                "optimize": optimize,
+                "op_types": ops,
+            },
+            indent=2,
+        )
+        + "\n"  # fmt: skip
     )
     return output_dir
 
