@@ -253,6 +253,28 @@ def test_one_trains_every_branch_and_the_gate_and_resumes(tmp_path, tokenizer):
     assert_resumes_like(full, make, tmp_path, 3)
 
 
+@pytest.mark.parametrize("new_heads", [False, True])
+def test_one_branches_copy_the_top_layers_and_copy_or_redraw_the_head(tmp_path, tokenizer, new_heads):
+    torch.manual_seed(0)
+    trainer = one_trainer(tmp_path, tokenizer, one_branches=3, one_new_heads=new_heads)
+    student = trainer.student
+    heads = [trainer.model.extras[f"branch_{k}"].classifier.weight for k in (2, 3)]
+    for k in (2, 3):
+        branch = trainer.model.extras[f"branch_{k}"]
+        for ours, theirs in zip(branch.layers.parameters(), student.bert.encoder.layer[2:].parameters(), strict=True):
+            assert torch.equal(ours, theirs)  # the pre-trained top layer is always a copy
+        assert torch.equal(branch.pooler.dense.weight, student.bert.pooler.dense.weight)
+    same = [torch.equal(head, student.classifier.weight) for head in heads]
+    assert same == [not new_heads] * 2
+    if new_heads:  # drawn afresh, each its own, at BERT's scale, bias 0
+        assert not torch.equal(heads[0], heads[1])
+        std = student.config.initializer_range
+        assert all(0.5 * std < float(head.std()) < 1.5 * std for head in heads)
+        assert all(not trainer.model.extras[f"branch_{k}"].classifier.bias.any() for k in (2, 3))
+    expected = "initialised afresh" if new_heads else "copies of the network's"
+    assert trainer.hyperparameters()["branch_heads"] == expected
+
+
 def test_one_regression_and_errors(tmp_path, tokenizer):
     from bertdistill import ONEConfig
 

@@ -20,6 +20,12 @@ class ONEConfig(DistillationTrainingConfig):
     fully connected layer, batch norm and ReLU; here one linear layer on the [CLS] vector. `T = 3` as in the paper.
     Regression: MSE to the labels and to the ensemble's output instead of CE and KL.
 
+    Branch initialisation: the paper's branches are initialised independently. Here the branched top layers are
+    pre-trained, so every branch starts as a copy of the network's own top layers and pooler; by default its
+    classifier is a copy too (each branch begins as the very network it would be alone, and they diverge through
+    dropout and the gate), while `one_new_heads=True` gives branches 2..M classifiers initialised afresh (BERT's
+    normal(0, `initializer_range`) weights, zero bias), the paper's independence where the weights are not pre-trained.
+
     Args:
         one_branches (`int`, *optional*, defaults to `3`): branches (>= 2); the paper uses 3.
         one_shared_layers (`int`, *optional*): lower layers shared by the branches; default: all but the last (the
@@ -27,6 +33,8 @@ class ONEConfig(DistillationTrainingConfig):
         alpha_ce (`float`, *optional*, defaults to `1.0`): weight of every branch's and the ensemble's CE.
         alpha_kd (`float`, *optional*, defaults to `1.0`): weight of the ensemble's soft targets.
         temperature (`float`, *optional*, defaults to `3.0`): softmax temperature of the soft targets.
+        one_new_heads (`bool`, *optional*, defaults to `False`): initialise the classifiers of branches 2..M afresh
+            instead of copying the network's.
     """
 
     one_branches: int = field(default=3, metadata={"help": "Branches of the top layers (>= 2; paper: 3)."})
@@ -36,6 +44,9 @@ class ONEConfig(DistillationTrainingConfig):
     alpha_ce: float = field(default=1.0, metadata={"help": "Weight of every branch's and the ensemble's CE."})
     alpha_kd: float = field(default=1.0, metadata={"help": "Weight of the ensemble's soft targets."})
     temperature: float = field(default=3.0, metadata={"help": "Softmax temperature of the soft targets (paper: 3)."})
+    one_new_heads: bool = field(
+        default=False, metadata={"help": "Initialise branches 2..M's classifiers afresh (default: copies)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()

@@ -19,12 +19,15 @@ from .one_config import ONEConfig
 class Branch(nn.Module):
     """A copy of a BERT classifier's top layers, pooler and classifier: one ONE branch."""
 
-    def __init__(self, model: BertForSequenceClassification, shared: int):
+    def __init__(self, model: BertForSequenceClassification, shared: int, new_head: bool = False):
         super().__init__()
         self.layers = copy.deepcopy(model.bert.encoder.layer[shared:])
         self.pooler = copy.deepcopy(model.bert.pooler)
         self.dropout = copy.deepcopy(model.dropout)
         self.classifier = copy.deepcopy(model.classifier)
+        if new_head:  # BERT's initialisation of a linear layer, drawn afresh
+            nn.init.normal_(self.classifier.weight, std=model.config.initializer_range)
+            nn.init.zeros_(self.classifier.bias)
 
     def forward(self, hidden: torch.Tensor, mask) -> torch.Tensor:
         for layer in self.layers:
@@ -67,7 +70,10 @@ class ONETrainer(DistillationTrainer):
         super().__init__(model, teacher_model, args, **kwargs)
 
     def build_extras(self, student: PreTrainedModel, teacher: None) -> nn.ModuleDict:
-        branches = {f"branch_{k}": Branch(student, self._shared) for k in range(2, self.args.one_branches + 1)}
+        branches = {
+            f"branch_{k}": Branch(student, self._shared, new_head=self.args.one_new_heads)
+            for k in range(2, self.args.one_branches + 1)
+        }
         return nn.ModuleDict({**branches, "gate": nn.Linear(student.config.hidden_size, self.args.one_branches)})
 
     def build_loss_terms(self, student: PreTrainedModel, teacher: None) -> list[LossTerm]:
@@ -143,4 +149,5 @@ class ONETrainer(DistillationTrainer):
             "alpha_ce": args.alpha_ce,
             "alpha_kd": args.alpha_kd,
             "temperature": args.temperature,
+            "branch_heads": "initialised afresh" if args.one_new_heads else "copies of the network's",
         }
