@@ -416,6 +416,8 @@ def test_self_distillation_check_commands_and_report(tmp_path, glue_dir):
     layers = {run: command[command.index("--student_layers") + 1] for run, command in commands.items()}
     assert layers["byot"] == "1,3,5" and layers["finetune-1l"] == "1" and layers["finetune-2l"] == "1,3"
     assert not check.applies(stsb, "cskd") and check.applies(stsb, "byot") and check.applies(mrpc, "cskd")
+    assert check.applies(mrpc, "one-ce-only") and not check.applies(stsb, "one-ce-only")  # MRPC's diagnostic
+    assert "--one_new_heads" in commands["one-new-heads"] and "--alpha_kd" in commands["one-ce-only"]
 
     labels = list(load_glue_split("mrpc", "validation", glue_dir)["label"])
     flipped = [1 - y for y in labels]
