@@ -32,15 +32,19 @@ def glue_dir() -> Path:
     return found
 
 
-@pytest.fixture(scope="session")
-def tokenizer_dir(tmp_path_factory) -> Path:
-    """A character-level WordPiece vocabulary: every English text tokenizes, ids stay below 200."""
+def tiny_tokenizer(folder: Path) -> BertTokenizerFast:
+    """A character-level WordPiece vocabulary written to `folder/vocab.txt`: every English text tokenizes, ids stay
+    below 200 (also used by scripts/checks/int8_saturation.py)."""
     chars = string.ascii_lowercase + string.digits + string.punctuation
     vocab = list(dict.fromkeys(SPECIAL + WORDS + list(chars) + [f"##{c}" for c in chars]))  # "a" is a word and a char
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tokenizer")
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True)
-    tokenizer.save_pretrained(path)
+    tiny_tokenizer(path).save_pretrained(path)
     return path
 
 

@@ -189,19 +189,9 @@ def quantize_onnx(
     for item in Path(onnx_dir).iterdir():
         if item.suffix != ".onnx" and item.is_file() and not (output_dir / item.name).exists():
             (output_dir / item.name).write_bytes(item.read_bytes())
-    (output_dir / "quantization.json").write_text(
-        json.dumps(
-            {
-                "mode": mode,
-                "per_channel": per_channel,
-                "reduce_range": reduce_range,
-                "optimize": optimize,
-                "op_types": ops,
-            },
-            indent=2,
-        )
-        + "\n"  # fmt: skip
-    )
+    settings = {"mode": mode, "per_channel": per_channel, "reduce_range": reduce_range, "optimize": optimize,
+                "op_types": ops}  # fmt: skip
+    (output_dir / "quantization.json").write_text(json.dumps(settings, indent=2) + "\n")
     return output_dir
 
 

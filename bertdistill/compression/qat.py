@@ -64,6 +64,7 @@ further rounded to bf16 by the matmul, a smaller error than the int8 rounding bu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,23 +135,25 @@ def _fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tenso
     return out.to(x.dtype)
 
 
+_ONNX_DYNAMIC = QATScheme(
+    name="onnx_dynamic",
+    deployment="ONNX Runtime dynamic INT8 (onnx_runtime.quantize_onnx(..., mode='dynamic'))",
+    weight_qmin=-127,
+    weight_qmax=127,
+    activation_qmax=255,
+    embeddings=("word_embeddings", "position_embeddings", "token_type_embeddings"),
+)
+
 QAT_SCHEMES: dict[str, QATScheme] = {
-    "onnx_dynamic": QATScheme(
-        name="onnx_dynamic",
-        deployment="ONNX Runtime dynamic INT8 (onnx_runtime.quantize_onnx(..., mode='dynamic'))",
-        weight_qmin=-127,
-        weight_qmax=127,
-        activation_qmax=255,
-        embeddings=("word_embeddings", "position_embeddings", "token_type_embeddings"),
-    ),
-    "onnx_dynamic_reduce_range": QATScheme(
+    "onnx_dynamic": _ONNX_DYNAMIC,
+    # the same deployment with ONNX Runtime's reduce_range: only the linear layers' weight range differs
+    "onnx_dynamic_reduce_range": dataclasses.replace(
+        _ONNX_DYNAMIC,
         name="onnx_dynamic_reduce_range",
         deployment="ONNX Runtime dynamic INT8 with 7-bit weights (onnx_runtime.quantize_onnx(..., mode='dynamic', "
         "reduce_range=True))",
         weight_qmin=-64,
         weight_qmax=64,
-        activation_qmax=255,
-        embeddings=("word_embeddings", "position_embeddings", "token_type_embeddings"),
     ),
     "torch_dynamic": QATScheme(
         name="torch_dynamic",

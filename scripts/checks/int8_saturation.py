@@ -20,7 +20,6 @@ the simulation for `onnx_dynamic`, while `onnx_dynamic_reduce_range` (weights in
 from __future__ import annotations
 
 import platform
-import string
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -62,20 +61,11 @@ def simulated_saturation():
         qat.FakeQuantLinear.forward = forward
 
 
-def tiny_tokenizer(folder: Path):
-    from transformers import BertTokenizerFast
-
-    from conftest import SPECIAL, WORDS
-
-    chars = string.ascii_lowercase + string.digits + string.punctuation
-    vocab = list(dict.fromkeys(SPECIAL + WORDS + list(chars) + [f"##{c}" for c in chars]))
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
-
-
 @torch.no_grad()
 def main() -> None:
     from test_qat import batch, prepared_student
+
+    from conftest import tiny_tokenizer
 
     names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
              if line.startswith("model name")] if Path("/proc/cpuinfo").is_file() else []  # fmt: skip
