@@ -147,6 +147,14 @@ class ModelCardMixin:
         `bertdistill.speed_levers`); none by default."""
         return {}
 
+    def regression_head_rows(self) -> dict[str, str]:
+        """Where the run started an untrained regression head (`regression_head_start`, see
+        `bertdistill.task_head`), for the card; none when it was not moved from 0."""
+        start = getattr(self, "regression_head_start", None)
+        if start is None:
+            return {}
+        return {"regression_head_init": f"{start['how']} ({start['value']:.4f}: {', '.join(start['layers'])})"}
+
     def card_model(self) -> PreTrainedModel:
         return self.accelerator.unwrap_model(self.model)
 
@@ -184,6 +192,7 @@ class ModelCardMixin:
                 "max_steps": args.max_steps,
                 "seed": args.seed,
                 **self.speed_lever_rows(),
+                **self.regression_head_rows(),
             },
             task_name=task_name,
             metrics=metrics,

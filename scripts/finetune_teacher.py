@@ -31,6 +31,7 @@ from bertdistill.glue_run import (
     preflight,
     run_script,
 )
+from bertdistill.task_head import check_regression_head_init, start_regression_heads
 from glue_tasks import get_task
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class TeacherArguments:
         lora_r (`int`, *optional*): LoRA rank; unset trains every weight.
         lora_alpha (`int`, *optional*, defaults to 16): LoRA scaling numerator.
         lora_dropout (`float`, *optional*, defaults to 0.1): dropout on the LoRA input.
+        regression_head_init (`str`, *optional*, defaults to `"label_mean"`): regression tasks: where the new
+            head's output bias starts, `"label_mean"` (the training labels' mean) or `"zero"` (transformers'
+            initialisation); see `bertdistill.task_head`.
     """
 
     model_name_or_path: str | None = field(
@@ -66,12 +70,17 @@ class TeacherArguments:
     lora_r: int | None = field(default=None, metadata={"help": "Train LoRA adapters of this rank, merged at the end."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
+    regression_head_init: str = field(
+        default="label_mean",
+        metadata={"help": "Where a new regression head's output bias starts: label_mean or zero."},
+    )
 
     def __post_init__(self):
         if self.packaged_model not in PACKAGED_MODELS:
             raise ValueError(
                 f"--packaged_model must be one of {', '.join(PACKAGED_MODELS)}, got {self.packaged_model!r}"
             )
+        check_regression_head_init(self.regression_head_init)
         if self.lora_r is not None and self.lora_r <= 0:
             raise ValueError(f"--lora_r must be positive, got {self.lora_r}")
 
@@ -91,6 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = load_for_task(model_path, task, "--model_name_or_path")
     model.config.finetuning_task = task.name
     check_max_seq_length(run_args.max_seq_length, tokenizer, model=model)
+    train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
+    head_start = start_regression_heads(model, train_dataset, model_args.regression_head_init)
     if model_args.lora_r is not None:
         from peft import LoraConfig, TaskType, get_peft_model
 
@@ -104,7 +115,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model = get_peft_model(model, lora)
         model.print_trainable_parameters()
 
-    train_dataset, eval_datasets = load_glue_datasets(task, tokenizer, run_args)
     trainer = FineTuneTrainer(
         model=model,
         args=training_args,
@@ -114,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         compute_metrics=compute_metrics_for(task),
         base_model_name=model_args.model_name_or_path or hub_id,
     )
+    trainer.regression_head_start = head_start
     train_result = trainer.train(resume_from_checkpoint=resume)
     if model_args.lora_r is not None:
         merged = trainer.model.merge_and_unload()

@@ -9,6 +9,7 @@ from transformers import TrainingArguments
 
 from ..compression.sparsity import PRUNING_METHODS, check_pruning_options
 from ..speed_levers import LeverChoice, accelerator_type, choose, native_bf16
+from ..task_head import check_regression_head_init
 
 # What a prediction-layer loss on a regression task is measured against (TinyBERT's `regression_target`).
 REGRESSION_TARGETS = ("teacher", "gold")
@@ -87,6 +88,13 @@ class DistillationTrainingConfig(TrainingArguments):
         movement_scores_lr (`float`, *optional*, defaults to `0.01`):
             Learning rate of the movement scores (their own optimizer group, no weight decay, the same learning-rate
             schedule as the rest); Sanh et al.'s default.
+        regression_head_init (`str`, *optional*, defaults to `"label_mean"`):
+            Regression tasks (STS-B): where the output bias of every untrained regression head of the trained
+            networks (bias exactly 0, as transformers initialises it; a head copied from a fine-tuned teacher keeps
+            its own) starts: `"label_mean"`, the training labels' mean, or `"zero"`, transformers' initialisation.
+            From 0, a network that is not fine-tuned yet can stall on the predict-the-mean plateau (see
+            `bertdistill.task_head`). Recorded in the model card; nothing happens without training labels
+            (data-free distillation).
     """
 
     alpha_ce: float = field(
@@ -166,6 +174,10 @@ class DistillationTrainingConfig(TrainingArguments):
     movement_scores_lr: float = field(
         default=1e-2, metadata={"help": "Learning rate of movement pruning's importance scores (no weight decay)."}
     )
+    regression_head_init: str = field(
+        default="label_mean",
+        metadata={"help": "Where an untrained regression head's output bias starts: 'label_mean' or 'zero'."},
+    )
 
     def __post_init__(self):
         # What the user asked for, before the levers left to bertdistill are resolved (see `replaced`).
@@ -182,6 +194,7 @@ class DistillationTrainingConfig(TrainingArguments):
         check_pruning_options(
             self.sparsity, self.pruning_method, self.pruning_start, self.pruning_end, self.pruning_frequency
         )
+        check_regression_head_init(self.regression_head_init)
         if self.movement_scores_lr <= 0:
             raise ValueError(f"movement_scores_lr must be > 0, got {self.movement_scores_lr}")
 

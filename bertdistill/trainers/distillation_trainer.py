@@ -34,6 +34,7 @@ from ..model_card import ModelCardMixin
 from ..modeling import DistillationModel, LossTerm
 from ..speed_levers import LeverChoice, choose, log_choices
 from ..student import check_same_vocabulary
+from ..task_head import start_regression_heads
 from ..teacher_cache import TEACHER_LOGITS_COLUMN, add_teacher_logits
 from ..teacher_output_cache import TEACHER_ROW_COLUMN, CacheSpec, TeacherOutputCache, plan_cache, write_cache
 from .distillation_config import REGRESSION_TARGETS, DistillationTrainingConfig
@@ -110,9 +111,16 @@ class DistillationTrainer(ModelCardMixin, Trainer):
                     f"{model.config.num_labels}"
                 )
         self.args = args
+        # Before the wrapper, so the networks built from the student (ONE's branches, BYOT's exits) copy the start;
+        # after it, for those built otherwise (DML's peers, grafting's second network).
+        head_start = start_regression_heads(model, kwargs.get("train_dataset"), args.regression_head_init)
         wrapped = self.wrapper_class(
             model, self.build_loss_terms(model, teacher_model), self.build_extras(model, teacher_model)
         )
+        more = start_regression_heads(wrapped, kwargs.get("train_dataset"), args.regression_head_init)
+        if more is not None:
+            head_start = {**more, "layers": (head_start or {}).get("layers", []) + more["layers"]}
+        self.regression_head_start: dict[str, Any] | None = head_start
         # Exactly the layers the active attention terms read record scores (the slower fp32 path); with none, both
         # models go back to plain SDPA, e.g. for a prediction stage after an intermediate one on the same models.
         for side, layers in ((teacher_model, wrapped.teacher_attention_layers),

@@ -24,7 +24,9 @@ class ONEConfig(DistillationTrainingConfig):
     pre-trained, so every branch starts as a copy of the network's own top layers and pooler; by default its
     classifier is a copy too (each branch begins as the very network it would be alone, and they diverge through
     dropout and the gate), while `one_new_heads=True` gives branches 2..M classifiers initialised afresh (BERT's
-    normal(0, `initializer_range`) weights, zero bias), the paper's independence where the weights are not pre-trained.
+    normal(0, `initializer_range`) weights; the bias starts where the network's head does: 0 for a fresh head, the
+    label mean for a fresh regression head, see `regression_head_init`), the paper's independence where the weights
+    are not pre-trained.
 
     Args:
         one_branches (`int`, *optional*, defaults to `3`): branches (>= 2); the paper uses 3.

@@ -25,9 +25,8 @@ class Branch(nn.Module):
         self.pooler = copy.deepcopy(model.bert.pooler)
         self.dropout = copy.deepcopy(model.dropout)
         self.classifier = copy.deepcopy(model.classifier)
-        if new_head:  # BERT's initialisation of a linear layer, drawn afresh
+        if new_head:  # BERT's initialisation of the weights, drawn afresh; the bias starts where the network's did
             nn.init.normal_(self.classifier.weight, std=model.config.initializer_range)
-            nn.init.zeros_(self.classifier.bias)
 
     def forward(self, hidden: torch.Tensor, mask) -> torch.Tensor:
         for layer in self.layers:

@@ -213,9 +213,10 @@ def train_and_record(task, store: ResultStore, run_name: str, seed: str, command
 
 def teacher_command(common: list[str], teacher: Path) -> list[str]:
     """The command that fine-tunes a task's teacher into `teacher` (the packaged MiniLM unless `common` names a
-    --model_name_or_path)."""
+    --model_name_or_path). `--regression_head_init zero`: the recipe every recorded teacher was trained with (before
+    the label-mean start became the default), so a re-created STS-B teacher is the recorded one."""
     return [sys.executable, "scripts/finetune_teacher.py", *common, "--learning_rate", "5e-5",
-            "--output_dir", str(teacher)]  # fmt: skip
+            "--regression_head_init", "zero", "--output_dir", str(teacher)]  # fmt: skip
 
 
 def ensure_teacher(

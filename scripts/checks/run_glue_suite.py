@@ -107,6 +107,14 @@ def without_option(command: list[str], option: str) -> list[str]:
     return [a for i, a in enumerate(command) if a != option and (i == 0 or command[i - 1] != option)]
 
 
+def teacher_recipe(command: list[str]) -> list[str]:
+    """A teacher command's arguments that decide the teacher: the output folder left out, and
+    `--regression_head_init zero` (what finetune_teacher.py did before the option existed) made explicit, so a
+    command recorded before it equals today's."""
+    recipe = without_option(command, "--output_dir")
+    return recipe if "--regression_head_init" in recipe else [*recipe, "--regression_head_init", "zero"]
+
+
 def reuse_teacher(task, output_root: Path, seed: str, store, common: list[str], runs: Path, results: Path) -> bool:
     """Copy the task's teacher from another check's folders (`runs/<task>/teacher`, its record in
     `results/<task>/teacher-seed<seed>.json`) when that teacher was trained by exactly the command this suite would
@@ -122,7 +130,7 @@ def reuse_teacher(task, output_root: Path, seed: str, store, common: list[str], 
         return False
     record = json.loads(source_record.read_text())
     command = check_layer_methods.teacher_command(common, target)
-    if without_option(record["command"].split(), "--output_dir") != without_option(command[1:], "--output_dir"):
+    if teacher_recipe(record["command"].split()) != teacher_recipe(command[1:]):
         print(
             f"{task.name}: the teacher in {source} was trained by another command; training the suite's own",
             flush=True,
