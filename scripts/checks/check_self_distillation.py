@@ -19,6 +19,10 @@ early-exit curve need classes: STS-B runs neither. `finetune-1l` / `finetune-2l`
 MiniLM's layers 1 / 1, 3 (what BYOT's first two exits sit on) fine-tuned alone: the fixed depths the early-exit
 curve is compared with.
 
+STS-B's untrained regression heads start at the training labels' mean (distill_glue.py's default
+`--regression_head_init label_mean`); `--regression_head_init zero --results_dir results/self_distillation_zero_head`
+reproduces the runs recorded before that default, in which BYOT collapsed (docs/self_distillation_notes.md).
+
 Resumable per run (`<results_dir>/<task>/<run>-seed<seed>.json` with dev predictions; checkpoints deleted after
 recording unless --keep_checkpoints); the report (markdown and .json) is rebuilt after every run: per run the mean
 and spread over seeds and the paired bootstrap difference against `finetune` (and `kd` for DML and ONE) over the dev
@@ -90,6 +94,10 @@ def parse(argv):
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--seeds", nargs="+", default=["1", "2", "3"])
     parser.add_argument("--learning_rate", default="1e-4")
+    parser.add_argument(
+        "--regression_head_init", default="label_mean", choices=["label_mean", "zero"],
+        help="Where STS-B's untrained heads start (distill_glue.py's option; zero: the runs before it existed).",
+    )  # fmt: skip
     parser.add_argument("--base_model", default=None, help="The encoder the networks take layers of (default: the "
                         "packaged MiniLM, the demo extra)")  # fmt: skip
     parser.add_argument("--teachers", nargs="+", default=[], help="task=folder (default: trained by the recipe)")
@@ -123,9 +131,11 @@ def run_command(task, run: str, seed: str, args, teacher: Path | None, folder: P
     layers = NETWORK_LAYERS.get(run, "1,3,5")
     common = check_layer_methods.common_arguments(task, args.glue_dir, seed)
     source = ["--teacher_model_name_or_path", str(teacher)] if run in TEACHER_RUNS else []
+    # only when asked: the default leaves the commands as they were recorded before the option existed
+    head_start = ["--regression_head_init", "zero"] if args.regression_head_init == "zero" else []
     return [sys.executable, "scripts/distill_glue.py", *common, *source, "--student_layers_from",
             args.base_model, "--student_layers", layers, "--learning_rate", args.learning_rate,
-            "--output_dir", str(folder), *RUNS[run]]  # fmt: skip
+            "--output_dir", str(folder), *RUNS[run], *head_start]  # fmt: skip
 
 
 def exit_sweep(task, folder: Path, glue_dir: str) -> list[dict]:
