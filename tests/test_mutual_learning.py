@@ -210,10 +210,12 @@ def one_trainer(tmp_path, tokenizer, model=None, callbacks=None, num_labels=2, *
     )
 
 
-def test_one_loss_matches_the_paper(tmp_path, tokenizer):
+@pytest.mark.parametrize("ensemble_weight", [None, 0.25])
+def test_one_loss_matches_the_paper(tmp_path, tokenizer, ensemble_weight):
     """Sum of every branch's CE + the ensemble's CE + T^2 sum of KL(ensemble || branch), each branch computed here
-    as the stock checkpoint it exports to."""
-    trainer = one_trainer(tmp_path, tokenizer, one_branches=3, one_shared_layers=2, temperature=2.0, alpha_kd=0.7)
+    as the stock checkpoint it exports to; `one_ensemble_weight` weighs the ensemble's CE alone."""
+    trainer = one_trainer(tmp_path, tokenizer, one_branches=3, one_shared_layers=2, temperature=2.0, alpha_kd=0.7,
+                          one_ensemble_weight=ensemble_weight)  # fmt: skip
     wrapper = trainer.model.train()
     with torch.no_grad():  # branches that differ from the start (they begin as copies of the student's top)
         for k in (2, 3):
@@ -232,7 +234,18 @@ def test_one_loss_matches_the_paper(tmp_path, tokenizer):
     torch.testing.assert_close(outputs.loss_components["ce"], ce_sum)
     torch.testing.assert_close(outputs.loss_components["ensemble_ce"], ce(ensemble, y))
     torch.testing.assert_close(outputs.loss_components["kd"], kd)
-    torch.testing.assert_close(loss, ce_sum + ce(ensemble, y) + 0.7 * kd)
+    weight = 1.0 if ensemble_weight is None else ensemble_weight
+    torch.testing.assert_close(loss, ce_sum + weight * ce(ensemble, y) + 0.7 * kd)
+    assert trainer.hyperparameters()["ensemble_weight"] == weight
+
+
+def test_one_without_the_ensemble_ce_leaves_the_gate_untrained(tmp_path, tokenizer):
+    trainer = one_trainer(tmp_path, tokenizer, one_ensemble_weight=0.0)
+    before = state(trainer.model)
+    trainer.train()
+    after = state(trainer.model)
+    assert all(torch.equal(after[k], before[k]) for k in after if k.startswith("extras.gate."))
+    assert not torch.equal(after["extras.branch_2.classifier.weight"], before["extras.branch_2.classifier.weight"])
 
 
 def test_one_trains_every_branch_and_the_gate_and_resumes(tmp_path, tokenizer):
@@ -284,6 +297,8 @@ def test_one_regression_and_errors(tmp_path, tokenizer):
     assert all(torch.isfinite(torch.tensor(r["loss_kd"])) for r in trainer.state.log_history if "loss" in r)
     with pytest.raises(ValueError, match="at least 2 branches"):
         ONEConfig(str(tmp_path), one_branches=1)
+    with pytest.raises(ValueError, match="one_ensemble_weight must be >= 0"):
+        ONEConfig(str(tmp_path), one_ensemble_weight=-1.0)
     with pytest.raises(ValueError, match="leaves no layer to branch"):
         one_trainer(tmp_path, tokenizer, one_shared_layers=3)
     with pytest.raises(ValueError, match="trains without a teacher"):

@@ -393,7 +393,7 @@ def test_distill_glue_ddgsd_without_a_teacher(teacher_dir, glue_dir, tmp_path):
     assert "drop at 0.1" in (out / "README.md").read_text()
 
 
-def test_self_distillation_check_commands_and_report(tmp_path, glue_dir):
+def test_self_distillation_check_commands_and_report(tmp_path, glue_dir, monkeypatch):
     """check_self_distillation.py: which command each run issues (teacher only where the method takes one, the
     fixed-depth networks on BYOT's first layers), and the report built from result files: intervals against
     finetune (and kd for DML and ONE), the other networks' scores, BYOT's early-exit table and plot, and the runs
@@ -418,6 +418,27 @@ def test_self_distillation_check_commands_and_report(tmp_path, glue_dir):
     assert not check.applies(stsb, "cskd") and check.applies(stsb, "byot") and check.applies(mrpc, "cskd")
     assert check.applies(mrpc, "one-ce-only") and not check.applies(stsb, "one-ce-only")  # MRPC's diagnostic
     assert "--one_new_heads" in commands["one-new-heads"] and "--alpha_kd" in commands["one-ce-only"]
+    assert check.applies(mrpc, "one-no-ensemble-ce") and not check.applies(stsb, "one-no-ensemble-ce")
+    assert commands["one-no-ensemble-ce"][-2:] == ["--one_ensemble_weight", "0"]
+    # the regression head start: the default adds nothing (the recorded commands), zero is passed on
+    assert not any("--regression_head_init" in command for command in commands.values())
+    zero, _ = check.parse(["--glue_dir", str(glue_dir), "--base_model", "enc", "--regression_head_init", "zero"])
+    assert check.run_command(stsb, "byot", "1", zero, None, tmp_path)[-2:] == ["--regression_head_init", "zero"]
+    # the teacher is asked for only by a pending run that reads it
+    trained, asked = [], []
+    monkeypatch.setattr(check, "record_run", lambda task, run, *a, **k: trained.append(run))
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "eval_results.json").write_text(json.dumps({"eval_f1": 0.85}))
+    teacher_of = lambda: asked.append(1) or tmp_path / "teacher"  # noqa: E731
+    pending = ResultStore(tmp_path / "pending")
+    pending.save("mrpc", "kd", "1", {"score": 0.8})
+    for run in ("kd", "byot", "one-ce-only"):
+        check.train(mrpc, run, "1", args, teacher_of, pending)
+    check.train(stsb, "one-ce-only", "1", args, teacher_of, pending)  # not on STS-B
+    assert trained == ["byot", "one-ce-only"] and asked == []
+    check.train(mrpc, "finetune", "1", args, teacher_of, pending)
+    assert trained[-1] == "finetune" and asked == [1]
+    monkeypatch.undo()
 
     labels = list(load_glue_split("mrpc", "validation", glue_dir)["label"])
     flipped = [1 - y for y in labels]

@@ -32,11 +32,16 @@ class ONEConfig(DistillationTrainingConfig):
         one_branches (`int`, *optional*, defaults to `3`): branches (>= 2); the paper uses 3.
         one_shared_layers (`int`, *optional*): lower layers shared by the branches; default: all but the last (the
             paper branches the last block).
-        alpha_ce (`float`, *optional*, defaults to `1.0`): weight of every branch's and the ensemble's CE.
+        alpha_ce (`float`, *optional*, defaults to `1.0`): weight of every branch's and (unless
+            `one_ensemble_weight` is set) the ensemble's CE.
         alpha_kd (`float`, *optional*, defaults to `1.0`): weight of the ensemble's soft targets.
         temperature (`float`, *optional*, defaults to `3.0`): softmax temperature of the soft targets.
         one_new_heads (`bool`, *optional*, defaults to `False`): initialise the classifiers of branches 2..M afresh
             instead of copying the network's.
+        one_ensemble_weight (`float`, *optional*): weight of the gated ensemble's CE (MSE for regression) on its
+            own; unset, `alpha_ce` weighs it with the branches' CEs, as in the paper's loss. 0 leaves the gate
+            untrained (only the ensemble's CE reaches it; the soft targets are detached), so the teacher mixes the
+            branches by the gate's initial weights.
     """
 
     one_branches: int = field(default=3, metadata={"help": "Branches of the top layers (>= 2; paper: 3)."})
@@ -49,6 +54,10 @@ class ONEConfig(DistillationTrainingConfig):
     one_new_heads: bool = field(
         default=False, metadata={"help": "Initialise branches 2..M's classifiers afresh (default: copies)."}
     )
+    one_ensemble_weight: float | None = field(
+        default=None,
+        metadata={"help": "Weight of the gated ensemble's CE (default: alpha_ce, the paper's equal weights)."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -56,5 +65,7 @@ class ONEConfig(DistillationTrainingConfig):
             raise ValueError(
                 f"ONE needs at least 2 branches to make an ensemble, got one_branches={self.one_branches}"
             )
+        if self.one_ensemble_weight is not None and self.one_ensemble_weight < 0:
+            raise ValueError(f"one_ensemble_weight must be >= 0, got {self.one_ensemble_weight}")
         if self.one_shared_layers is not None and self.one_shared_layers < 0:
             raise ValueError(f"one_shared_layers must be >= 0, got {self.one_shared_layers}")

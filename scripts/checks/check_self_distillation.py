@@ -14,7 +14,8 @@ fine-tuned teacher (check_layer_methods.py's recipe, trained when missing, as in
 `dml`'s peer and `grafting`'s second network take layers 0, 2, 4; `one` has 3 branches of the last layer; `byot`
 exits after layers 1 and 2 (and 3). Each scheme runs at its paper's defaults (see docs/methods.md);
 `one-new-heads` is ONE with freshly drawn branch classifiers (`--one_new_heads`), `one-ce-only` (MRPC only) ONE without
-its KD term (`--alpha_kd 0`), two runs that ask why ONE trails the network trained alone on MRPC. CS-KD and the
+its KD term (`--alpha_kd 0`), `one-no-ensemble-ce` (MRPC only) ONE without the gated ensemble's CE
+(`--one_ensemble_weight 0`): runs that ask why ONE trails the network trained alone on MRPC. CS-KD and the
 early-exit curve need classes: STS-B runs neither. `finetune-1l` / `finetune-2l` are the 1- and 2-layer networks of
 MiniLM's layers 1 / 1, 3 (what BYOT's first two exits sit on) fine-tuned alone: the fixed depths the early-exit
 curve is compared with.
@@ -69,13 +70,15 @@ RUNS = {
     # makes ONE worse than the network trained alone on MRPC (docs/self_distillation_notes.md)?
     "one-new-heads": ["--method", "one", "--one_branches", "3", "--one_new_heads", "true"],
     "one-ce-only": ["--method", "one", "--one_branches", "3", "--alpha_kd", "0"],
+    "one-no-ensemble-ce": ["--method", "one", "--one_branches", "3", "--one_ensemble_weight", "0"],
     "finetune-1l": ["--method", "finetune"],
     "finetune-2l": ["--method", "finetune"],
 }
 TEACHER_RUNS = ("finetune", "kd", "finetune-1l", "finetune-2l")  # their methods take a teacher (finetune: unused)
 CLASSIFICATION_ONLY = ("cskd", "finetune-1l", "finetune-2l")
 AGAINST_KD = ("dml", "one", "one-new-heads")
-ONLY_ON = {"one-ce-only": ("mrpc",)}  # diagnostic runs, on the tasks that raised their question
+# diagnostic runs, on the task that raised their question
+ONLY_ON = {"one-ce-only": ("mrpc",), "one-no-ensemble-ce": ("mrpc",)}
 # dense near 1: on MRPC most rows' normalised entropy is above 0.7, so the curve's middle lies there
 EXIT_THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0]
 # BYOT's exits after its layers 1 and 2 compute what networks of MiniLM's layers 1 and 1, 3 compute
@@ -169,9 +172,12 @@ def record_run(task, run: str, seed: str, command: list[str], folder: Path, args
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def train(task, run: str, seed: str, args, teacher: Path, store: ResultStore) -> None:
+def train(task, run: str, seed: str, args, teacher_of, store: ResultStore) -> None:
+    """Train and record one run unless it is recorded or does not apply; `teacher_of()` gives the task's teacher
+    (trained on first call, so a task whose teacher runs are all recorded never trains it again)."""
     if store.has(task.name, run, seed) or not applies(task, run):
         return
+    teacher = teacher_of() if run in TEACHER_RUNS else None
     folder = Path(args.output_dir) / task.name / f"{run}-seed{seed}"
     extra = {}
     if run in ("kd", "finetune"):
@@ -311,14 +317,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not args.report_only:
         for task_name in args.tasks:
             task = get_task(task_name)
-            teacher = teachers.get(task_name) or check_layer_methods.ensure_teacher(
-                task, args.glue_dir, Path(args.teachers_dir), compare_feature_losses.TEACHER_SEED,
-                ResultStore(Path(args.results_dir).parent / "feature_losses"),
-            )  # fmt: skip
+
+            @functools.cache
+            def teacher_of(task=task) -> Path:
+                return teachers.get(task.name) or check_layer_methods.ensure_teacher(
+                    task, args.glue_dir, Path(args.teachers_dir), compare_feature_losses.TEACHER_SEED,
+                    ResultStore(Path(args.results_dir).parent / "feature_losses"),
+                )  # fmt: skip
+
             for seed in args.seeds:
                 for run in args.runs:
                     start = time.time()
-                    train(task, run, seed, args, teacher, store)
+                    train(task, run, seed, args, teacher_of, store)
                     if time.time() - start > 1:
                         write_report()
     return write_report()
