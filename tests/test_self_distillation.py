@@ -420,6 +420,8 @@ def test_self_distillation_check_commands_and_report(tmp_path, glue_dir, monkeyp
     assert "--one_new_heads" in commands["one-new-heads"] and "--alpha_kd" in commands["one-ce-only"]
     assert check.applies(mrpc, "one-no-ensemble-ce") and not check.applies(stsb, "one-no-ensemble-ce")
     assert commands["one-no-ensemble-ce"][-2:] == ["--one_ensemble_weight", "0"]
+    assert check.applies(stsb, "grafting-same-layers") and not check.applies(mrpc, "ddgsd-no-distortion")
+    assert commands["grafting-same-layers"][-2:] == ["--graft_peer_layers", "1,3,5"]
     # the regression head start: the default adds nothing (the recorded commands), zero is passed on
     assert not any("--regression_head_init" in command for command in commands.values())
     zero, _ = check.parse(["--glue_dir", str(glue_dir), "--base_model", "enc", "--regression_head_init", "zero"])
@@ -480,4 +482,5 @@ def test_self_distillation_check_commands_and_report(tmp_path, glue_dir, monkeyp
     assert "![every run against finetune" in text and report.with_suffix(".png").stat().st_size > 1000
     stsb_runs = len([r for r in check.RUNS if check.applies(stsb, r)])
     assert f"- stsb: {2 * stsb_runs} of {2 * stsb_runs} runs (seeds 1, 2)" in text
-    assert f"- mrpc: {2 * (len(check.RUNS) - 5)} of {2 * len(check.RUNS)} runs" in text
+    mrpc_runs = len([r for r in check.RUNS if check.applies(mrpc, r)])
+    assert f"- mrpc: {2 * (mrpc_runs - 5)} of {2 * mrpc_runs} runs" in text
