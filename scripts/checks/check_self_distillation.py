@@ -15,7 +15,8 @@ fine-tuned teacher (check_layer_methods.py's recipe, trained when missing, as in
 exits after layers 1 and 2 (and 3). Each scheme runs at its paper's defaults (see docs/methods.md);
 `one-new-heads` is ONE with freshly drawn branch classifiers (`--one_new_heads`), `one-ce-only` (MRPC only) ONE without
 its KD term (`--alpha_kd 0`), `one-no-ensemble-ce` (MRPC only) ONE without the gated ensemble's CE
-(`--one_ensemble_weight 0`): runs that ask why ONE trails the network trained alone on MRPC;
+(`--one_ensemble_weight 0`) and `one-independent` (MRPC only: 2 branches sharing only the embeddings, trained by
+their own CEs alone): runs that ask why ONE trails the network trained alone on MRPC;
 `ddgsd-no-distortion` (STS-B only: `--ddgsd_rate 0`, the views differ by dropout alone) and `grafting-same-layers`
 (STS-B only: the second network also from layers 1, 3, 5) ask what costs DDGSD and grafting most on STS-B.
 CS-KD and the early-exit curve need classes: STS-B runs neither. `finetune-1l` / `finetune-2l` are the 1- and
@@ -73,6 +74,10 @@ RUNS = {
     "one-new-heads": ["--method", "one", "--one_branches", "3", "--one_new_heads", "true"],
     "one-ce-only": ["--method", "one", "--one_branches", "3", "--alpha_kd", "0"],
     "one-no-ensemble-ce": ["--method", "one", "--one_branches", "3", "--one_ensemble_weight", "0"],
+    # ONE reduced to its branches' CEs with nothing shared but the embeddings: is the remaining cost the shared layers
+    # under several branch CEs, or something else in ONE's forward?
+    "one-independent": ["--method", "one", "--one_branches", "2", "--one_shared_layers", "0"]
+    + ["--alpha_kd", "0", "--one_ensemble_weight", "0"],
     # (STS-B only) what costs DDGSD and grafting most there: the distorted views, or grafting across networks that
     # start from different pre-trained layers (the paper's networks share their initialisation)
     "ddgsd-no-distortion": ["--method", "ddgsd", "--ddgsd_rate", "0"],
@@ -84,8 +89,8 @@ TEACHER_RUNS = ("finetune", "kd", "finetune-1l", "finetune-2l")  # their methods
 CLASSIFICATION_ONLY = ("cskd", "finetune-1l", "finetune-2l")
 AGAINST_KD = ("dml", "one", "one-new-heads")
 # diagnostic runs, on the task that raised their question
-ONLY_ON = {"one-ce-only": ("mrpc",), "one-no-ensemble-ce": ("mrpc",), "ddgsd-no-distortion": ("stsb",),
-           "grafting-same-layers": ("stsb",)}  # fmt: skip
+ONLY_ON = {"one-ce-only": ("mrpc",), "one-no-ensemble-ce": ("mrpc",), "one-independent": ("mrpc",),
+           "ddgsd-no-distortion": ("stsb",), "grafting-same-layers": ("stsb",)}  # fmt: skip
 # dense near 1: on MRPC most rows' normalised entropy is above 0.7, so the curve's middle lies there
 EXIT_THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0]
 # BYOT's exits after its layers 1 and 2 compute what networks of MiniLM's layers 1 and 1, 3 compute
