@@ -17,7 +17,8 @@ exits after layers 1 and 2 (and 3). Each scheme runs at its paper's defaults (se
 its KD term (`--alpha_kd 0`), `one-no-ensemble-ce` (MRPC only) ONE without the gated ensemble's CE
 (`--one_ensemble_weight 0`) and `one-independent` (MRPC only: 2 branches sharing only the embeddings, trained by
 their own CEs alone): runs that ask why ONE trails the network trained alone on MRPC;
-`ddgsd-no-distortion` (STS-B only: `--ddgsd_rate 0`, the views differ by dropout alone) and `grafting-same-layers`
+`ddgsd-no-distortion` (STS-B only: `--ddgsd_rate 0`, the views differ by dropout alone), `ddgsd-no-views` (STS-B
+only: `--alpha_kd 0`, without the views' consistency term) and `grafting-same-layers`
 (STS-B only: the second network also from layers 1, 3, 5) ask what costs DDGSD and grafting most on STS-B.
 CS-KD and the early-exit curve need classes: STS-B runs neither. `finetune-1l` / `finetune-2l` are the 1- and
 2-layer networks of MiniLM's layers 1 / 1, 3 (what BYOT's first two exits sit on) fine-tuned alone: the fixed depths
@@ -81,6 +82,7 @@ RUNS = {
     # (STS-B only) what costs DDGSD and grafting most there: the distorted views, or grafting across networks that
     # start from different pre-trained layers (the paper's networks share their initialisation)
     "ddgsd-no-distortion": ["--method", "ddgsd", "--ddgsd_rate", "0"],
+    "ddgsd-no-views": ["--method", "ddgsd", "--alpha_kd", "0"],
     "grafting-same-layers": ["--method", "grafting", "--graft_peer_layers", "1,3,5"],
     "finetune-1l": ["--method", "finetune"],
     "finetune-2l": ["--method", "finetune"],
@@ -89,8 +91,10 @@ TEACHER_RUNS = ("finetune", "kd", "finetune-1l", "finetune-2l")  # their methods
 CLASSIFICATION_ONLY = ("cskd", "finetune-1l", "finetune-2l")
 AGAINST_KD = ("dml", "one", "one-new-heads")
 # diagnostic runs, on the task that raised their question
-ONLY_ON = {"one-ce-only": ("mrpc",), "one-no-ensemble-ce": ("mrpc",), "one-independent": ("mrpc",),
-           "ddgsd-no-distortion": ("stsb",), "grafting-same-layers": ("stsb",)}  # fmt: skip
+ONLY_ON = {
+    **dict.fromkeys(("one-ce-only", "one-no-ensemble-ce", "one-independent"), ("mrpc",)),
+    **dict.fromkeys(("ddgsd-no-distortion", "ddgsd-no-views", "grafting-same-layers"), ("stsb",)),
+}
 # dense near 1: on MRPC most rows' normalised entropy is above 0.7, so the curve's middle lies there
 EXIT_THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0]
 # BYOT's exits after its layers 1 and 2 compute what networks of MiniLM's layers 1 and 1, 3 compute
