@@ -420,7 +420,7 @@ def test_self_distillation_check_commands_and_report(tmp_path, glue_dir, monkeyp
     assert "--one_new_heads" in commands["one-new-heads"] and "--alpha_kd" in commands["one-ce-only"]
     assert check.applies(mrpc, "one-no-ensemble-ce") and not check.applies(stsb, "one-no-ensemble-ce")
     assert commands["one-no-ensemble-ce"][-2:] == ["--one_ensemble_weight", "0"]
-    assert check.applies(stsb, "grafting-same-layers") and not check.applies(mrpc, "ddgsd-no-distortion")
+    assert check.applies(mrpc, "grafting-same-layers") and not check.applies(mrpc, "ddgsd-no-distortion")
     assert commands["grafting-same-layers"][-2:] == ["--graft_peer_layers", "1,3,5"]
     # the regression head start: the default adds nothing (the recorded commands), zero is passed on
     assert not any("--regression_head_init" in command for command in commands.values())

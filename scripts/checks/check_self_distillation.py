@@ -19,7 +19,8 @@ its KD term (`--alpha_kd 0`), `one-no-ensemble-ce` (MRPC only) ONE without the g
 their own CEs alone): runs that ask why ONE trails the network trained alone on MRPC;
 `ddgsd-no-distortion` (STS-B only: `--ddgsd_rate 0`, the views differ by dropout alone), `ddgsd-no-views` (STS-B
 only: `--alpha_kd 0`, without the views' consistency term) and `grafting-same-layers`
-(STS-B only: the second network also from layers 1, 3, 5) ask what costs DDGSD and grafting most on STS-B.
+(every task: the second network also from layers 1, 3, 5, the paper's shared initialisation) ask what costs DDGSD and
+grafting most on STS-B.
 CS-KD and the early-exit curve need classes: STS-B runs neither. `finetune-1l` / `finetune-2l` are the 1- and
 2-layer networks of MiniLM's layers 1 / 1, 3 (what BYOT's first two exits sit on) fine-tuned alone: the fixed depths
 the early-exit curve is compared with.
@@ -79,8 +80,9 @@ RUNS = {
     # under several branch CEs, or something else in ONE's forward?
     "one-independent": ["--method", "one", "--one_branches", "2", "--one_shared_layers", "0"]
     + ["--alpha_kd", "0", "--one_ensemble_weight", "0"],
-    # (STS-B only) what costs DDGSD and grafting most there: the distorted views, or grafting across networks that
-    # start from different pre-trained layers (the paper's networks share their initialisation)
+    # (DDGSD: STS-B only) what costs DDGSD and grafting most on STS-B: the distorted views or the consistency term;
+    # grafting across networks that start from different pre-trained layers (every task: the paper's networks share
+    # their initialisation)
     "ddgsd-no-distortion": ["--method", "ddgsd", "--ddgsd_rate", "0"],
     "ddgsd-no-views": ["--method", "ddgsd", "--alpha_kd", "0"],
     "grafting-same-layers": ["--method", "grafting", "--graft_peer_layers", "1,3,5"],
@@ -93,7 +95,7 @@ AGAINST_KD = ("dml", "one", "one-new-heads")
 # diagnostic runs, on the task that raised their question
 ONLY_ON = {
     **dict.fromkeys(("one-ce-only", "one-no-ensemble-ce", "one-independent"), ("mrpc",)),
-    **dict.fromkeys(("ddgsd-no-distortion", "ddgsd-no-views", "grafting-same-layers"), ("stsb",)),
+    **dict.fromkeys(("ddgsd-no-distortion", "ddgsd-no-views"), ("stsb",)),
 }
 # dense near 1: on MRPC most rows' normalised entropy is above 0.7, so the curve's middle lies there
 EXIT_THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0]
