@@ -18,7 +18,8 @@ its KD term (`--alpha_kd 0`), `one-no-ensemble-ce` (MRPC only) ONE without the g
 (`--one_ensemble_weight 0`) and `one-independent` (MRPC only: 2 branches sharing only the embeddings, trained by
 their own CEs alone): runs that ask why ONE trails the network trained alone on MRPC;
 `ddgsd-no-distortion` (STS-B only: `--ddgsd_rate 0`, the views differ by dropout alone), `ddgsd-no-views` (STS-B
-only: `--alpha_kd 0`, without the views' consistency term) and `grafting-same-layers`
+only: `--alpha_kd 0`, without the views' consistency term), `ddgsd-no-mmd` (STS-B only: `--ddgsd_mmd_weight 0`),
+`ddgsd-ce-only` (STS-B only: none of the three, two dropout views on the labels) and `grafting-same-layers`
 (every task: the second network also from layers 1, 3, 5, the paper's shared initialisation) ask what costs DDGSD and
 grafting most on STS-B.
 CS-KD and the early-exit curve need classes: STS-B runs neither. `finetune-1l` / `finetune-2l` are the 1- and
@@ -85,6 +86,8 @@ RUNS = {
     # their initialisation)
     "ddgsd-no-distortion": ["--method", "ddgsd", "--ddgsd_rate", "0"],
     "ddgsd-no-views": ["--method", "ddgsd", "--alpha_kd", "0"],
+    "ddgsd-no-mmd": ["--method", "ddgsd", "--ddgsd_mmd_weight", "0"],
+    "ddgsd-ce-only": ["--method", "ddgsd", "--ddgsd_rate", "0", "--alpha_kd", "0", "--ddgsd_mmd_weight", "0"],
     "grafting-same-layers": ["--method", "grafting", "--graft_peer_layers", "1,3,5"],
     "finetune-1l": ["--method", "finetune"],
     "finetune-2l": ["--method", "finetune"],
@@ -95,7 +98,7 @@ AGAINST_KD = ("dml", "one", "one-new-heads")
 # diagnostic runs, on the task that raised their question
 ONLY_ON = {
     **dict.fromkeys(("one-ce-only", "one-no-ensemble-ce", "one-independent"), ("mrpc",)),
-    **dict.fromkeys(("ddgsd-no-distortion", "ddgsd-no-views"), ("stsb",)),
+    **dict.fromkeys(("ddgsd-no-distortion", "ddgsd-no-views", "ddgsd-no-mmd", "ddgsd-ce-only"), ("stsb",)),
 }
 # dense near 1: on MRPC most rows' normalised entropy is above 0.7, so the curve's middle lies there
 EXIT_THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0]
