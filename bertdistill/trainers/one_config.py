@@ -69,3 +69,8 @@ class ONEConfig(DistillationTrainingConfig):
             raise ValueError(f"one_ensemble_weight must be >= 0, got {self.one_ensemble_weight}")
         if self.one_shared_layers is not None and self.one_shared_layers < 0:
             raise ValueError(f"one_shared_layers must be >= 0, got {self.one_shared_layers}")
+
+    @property
+    def ensemble_ce_weight(self) -> float:
+        """The gated ensemble's CE weight: `one_ensemble_weight`, or `alpha_ce` when unset."""
+        return self.alpha_ce if self.one_ensemble_weight is None else self.one_ensemble_weight

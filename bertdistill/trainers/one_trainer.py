@@ -109,7 +109,7 @@ class ONETrainer(DistillationTrainer):
             LossTerm("ce", args.alpha_ce, ce, needs_labels=True, needs_teacher=False, needs_hidden_states=True),
             LossTerm(
                 "ensemble_ce",
-                args.alpha_ce if args.one_ensemble_weight is None else args.one_ensemble_weight,
+                args.ensemble_ce_weight,
                 ensemble_ce,
                 needs_labels=True,
                 needs_teacher=False,
@@ -146,7 +146,7 @@ class ONETrainer(DistillationTrainer):
             "branches": args.one_branches,
             "shared_layers": self._shared,
             "alpha_ce": args.alpha_ce,
-            "ensemble_weight": args.alpha_ce if args.one_ensemble_weight is None else args.one_ensemble_weight,
+            "ensemble_weight": args.ensemble_ce_weight,
             "alpha_kd": args.alpha_kd,
             "temperature": args.temperature,
             "branch_heads": "initialised afresh" if args.one_new_heads else "copies of the network's",

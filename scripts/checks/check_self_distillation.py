@@ -60,6 +60,7 @@ from bertdistill.early_exit import early_exit_sweep  # noqa: E402
 from bertdistill.glue_run import packaged_minilm_path, tokenize_split  # noqa: E402
 from bertdistill.plots import early_exit_plot  # noqa: E402
 from bertdistill.results import ResultStore  # noqa: E402
+from bertdistill.task_head import REGRESSION_HEAD_INITS  # noqa: E402
 from glue_tasks import get_task, load_glue_split  # noqa: E402
 
 TASKS = ("mrpc", "stsb", "sst2")
@@ -119,7 +120,7 @@ def parse(argv):
     parser.add_argument("--seeds", nargs="+", default=["1", "2", "3"])
     parser.add_argument("--learning_rate", default="1e-4")
     parser.add_argument(
-        "--regression_head_init", default="label_mean", choices=["label_mean", "zero"],
+        "--regression_head_init", default="label_mean", choices=REGRESSION_HEAD_INITS,
         help="Where STS-B's untrained heads start (distill_glue.py's option; zero: the runs before it existed).",
     )  # fmt: skip
     parser.add_argument("--base_model", default=None, help="The encoder the networks take layers of (default: the "
