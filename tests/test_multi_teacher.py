@@ -315,6 +315,8 @@ def test_teachers_check_commands_and_report(tmp_path, glue_dir):
     assert after["multi-mean"] == [str(teachers["a"]), str(teachers["b"])] and after["kd-b"] == [str(teachers["b"])]
     rows = commands["data_free"][commands["data_free"].index("--dafl_rows_per_epoch") + 1]
     assert rows == str(len(load_glue_split("mrpc", "train", glue_dir)))
+    start = commands["start"]  # the built student, not trained: the last --num_train_epochs wins in argparse
+    assert start[len(start) - start[::-1].index("--num_train_epochs")] == "0" and "finetune" in start
     stsb_command = check.run_command(stsb, "data_free", "1", args, teachers, tmp_path / "df")
     stsb_rows = stsb_command[stsb_command.index("--dafl_rows_per_epoch") + 1]
     assert stsb_rows == str(len(load_glue_split("stsb", "train", glue_dir)))  # regression runs data-free too
@@ -332,6 +334,7 @@ def test_teachers_check_commands_and_report(tmp_path, glue_dir):
         store.save("mrpc", "kd-a", seed, record(labels[:100] + flipped[100:], 0.3))
         store.save("mrpc", "kd-b", seed, record(labels[:200] + flipped[200:], 0.5))
         store.save("mrpc", "multi-mean", seed, record(labels, 0.9))
+        store.save("mrpc", "start", seed, record(flipped, 0.1))
     report = tmp_path / "report.md"
     summaries = check.main(["--tasks", "mrpc", "--seeds", "1", "2", "--glue_dir", str(glue_dir), "--results_dir",
                             str(tmp_path / "results"), "--report", str(report), "--report_only"])  # fmt: skip
@@ -341,4 +344,6 @@ def test_teachers_check_commands_and_report(tmp_path, glue_dir):
     text = report.read_text()
     assert "vs the better single teacher (kd-b)" in text and "teacher a 0.8500" in text
     assert "![every run against finetune" in text and report.with_suffix(".png").stat().st_size > 1000
-    assert "- mrpc: 6 of 14 runs (seeds 1, 2)" in text  # multi-confidence, gan_kd, data_free x 2 seeds
+    assert rows["multi-mean"]["vs_start"]["low"] > 0 and rows["start"]["vs_start"] is None
+    assert "vs start (not trained)" in text
+    assert "- mrpc: 6 of 16 runs (seeds 1, 2)" in text  # multi-confidence, gan_kd, data_free x 2 seeds
