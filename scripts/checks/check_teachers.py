@@ -104,8 +104,7 @@ def summary(task, store: ResultStore, glue_dir: str) -> dict:
         rows.append({
             **compare_feature_losses.score_row(runs, run),
             "vs_finetune": compare_feature_losses.comparison(task, runs, run, "finetune", references),
-            "vs_best_single": compare_feature_losses.comparison(task, runs, run, best_single, references)
-            if best_single else None,
+            "vs_best_single": compare_feature_losses.comparison(task, runs, run, best_single, references),
             "vs_start": compare_feature_losses.comparison(task, runs, run, "start", references),
             "wall_time_s": statistics.fmean(runs[run][s]["wall_time_s"] for s in runs[run]),
             "machine": next(iter(runs[run].values()))["machine"],
@@ -145,10 +144,10 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
         ]
         for row in s["rows"]:
             std = f"{row['std']:.4f}" if row["std"] is not None else ""
-            best = compare_feature_losses.verdict(row, "vs_best_single") if row["vs_best_single"] else ""
             lines.append(
                 f"| {row['run']} | {','.join(row['seeds'])} | {row['mean']:.4f} | {std} | "
-                f"{compare_feature_losses.verdict(row, 'vs_finetune')} | {best} | "
+                f"{compare_feature_losses.verdict(row, 'vs_finetune')} | "
+                f"{compare_feature_losses.verdict(row, 'vs_best_single')} | "
                 f"{compare_feature_losses.verdict(row, 'vs_start')} | {row['wall_time_s']:.0f} |"
             )
         lines += ["", f"Machine: {s['rows'][0]['machine']}.", ""]
