@@ -315,6 +315,9 @@ def test_teachers_check_commands_and_report(tmp_path, glue_dir):
     assert after["multi-mean"] == [str(teachers["a"]), str(teachers["b"])] and after["kd-b"] == [str(teachers["b"])]
     rows = commands["data_free"][commands["data_free"].index("--dafl_rows_per_epoch") + 1]
     assert rows == str(len(load_glue_split("mrpc", "train", glue_dir)))
+    vocab = commands["data_free-vocab"]  # the same budget, generated rows in the teacher's word-embedding space
+    assert vocab[vocab.index("--dafl_output") + 1] == "vocab"
+    assert vocab[vocab.index("--dafl_rows_per_epoch") + 1] == rows
     start = commands["start"]  # the built student, not trained: the last --num_train_epochs wins in argparse
     assert start[len(start) - start[::-1].index("--num_train_epochs")] == "0" and "finetune" in start
     stsb_command = check.run_command(stsb, "data_free", "1", args, teachers, tmp_path / "df")
@@ -346,4 +349,8 @@ def test_teachers_check_commands_and_report(tmp_path, glue_dir):
     assert "![every run against finetune" in text and report.with_suffix(".png").stat().st_size > 1000
     assert rows["multi-mean"]["vs_start"]["low"] > 0 and rows["start"]["vs_start"] is None
     assert "vs start (not trained)" in text
-    assert "- mrpc: 6 of 16 runs (seeds 1, 2)" in text  # multi-confidence, gan_kd, data_free x 2 seeds
+    majority = max(labels.count(0), labels.count(1)) / len(labels)  # multi-mean answers the labels themselves
+    assert rows["multi-mean"]["accuracy"] == 1.0 and rows["finetune"]["accuracy"] == 0.0
+    assert rows["multi-mean"]["top_answer_share"] == pytest.approx(majority)
+    assert f"| multi-mean | 1,2 | 1.0000 | 0.0000 | 1.0000 | {majority:.0%} |" in text  # F1 rescored: 1
+    assert "- mrpc: 8 of 18 runs (seeds 1, 2)" in text  # multi-confidence, gan_kd, data_free(-vocab) x 2 seeds

@@ -11,7 +11,8 @@ compare_feature_losses.py uses) and 43 (`b`), trained when missing. Every studen
 max_seq_length). Runs: `finetune` (labels only), `kd-a`, `kd-b` (logit KD from one teacher), `multi-mean` and
 `multi-confidence` (both teachers, mean and CA-MKD weights), `gan_kd` (teacher a, logits), `data_free` (teacher a,
 generated embeddings, as many generated rows per epoch as the task has training rows; on STS-B the regression
-counterparts of DAFL's class-based losses over the 0-5 range, see bertdistill/data_free.py), and `start`: the
+counterparts of DAFL's class-based losses over the 0-5 range, see bertdistill/data_free.py), `data_free-vocab` (the
+same with `--dafl_output vocab`: generated rows are mixtures of the teacher's word embeddings), and `start`: the
 student as built (teacher a's embeddings, layers 1, 3, 5, pooler and head), evaluated without any training (0
 epochs), the point data-free distillation has to improve on without seeing a row. Every run at its defaults
 (docs/methods.md).
@@ -31,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts" / "checks"))
 
@@ -39,7 +42,7 @@ import check_self_distillation  # noqa: E402
 import compare_feature_losses  # noqa: E402
 
 from bertdistill.results import ResultStore  # noqa: E402
-from glue_tasks import get_task, load_glue_split  # noqa: E402
+from glue_tasks import get_task, glue_metrics, load_glue_split  # noqa: E402
 
 TASKS = ("mrpc", "stsb")
 TEACHER_SEEDS = {"a": "42", "b": "43"}
@@ -51,6 +54,7 @@ RUNS = {
     "multi-confidence": (["--method", "multi_teacher", "--teacher_weighting", "confidence"], "ab"),
     "gan_kd": (["--method", "gan_kd"], "a"),
     "data_free": (["--method", "data_free"], "a"),
+    "data_free-vocab": (["--method", "data_free", "--dafl_output", "vocab"], "a"),
     # argparse keeps an option's last value: this 0 overrides the budget's epochs.
     "start": (["--method", "finetune", "--num_train_epochs", "0"], "a"),
 }
@@ -83,7 +87,7 @@ def run_command(task, run: str, seed: str, args, teachers: dict[str, Path], fold
     method, which = RUNS[run]
     common = check_layer_methods.common_arguments(task, args.glue_dir, seed)
     extra = []
-    if run == "data_free":
+    if run.startswith("data_free"):
         train_rows = check_layer_methods.TASK_SETTINGS[task.name].get("max_train_samples") or len(
             load_glue_split(task, "train", args.glue_dir)
         )
@@ -108,11 +112,22 @@ def summary(task, store: ResultStore, glue_dir: str) -> dict:
             "vs_start": compare_feature_losses.comparison(task, runs, run, "start", references),
             "wall_time_s": statistics.fmean(runs[run][s]["wall_time_s"] for s in runs[run]),
             "machine": next(iter(runs[run].values()))["machine"],
+            **(answers(task, runs[run], references) if not task.is_regression else {}),
         })  # fmt: skip
     teachers = {k: runs[f"teacher-{k}"]["42" if k == "a" else "43"]["score"] for k in ("a", "b")
                 if f"teacher-{k}" in runs}  # fmt: skip
     return {"task": task.name, "metric": task.main_metric, "rows": rows, "best_single": best_single,
             "teachers": teachers}  # fmt: skip
+
+
+def answers(task, by_seed: dict, references: np.ndarray) -> dict:
+    """A classification run's accuracy and the share of dev rows given its most frequent answer, each the mean over
+    seeds: F1 alone hides a student that answers one class for every row (MRPC's F1 of "always paraphrase" is 0.81)."""
+    predictions = [np.asarray(r["dev_predictions"]) for r in by_seed.values() if "dev_predictions" in r]
+    if not predictions:
+        return {}
+    return {"accuracy": statistics.fmean(glue_metrics(task, p, references)["accuracy"] for p in predictions),
+            "top_answer_share": statistics.fmean(np.bincount(p).max() / len(p) for p in predictions)}  # fmt: skip
 
 
 def report(summaries: list[dict], args, argv: list[str]) -> str:
@@ -135,22 +150,31 @@ def report(summaries: list[dict], args, argv: list[str]) -> str:
         if not s["rows"]:
             continue
         teachers = ", ".join(f"teacher {k} {v:.4f}" for k, v in s["teachers"].items())
+        classes = any("accuracy" in row for row in s["rows"])
         lines += [
             f"## {s['task']} ({s['metric']}{'; ' + teachers if teachers else ''})",
             "",
-            f"| run | seeds | mean | std | vs finetune | vs the better single teacher ({s['best_single']}) | "
-            "vs start (not trained) | wall time (s) |",
-            "|---|---|---|---|---|---|---|---|",
+            f"| run | seeds | mean | std | {'accuracy | top answer | ' if classes else ''}vs finetune | "
+            f"vs the better single teacher ({s['best_single']}) | vs start (not trained) | wall time (s) |",
+            "|---|---|---|---|---|---|---|---|" + ("---|---|" if classes else ""),
         ]
         for row in s["rows"]:
             std = f"{row['std']:.4f}" if row["std"] is not None else ""
+            shares = ""
+            if classes:
+                accuracy, top = row.get("accuracy"), row.get("top_answer_share")
+                shares = f"{accuracy:.4f} | {top:.0%} | " if accuracy is not None else " |  | "
             lines.append(
-                f"| {row['run']} | {','.join(row['seeds'])} | {row['mean']:.4f} | {std} | "
+                f"| {row['run']} | {','.join(row['seeds'])} | {row['mean']:.4f} | {std} | {shares}"
                 f"{compare_feature_losses.verdict(row, 'vs_finetune')} | "
                 f"{compare_feature_losses.verdict(row, 'vs_best_single')} | "
                 f"{compare_feature_losses.verdict(row, 'vs_start')} | {row['wall_time_s']:.0f} |"
             )
-        lines += ["", f"Machine: {s['rows'][0]['machine']}.", ""]
+        lines += ["", f"Machine: {s['rows'][0]['machine']}."]
+        if classes:
+            lines += ["Accuracy and top answer (the share of dev rows given the run's most frequent answer): means "
+                      "over seeds, for reading the main metric; the intervals are on the main metric."]  # fmt: skip
+        lines += [""]
     lines += compare_feature_losses.not_run_section(ResultStore(args.results_dir), args.tasks, args.runs, args.seeds)
     return "\n".join(lines) + "\n"
 
