@@ -15,6 +15,13 @@ The generator's loss, from the teacher's outputs on generated inputs (the paper'
 (confident predictions), `L_a = -mean ||f||_1` of the teacher's final [CLS] vectors (the paper's features before the
 classifier: strong activations), `L_ie = -H(mean prediction over the batch)` (all classes equally often).
 
+Reductions (`DATA_FREE_REDUCTIONS`): `"paper"` (the default) takes the formulas as the paper prints them, `L_a` the
+L1 norm of each row's features (a sum over the `H` dimensions) averaged over the batch, `L_ie` in nats. The authors'
+code (huawei-noah/Efficient-Computing, `DAFL_train.py`) computes `L_a` as the mean over every element,
+`-features.abs().mean()`, i.e. the paper's value divided by `H`, and `L_ie` with `log10`; the paper's weights (0.1,
+5) were tuned with those. `"reference"` follows the code: at `H = 384` its activation term weighs 384 times less
+against `L_oh` and `L_ie` than the paper's formula does.
+
 A regression teacher (STS-B) has no classes, so the two class-based terms get their regression counterparts over the
 task's target range `[low, high]` (this adaptation is ours; DAFL is defined for classifiers only):
 - `L_range` in place of `L_oh`: the squared distance of each prediction outside `[low, high]`, in units of the
@@ -27,11 +34,14 @@ The student then learns the teacher's predictions by MSE (`logit_mse`), as KD do
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 DATA_FREE_OUTPUTS = ("free", "vocab")
+DATA_FREE_REDUCTIONS = ("paper", "reference")
 
 
 class EmbeddingGenerator(nn.Module):
@@ -101,15 +111,30 @@ def one_hot_loss(logits: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), logits.argmax(-1))
 
 
-def activation_loss(features: torch.Tensor) -> torch.Tensor:
-    """DAFL's `L_a`: minus the mean L1 norm of the features `(B, H)`."""
-    return -features.float().abs().sum(-1).mean()
+def _check_reduction(reduction: str) -> None:
+    if reduction not in DATA_FREE_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(DATA_FREE_REDUCTIONS)}, got {reduction!r}")
 
 
-def information_entropy_loss(logits: torch.Tensor) -> torch.Tensor:
-    """DAFL's `L_ie`: minus the entropy of the batch's mean prediction (lowest when every class is as frequent)."""
-    mean = F.softmax(logits.float(), dim=-1).mean(0)
-    return (mean * mean.clamp_min(1e-12).log()).sum()
+def _plogp(probabilities: torch.Tensor, reduction: str) -> torch.Tensor:
+    """`sum p log p` in nats (`"paper"`) or with `log10` (`"reference"`, the authors' code)."""
+    logs = probabilities.clamp_min(1e-12).log()
+    return (probabilities * (logs / math.log(10) if reduction == "reference" else logs)).sum()
+
+
+def activation_loss(features: torch.Tensor, reduction: str = "paper") -> torch.Tensor:
+    """DAFL's `L_a` on features `(B, H)`: minus the mean L1 norm of the rows (`"paper"`), or minus the mean absolute
+    value of every element (`"reference"`, the authors' code: the paper's value over `H`)."""
+    _check_reduction(reduction)
+    magnitudes = features.float().abs()
+    return -(magnitudes.mean() if reduction == "reference" else magnitudes.sum(-1).mean())
+
+
+def information_entropy_loss(logits: torch.Tensor, reduction: str = "paper") -> torch.Tensor:
+    """DAFL's `L_ie`: minus the entropy of the batch's mean prediction (lowest when every class is as frequent), in
+    nats (`"paper"`) or with `log10` (`"reference"`)."""
+    _check_reduction(reduction)
+    return _plogp(F.softmax(logits.float(), dim=-1).mean(0), reduction)
 
 
 def range_loss(predictions: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -120,15 +145,18 @@ def range_loss(predictions: torch.Tensor, low: float, high: float) -> torch.Tens
     return (outside**2).mean() / (high - low) ** 2
 
 
-def spread_loss(predictions: torch.Tensor, low: float, high: float, bins: int = 10) -> torch.Tensor:
+def spread_loss(
+    predictions: torch.Tensor, low: float, high: float, bins: int = 10, reduction: str = "paper"
+) -> torch.Tensor:
     """`L_spread`, regression's `L_ie`: `sum_k m_k log m_k` of the batch's soft histogram `m` over `bins` equal bins
     of `[low, high]`; prediction `y_i` goes to bin `k` (centre `c_k`, width `w`) with weight
     `softmax_k(-(y_i - c_k)^2 / (2 w^2))`. About `-log bins` when the predictions fill the bins evenly (a little
-    above it: the edge bins receive less of their neighbours' mass)."""
+    above it: the edge bins receive less of their neighbours' mass). The log is `L_ie`'s: `log10` for
+    `"reference"`."""
+    _check_reduction(reduction)
     if bins < 2:
         raise ValueError(f"spread_loss needs at least 2 bins, got {bins}")
     y = predictions.float().reshape(-1, 1)
     width = (high - low) / bins
     centres = low + width * (torch.arange(bins, device=y.device, dtype=y.dtype) + 0.5)
-    mean = F.softmax(-((y - centres) ** 2) / (2 * width**2), dim=-1).mean(0)
-    return (mean * mean.clamp_min(1e-12).log()).sum()
+    return _plogp(F.softmax(-((y - centres) ** 2) / (2 * width**2), dim=-1).mean(0), reduction)

@@ -39,6 +39,29 @@ def test_generator_losses_follow_the_paper():
     assert information_entropy_loss(balanced).item() == pytest.approx(-math.log(2), abs=1e-3)
 
 
+def test_reference_reductions_follow_the_authors_code():
+    """`"reference"`: the authors' DAFL_train.py, `-features.abs().mean()` and `(p * log10(p)).sum()`, written out
+    element by element."""
+    features = torch.tensor([[1.0, -2.0, 0.0], [0.5, 0.5, -3.0]])
+    assert activation_loss(features, "reference").item() == pytest.approx(-(1 + 2 + 0 + 0.5 + 0.5 + 3) / 6)
+    assert activation_loss(features).item() == pytest.approx(-(3.0 + 4.0) / 2)  # the paper's: H = 3 times larger
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    rows = [[math.exp(v) for v in row] for row in logits.tolist()]
+    mean = [(rows[0][k] / sum(rows[0]) + rows[1][k] / sum(rows[1])) / 2 for k in range(3)]
+    expected = sum(m * math.log10(m) for m in mean)
+    assert information_entropy_loss(logits, "reference").item() == pytest.approx(expected, rel=1e-6)
+    assert information_entropy_loss(logits).item() == pytest.approx(expected * math.log(10), rel=1e-6)
+    even = torch.linspace(0.25, 4.75, 10)
+    assert spread_loss(even, 0.0, 5.0, reduction="reference").item() == pytest.approx(
+        spread_loss(even, 0.0, 5.0).item() / math.log(10), rel=1e-6
+    )
+    for loss in (activation_loss, information_entropy_loss):
+        with pytest.raises(ValueError, match="paper, reference"):
+            loss(features, "mean")
+    with pytest.raises(ValueError, match="dafl_reductions must be one of paper, reference"):
+        DataFreeConfig(output_dir="unused", dafl_reductions="code")
+
+
 def test_regression_counterparts_follow_their_formulas():
     # range: squared distance outside [0, 5] in units of the range; -1 and 6 are each 1 outside, 2 is inside
     predictions = torch.tensor([[-1.0], [2.0], [6.0]])
@@ -143,6 +166,23 @@ def test_each_loss_trains_its_own_player(tmp_path, tokenizer, regression):
     g = torch.autograd.grad(outputs.loss_components["kd"], generator + student, allow_unused=True)
     assert all(x is None or not x.any() for x in g[: len(generator)])
     assert any(x is not None and x.any() for x in g[len(generator) :])
+
+
+def test_dafl_reductions_reach_the_generator_losses(tmp_path, tokenizer):
+    """The same generated batch (same seeds) under both reductions: the activation term H times smaller, the
+    entropy term in log10, the one-hot and KD terms unchanged."""
+    components = {}
+    for reduction in ("paper", "reference"):
+        trainer = data_free_trainer(tmp_path / reduction, tokenizer, dafl_reductions=reduction)
+        assert trainer.hyperparameters()["dafl_reductions"] == reduction
+        torch.manual_seed(5)
+        outputs = trainer.model.train()(generated_row=torch.arange(4), distill=True)
+        components[reduction] = {k: v.item() for k, v in outputs.loss_components.items()}
+    paper, reference = components["paper"], components["reference"]
+    hidden = trainer.teacher.config.hidden_size
+    assert reference["act"] == pytest.approx(paper["act"] / hidden, rel=1e-5)
+    assert reference["ie"] == pytest.approx(paper["ie"] / math.log(10), rel=1e-5)
+    assert reference["oh"] == pytest.approx(paper["oh"], rel=1e-6) and reference["kd"] == pytest.approx(paper["kd"])
 
 
 def test_vocab_space_serves_a_narrower_student_and_resume(tmp_path, tokenizer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data_free import DATA_FREE_OUTPUTS
+from ..data_free import DATA_FREE_OUTPUTS, DATA_FREE_REDUCTIONS
 from .distillation_config import DistillationTrainingConfig
 
 
@@ -28,6 +28,9 @@ class DataFreeConfig(DistillationTrainingConfig):
         dafl_length (`int`, *optional*, defaults to `32`): positions per generated row, [CLS] and [SEP] included.
         dafl_alpha (`float`, *optional*, defaults to `0.1`), dafl_beta (`float`, *optional*, defaults to `5.0`): the
             activation and information-entropy (for a regression teacher: spread) weights (the paper's CIFAR values).
+        dafl_reductions (`str`, *optional*, defaults to `"paper"`): `"paper"` (the formulas as printed: `L_a` the
+            rows' L1 norm, entropies in nats) or `"reference"` (the authors' code: `L_a` the mean absolute element,
+            `H` times smaller, entropies with `log10`); see `bertdistill.data_free`.
         dafl_rows_per_epoch (`int`, *optional*, defaults to `3200`): generated rows that make an "epoch".
         generator_learning_rate (`float`, *optional*, defaults to `1e-3`): the generator's learning rate (its own
             optimizer group).
@@ -48,6 +51,9 @@ class DataFreeConfig(DistillationTrainingConfig):
     dafl_beta: float = field(
         default=5.0, metadata={"help": "Weight of the information-entropy loss (the spread loss for regression)."}
     )
+    dafl_reductions: str = field(
+        default="paper", metadata={"help": "paper (L_a a row's L1 norm, nats) or reference (the authors' code)."}
+    )
     dafl_rows_per_epoch: int = field(default=3200, metadata={"help": "Generated rows per epoch."})
     generator_learning_rate: float = field(default=1e-3, metadata={"help": "The generator's learning rate."})
     dafl_temperature: float = field(default=1.0, metadata={"help": "Temperature of the vocabulary mixture."})
@@ -65,6 +71,10 @@ class DataFreeConfig(DistillationTrainingConfig):
             raise ValueError("Data-free distillation has no labels: alpha_ce must be 0")
         if self.dafl_output not in DATA_FREE_OUTPUTS:
             raise ValueError(f"dafl_output must be one of {', '.join(DATA_FREE_OUTPUTS)}, got {self.dafl_output!r}")
+        if self.dafl_reductions not in DATA_FREE_REDUCTIONS:
+            raise ValueError(
+                f"dafl_reductions must be one of {', '.join(DATA_FREE_REDUCTIONS)}, got {self.dafl_reductions!r}"
+            )
         if self.dafl_length < 3:
             raise ValueError(f"dafl_length must be >= 3 ([CLS], a token, [SEP]), got {self.dafl_length}")
         if self.dafl_rows_per_epoch < 1 or self.generator_learning_rate <= 0 or self.dafl_temperature <= 0:

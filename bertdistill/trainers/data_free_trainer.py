@@ -59,15 +59,15 @@ class DataFreeModel(DistillationModel):
         student_out = self.student(inputs_embeds=student_embeds, attention_mask=mask, token_type_ids=types)
         weights = {term.name: term.weight for term in self.loss_terms}
         logits = teacher_out.logits
-        components = {"act": activation_loss(teacher_out.hidden_states[-1][:, 0])}
+        components = {"act": activation_loss(teacher_out.hidden_states[-1][:, 0], self.reductions)}
         if self.target_range is None:
             components["oh"] = one_hot_loss(logits)
-            components["ie"] = information_entropy_loss(logits)
+            components["ie"] = information_entropy_loss(logits, self.reductions)
             components["kd"] = soft_target_kl(student_out.logits, logits.detach(), self.temperature)
         else:  # a regression teacher: the class-based terms' counterparts over the target range
             low, high, bins = self.target_range
             components["range"] = range_loss(logits, low, high)
-            components["spread"] = spread_loss(logits, low, high, bins)
+            components["spread"] = spread_loss(logits, low, high, bins, self.reductions)
             components["kd"] = logit_mse(student_out.logits, logits.detach())
         components = {k: v for k, v in components.items() if k in weights}
         loss = sum(weights[name] * value for name, value in components.items())
@@ -121,6 +121,7 @@ class DataFreeTrainer(DistillationTrainer):
         wrapper = self.accelerator.unwrap_model(self.model)
         wrapper.__dict__["teacher"] = self.accelerator.unwrap_model(self.teacher)  # not a submodule: see DataFreeModel
         wrapper.temperature = args.temperature
+        wrapper.reductions = args.dafl_reductions
         wrapper.target_range = (*args.dafl_target_range, args.dafl_bins) if args.dafl_target_range else None
 
     @staticmethod
@@ -189,6 +190,7 @@ class DataFreeTrainer(DistillationTrainer):
             "dafl_length": args.dafl_length,
             "dafl_alpha": args.dafl_alpha,
             "dafl_beta": args.dafl_beta,
+            "dafl_reductions": args.dafl_reductions,
             "dafl_target_range": args.dafl_target_range,
             "dafl_bins": args.dafl_bins,
             "generator_learning_rate": args.generator_learning_rate,
