@@ -318,6 +318,8 @@ def test_teachers_check_commands_and_report(tmp_path, glue_dir):
     vocab = commands["data_free-vocab"]  # the same budget, generated rows in the teacher's word-embedding space
     assert vocab[vocab.index("--dafl_output") + 1] == "vocab"
     assert vocab[vocab.index("--dafl_rows_per_epoch") + 1] == rows
+    reference = commands["data_free-reference"]
+    assert reference[reference.index("--dafl_reductions") + 1] == "reference"
     start = commands["start"]  # the built student, not trained: the last --num_train_epochs wins in argparse
     assert start[len(start) - start[::-1].index("--num_train_epochs")] == "0" and "finetune" in start
     stsb_command = check.run_command(stsb, "data_free", "1", args, teachers, tmp_path / "df")
@@ -353,4 +355,4 @@ def test_teachers_check_commands_and_report(tmp_path, glue_dir):
     assert rows["multi-mean"]["accuracy"] == 1.0 and rows["finetune"]["accuracy"] == 0.0
     assert rows["multi-mean"]["top_answer_share"] == pytest.approx(majority)
     assert f"| multi-mean | 1,2 | 1.0000 | 0.0000 | 1.0000 | {majority:.0%} |" in text  # F1 rescored: 1
-    assert "- mrpc: 8 of 18 runs (seeds 1, 2)" in text  # multi-confidence, gan_kd, data_free(-vocab) x 2 seeds
+    assert "- mrpc: 10 of 20 runs (seeds 1, 2)" in text  # multi-confidence, gan_kd, 3 data_free runs x 2 seeds

@@ -12,7 +12,8 @@ max_seq_length). Runs: `finetune` (labels only), `kd-a`, `kd-b` (logit KD from o
 `multi-confidence` (both teachers, mean and CA-MKD weights), `gan_kd` (teacher a, logits), `data_free` (teacher a,
 generated embeddings, as many generated rows per epoch as the task has training rows; on STS-B the regression
 counterparts of DAFL's class-based losses over the 0-5 range, see bertdistill/data_free.py), `data_free-vocab` (the
-same with `--dafl_output vocab`: generated rows are mixtures of the teacher's word embeddings), and `start`: the
+same with `--dafl_output vocab`: generated rows are mixtures of the teacher's word embeddings), `data_free-reference`
+(`--dafl_reductions reference`: the generator's losses reduced as the authors' code does), and `start`: the
 student as built (teacher a's embeddings, layers 1, 3, 5, pooler and head), evaluated without any training (0
 epochs), the point data-free distillation has to improve on without seeing a row. Every run at its defaults
 (docs/methods.md).
@@ -55,6 +56,7 @@ RUNS = {
     "gan_kd": (["--method", "gan_kd"], "a"),
     "data_free": (["--method", "data_free"], "a"),
     "data_free-vocab": (["--method", "data_free", "--dafl_output", "vocab"], "a"),
+    "data_free-reference": (["--method", "data_free", "--dafl_reductions", "reference"], "a"),
     # argparse keeps an option's last value: this 0 overrides the budget's epochs.
     "start": (["--method", "finetune", "--num_train_epochs", "0"], "a"),
 }
