@@ -318,6 +318,8 @@ def test_teachers_check_commands_and_report(tmp_path, glue_dir):
     vocab = commands["data_free-vocab"]  # the same budget, generated rows in the teacher's word-embedding space
     assert vocab[vocab.index("--dafl_output") + 1] == "vocab"
     assert vocab[vocab.index("--dafl_rows_per_epoch") + 1] == rows
+    assert check.applies(mrpc, "data_free-vocab") and not check.applies(stsb, "data_free-vocab")
+    assert check.applies(stsb, "data_free-reference")
     reference = commands["data_free-reference"]
     assert reference[reference.index("--dafl_reductions") + 1] == "reference"
     start = commands["start"]  # the built student, not trained: the last --num_train_epochs wins in argparse
