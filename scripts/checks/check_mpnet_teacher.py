@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     write_report()
             if trained or not (Path(args.results_dir) / task.name / "latency.json").is_file():
                 measure_latency(task, args, store)
+                write_report()  # with the latency columns now, not after the next task's teacher
     return write_report()
 
 
