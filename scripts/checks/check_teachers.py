@@ -96,7 +96,7 @@ def run_command(task, run: str, seed: str, args, teachers: dict[str, Path], fold
     method, which = RUNS[run]
     common = check_layer_methods.common_arguments(task, args.glue_dir, seed)
     extra = []
-    if run.startswith("data_free"):
+    if method[1] == "data_free":  # every data-free variant generates as many rows an epoch as the task has
         train_rows = check_layer_methods.TASK_SETTINGS[task.name].get("max_train_samples") or len(
             load_glue_split(task, "train", args.glue_dir)
         )
