@@ -17,13 +17,13 @@ comparison). By default `finetune`, `kd` and `nst` at both depths, one seed (`--
 each difference still gets its paired bootstrap interval over the dev rows).
 
 Budget, measured on 2 CPU cores (AMD EPYC with AVX512-BF16, 2026-12-07): the 110 M-parameter teacher trains at
-about 4.5 rows/s in float32 (MRPC's fine-tuning 2,500 s; STS-B's, 5,749 rows, should take about 65 minutes); the
-students train under the bf16 speed lever: on MRPC a 6-layer `finetune` or `kd` run takes 320-375 s, `nst` (which
-reads the teacher's hidden states, cached once) 860 s, a 3-layer `finetune` 180 s. MRPC's default runs take about
-1.5 hours in all. The model (405 MB) does not fit the 64 MiB a lent GPU machine receives, so this check runs where
-the `mpnet` extra is installed. Resumable per run
-(`<results_dir>/<task>/<run>-seed<seed>.json` with the dev predictions; the first seed's checkpoints are kept for the
-latency run). After a task's runs, CPU latency of the teacher, the MiniLM-L6 teacher (when its checkpoint is in
+4.5-5.2 rows/s in float32 (MRPC's fine-tuning 2,500 s, STS-B's 3,580 s); the students train under the bf16 speed
+lever: a 6-layer `finetune` or `kd` run takes 300-375 s, `nst` (which reads the teacher's hidden states, cached once)
+860-1,040 s, a 3-layer run 170-550 s. Each task's default runs take about 1.5-1.9 hours in all, the teacher
+included; a further seed of the six students about 45 minutes. The model (405 MB) does not fit the 64 MiB a lent
+GPU machine receives, so this check runs where the `mpnet` extra is installed. Resumable per run
+(`<results_dir>/<task>/<run>-seed<seed>.json` with the dev predictions; the first seed's checkpoints are kept for
+the latency run). After a task's runs, CPU latency of the teacher, the MiniLM-L6 teacher (when its checkpoint is in
 `--minilm_dir`) and every student, interleaved in one run of scripts/compare_models.py (each model through its own
 tokenizer), is kept in `<results_dir>/<task>/latency.json`. The report (--report, with a .json) is rebuilt after
 every run: per run the mean and spread over seeds, the retention of the teacher's score, size and speed, and the
